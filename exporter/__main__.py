@@ -1,0 +1,5 @@
+"""`python -m exporter` runs the same command as `unipost-exporter`."""
+
+from exporter.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,153 @@
+"""Command line: Prometheus-style flags, config check, and running the server until a signal."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from exporter import __version__
+from exporter.config import Config, ConfigError, format_duration, load_config
+from exporter.logs import LEVELS, setup_logging
+from exporter.server import create_app
+
+DEFAULT_PORT = 9863
+DEFAULT_LISTEN_ADDRESS = f":{DEFAULT_PORT}"
+SHUTDOWN_TIMEOUT = 3.0
+
+log = logging.getLogger("exporter")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The flags; names follow Prometheus exporters (`--config.file`, `--web.listen-address`)."""
+    parser = argparse.ArgumentParser(
+        prog="unipost-exporter",
+        description="Prometheus exporter for UniPost account metrics.",
+    )
+    parser.add_argument(
+        "--config.file",
+        dest="config_file",
+        default="config.yaml",
+        metavar="PATH",
+        help="YAML configuration file (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--web.listen-address",
+        dest="listen_address",
+        default=DEFAULT_LISTEN_ADDRESS,
+        metavar="HOST:PORT",
+        help="address to serve /metrics on (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--config.check",
+        dest="config_check",
+        action="store_true",
+        help="validate the configuration, print the result and exit 0 (valid) or 1",
+    )
+    parser.add_argument(
+        "--log.level",
+        dest="log_level",
+        default="info",
+        choices=list(LEVELS),
+        help="minimum level to log (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--log.format",
+        dest="log_format",
+        default="logfmt",
+        choices=["logfmt", "json"],
+        help="log line format (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"unipost-exporter {__version__}",
+    )
+    return parser
+
+
+def parse_listen_address(text: str) -> tuple[str | None, int]:
+    """`:9863`, `0.0.0.0:9863`, `localhost:9863` or `[::1]:9863` into host and port."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"--web.listen-address: {text!r} is not HOST:PORT")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return (host or None), int(port_text)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `unipost-exporter` and `python -m exporter`."""
+    args = build_parser().parse_args(argv)
+    try:
+        host, port = parse_listen_address(args.listen_address)
+    except ValueError as exc:
+        print(f"unipost-exporter: {exc}", file=sys.stderr)
+        return 1
+    try:
+        config = load_config(args.config_file)
+    except ConfigError as exc:
+        print(f"unipost-exporter: invalid configuration in {args.config_file}:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    if args.config_check:
+        print(f"{args.config_file}: OK ({_summary(config)})")
+        return 0
+    formatter = setup_logging(args.log_level, args.log_format)
+    formatter.secrets.append(config.unipost.api_key)
+    try:
+        return asyncio.run(serve(config, host, port))
+    except KeyboardInterrupt:
+        return 0
+
+
+def _summary(config: Config) -> str:
+    count = len(config.accounts)
+    return (
+        f"{count} account{'s' if count != 1 else ''}, "
+        f"interval {format_duration(config.polling.interval)}, "
+        f"budget {config.unipost.requests_per_minute:g} requests/minute"
+    )
+
+
+async def serve(config: Config, host: str | None, port: int) -> int:
+    """Serve until SIGTERM or SIGINT, then stop polling and close connections."""
+    app = create_app(config)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, shutdown_timeout=SHUTDOWN_TIMEOUT)
+    try:
+        await site.start()
+    except OSError as exc:
+        log.error(
+            "cannot listen",
+            extra={"fields": {"address": f"{host or ''}:{port}", "err": exc.strerror}},
+        )
+        await runner.cleanup()
+        return 1
+    log.info(
+        "unipost-exporter started",
+        extra={
+            "fields": {
+                "version": __version__,
+                "address": f"{host or ''}:{port}",
+                "accounts": len(config.accounts),
+                "base_url": config.unipost.base_url,
+            }
+        },
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await runner.cleanup()
+    log.info("stopped")
+    return 0

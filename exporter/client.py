@@ -1,0 +1,87 @@
+"""The only code that talks HTTP to UniPost: one request in, one raw answer out, counted."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from exporter import __version__
+from exporter.config import UniPostConfig
+from exporter.parse import CONNECTION_ERROR, INVALID_RESPONSE, TIMEOUT
+from exporter.store import ApiStats
+
+USER_AGENT = f"unipost-exporter/{__version__}"
+# A metrics snapshot is a few hundred bytes; anything near this is not one.
+MAX_BODY_BYTES = 1024 * 1024
+ACCOUNT_METRICS = "account_metrics"
+
+
+@dataclass(frozen=True, slots=True)
+class RawResponse:
+    """An HTTP answer (status set), or a request that got none (`transport_error` set)."""
+
+    status: int | None
+    headers: Mapping[str, str] = field(default_factory=lambda: CIMultiDictProxy(CIMultiDict()))
+    body: bytes = b""
+    transport_error: str | None = None
+
+
+def make_session(config: UniPostConfig) -> aiohttp.ClientSession:
+    """A session that authenticates, identifies itself and times out as configured."""
+    return aiohttp.ClientSession(
+        base_url=config.base_url + "/",
+        headers={"Authorization": f"Bearer {config.api_key}", "User-Agent": USER_AGENT},
+        timeout=aiohttp.ClientTimeout(total=config.timeout),
+        raise_for_status=False,
+    )
+
+
+class UniPostClient:
+    """Sends requests to UniPost and records each in the API stats."""
+
+    def __init__(self, session: aiohttp.ClientSession, stats: ApiStats) -> None:
+        self._session = session
+        self._stats = stats
+
+    async def get_account_metrics(self, account_id: str) -> RawResponse:
+        """GET /v1/accounts/{id}/metrics."""
+        return await self._get(f"v1/accounts/{quote(account_id, safe='')}/metrics", ACCOUNT_METRICS)
+
+    async def _get(self, path: str, endpoint: str) -> RawResponse:
+        started = time.perf_counter()
+        try:
+            async with self._session.get(path, allow_redirects=False) as response:
+                body = await _read_capped(response)
+                result = RawResponse(
+                    status=response.status,
+                    headers=response.headers,
+                    body=body if body is not None else b"",
+                    transport_error=None if body is not None else INVALID_RESPONSE,
+                )
+        except TimeoutError:
+            result = RawResponse(status=None, transport_error=TIMEOUT)
+        except aiohttp.ClientError:
+            result = RawResponse(status=None, transport_error=CONNECTION_ERROR)
+        elapsed = time.perf_counter() - started
+        status_code = str(result.status) if result.status is not None else "error"
+        self._stats.record_request(endpoint, status_code, elapsed)
+        return result
+
+
+async def _read_capped(response: aiohttp.ClientResponse) -> bytes | None:
+    """The body, or None when it is larger than any snapshot could be."""
+    if response.content_length is not None and response.content_length > MAX_BODY_BYTES:
+        return None
+    chunks = []
+    size = 0
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,416 @@
+"""Configuration: load YAML, expand ${VAR}, validate everything at once into frozen objects.
+
+Defaults live here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+DEFAULT_BASE_URL = "https://api.unipost.dev"
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_REQUESTS_PER_MINUTE = 60.0
+DEFAULT_INTERVAL = 300.0
+# X's free tier allows about one user lookup per account per 15 minutes.
+DEFAULT_PLATFORM_INTERVALS: Mapping[str, float] = {"twitter": 900.0}
+DEFAULT_MAX_BACKOFF = 6 * 3600.0
+
+KNOWN_PLATFORMS = frozenset(
+    {
+        "twitter",
+        "instagram",
+        "threads",
+        "tiktok",
+        "youtube",
+        "linkedin",
+        "bluesky",
+        "pinterest",
+        "facebook",
+    }
+)
+
+# Labels the exporter itself puts on per-account series; static labels may not reuse them.
+RESERVED_LABELS = frozenset(
+    {"account_id", "platform", "field", "status", "account_name", "upstream_status", "code"}
+)
+
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_ENV_VAR = re.compile(r"\$\{([^}]*)\}")
+_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_DURATION = re.compile(
+    r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$"
+)
+_DURATION_UNITS = (365 * 86400.0, 7 * 86400.0, 86400.0, 3600.0, 60.0, 1.0, 0.001)
+
+
+class ConfigError(Exception):
+    """Every problem found in a config, each prefixed with its dotted location."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class UniPostConfig:
+    """How to reach UniPost and how much of its budget this exporter may spend."""
+
+    api_key: str = field(repr=False)
+    base_url: str = DEFAULT_BASE_URL
+    timeout: float = DEFAULT_TIMEOUT
+    requests_per_minute: float = DEFAULT_REQUESTS_PER_MINUTE
+
+
+@dataclass(frozen=True)
+class PollingConfig:
+    """How often accounts are polled, and the floors and caps around that."""
+
+    interval: float = DEFAULT_INTERVAL
+    platform_intervals: Mapping[str, float] = field(
+        default_factory=lambda: dict(DEFAULT_PLATFORM_INTERVALS)
+    )
+    max_backoff: float = DEFAULT_MAX_BACKOFF
+
+    def floor_for(self, platform: str) -> float:
+        """The shortest interval allowed for a platform (0 when it has none)."""
+        return self.platform_intervals.get(platform, 0.0)
+
+
+@dataclass(frozen=True)
+class AccountConfig:
+    """One account to poll."""
+
+    id: str
+    interval: float | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole validated configuration."""
+
+    unipost: UniPostConfig
+    polling: PollingConfig
+    accounts: tuple[AccountConfig, ...]
+
+
+def parse_duration(text: str) -> float:
+    """Parse a Prometheus-style duration (`250ms`, `10s`, `5m`, `1h30m`, `1d`) into seconds."""
+    match = _DURATION.match(text)
+    if not text or match is None:
+        raise ValueError(f"{text!r} is not a duration")
+    return sum(int(g) * unit for g, unit in zip(match.groups(), _DURATION_UNITS, strict=True) if g)
+
+
+def format_duration(seconds: float) -> str:
+    """Render seconds the way the config file writes them (`15m`, `1h30m`, `250ms`)."""
+    millis = round(seconds * 1000)
+    if millis == 0:
+        return "0s"
+    out = []
+    for unit, name in ((86400000, "d"), (3600000, "h"), (60000, "m"), (1000, "s"), (1, "ms")):
+        if millis >= unit:
+            out.append(f"{millis // unit}{name}")
+            millis %= unit
+    return "".join(out)
+
+
+def platform_from_id(account_id: str) -> str:
+    """The platform named in an ID like `sa_twitter_1`, or `unknown`."""
+    parts = account_id.split("_")
+    if len(parts) >= 3 and parts[0] == "sa" and parts[1] in KNOWN_PLATFORMS:
+        return parts[1]
+    return "unknown"
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a config file; raise ConfigError listing every problem."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"cannot read config file {os.fspath(path)}: {exc.strerror}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"config file {os.fspath(path)} is not UTF-8 text"]) from None
+    return parse_config(text, os.environ if env is None else env)
+
+
+def parse_config(text: str, env: Mapping[str, str]) -> Config:
+    """Validate config text; raise ConfigError listing every problem."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError([f"invalid YAML{where}: {problem}"]) from None
+    v = _Validator(env)
+    raw = v.expand(raw, "")
+    config = v.config(raw)
+    if v.problems or config is None:
+        raise ConfigError(v.problems)
+    return config
+
+
+class _Validator:
+    """Walks the raw YAML tree, collecting problems instead of stopping at the first."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def err(self, where: str, message: str) -> None:
+        self.problems.append(f"{where}: {message}" if where else message)
+
+    def expand(self, node: Any, where: str) -> Any:
+        if isinstance(node, str):
+            return self._expand_str(node, where)
+        if isinstance(node, list):
+            return [self.expand(item, f"{where}[{i}]") for i, item in enumerate(node)]
+        if isinstance(node, dict):
+            return {k: self.expand(v, _join(where, str(k))) for k, v in node.items()}
+        return node
+
+    def _expand_str(self, text: str, where: str) -> str:
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if not _VAR_NAME.match(name):
+                self.err(where, f"${{{name}}} is not a valid environment variable reference")
+                return ""
+            if name not in self.env:
+                self.err(where, f"environment variable {name} is not set")
+                return ""
+            return self.env[name]
+
+        return _ENV_VAR.sub(substitute, text)
+
+    def mapping(self, node: Any, where: str, allowed: set[str]) -> dict[str, Any] | None:
+        if node is None:
+            return {}
+        if not isinstance(node, dict):
+            self.err(where, f"must be a mapping, not {_kind(node)}")
+            return None
+        for key in node:
+            if not isinstance(key, str) or key not in allowed:
+                self.err(_join(where, str(key)), "unknown key")
+        return {k: v for k, v in node.items() if isinstance(k, str) and k in allowed}
+
+    def duration(self, node: Any, where: str, default: float) -> float:
+        if node is None:
+            return default
+        if not isinstance(node, str):
+            self.err(where, f"{node!r} is not a duration (write it like 30s, 5m or 1h)")
+            return default
+        try:
+            seconds = parse_duration(node)
+        except ValueError:
+            self.err(where, f'"{node}" is not a duration')
+            return default
+        if seconds <= 0:
+            self.err(where, "must be longer than 0s")
+            return default
+        return seconds
+
+    def config(self, raw: Any) -> Config | None:
+        if raw is None:
+            self.err("", "config is empty")
+            return None
+        top = self.mapping(raw, "", {"unipost", "polling", "accounts"})
+        if top is None:
+            return None
+        unipost = self.unipost(top.get("unipost"), "unipost")
+        polling = self.polling(top.get("polling"), "polling")
+        accounts = self.accounts(top.get("accounts"), "accounts")
+        if unipost is None or polling is None:
+            return None
+        return Config(unipost=unipost, polling=polling, accounts=accounts)
+
+    def unipost(self, node: Any, where: str) -> UniPostConfig | None:
+        if node is None:
+            self.err(where, "is required (it holds the API key)")
+            return None
+        m = self.mapping(
+            node, where, {"base_url", "api_key", "api_key_file", "timeout", "requests_per_minute"}
+        )
+        if m is None:
+            return None
+        base_url = m.get("base_url", DEFAULT_BASE_URL)
+        if not isinstance(base_url, str) or not _is_http_url(base_url):
+            self.err(f"{where}.base_url", f"{base_url!r} is not an http(s) URL")
+            base_url = DEFAULT_BASE_URL
+        api_key = self.api_key(m, where)
+        timeout = self.duration(m.get("timeout"), f"{where}.timeout", DEFAULT_TIMEOUT)
+        rpm = self.positive_number(
+            m.get("requests_per_minute"),
+            f"{where}.requests_per_minute",
+            DEFAULT_REQUESTS_PER_MINUTE,
+        )
+        if api_key is None:
+            return None
+        return UniPostConfig(
+            api_key=api_key,
+            base_url=base_url.rstrip("/"),
+            timeout=timeout,
+            requests_per_minute=rpm,
+        )
+
+    def api_key(self, m: dict[str, Any], where: str) -> str | None:
+        has_key, has_file = "api_key" in m, "api_key_file" in m
+        if has_key and has_file:
+            self.err(where, "set exactly one of api_key and api_key_file, not both")
+            return None
+        if not has_key and not has_file:
+            self.err(where, "set exactly one of api_key and api_key_file")
+            return None
+        if has_key:
+            key = m["api_key"]
+            # Never echo the value: it is a secret.
+            if not isinstance(key, str):
+                self.err(f"{where}.api_key", "must be a string")
+                return None
+            if not key.strip():
+                self.err(f"{where}.api_key", "is empty")
+                return None
+            return key.strip()
+        path = m["api_key_file"]
+        if not isinstance(path, str) or not path:
+            self.err(f"{where}.api_key_file", "must be a file path")
+            return None
+        try:
+            key = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            self.err(f"{where}.api_key_file", f"cannot read {path}: {exc.strerror}")
+            return None
+        except UnicodeDecodeError:
+            self.err(f"{where}.api_key_file", f"{path} is not UTF-8 text")
+            return None
+        if not key:
+            self.err(f"{where}.api_key_file", f"{path} is empty")
+            return None
+        return key
+
+    def positive_number(self, node: Any, where: str, default: float) -> float:
+        if node is None:
+            return default
+        value: float | None = None
+        if isinstance(node, int | float) and not isinstance(node, bool):
+            value = float(node)
+        elif isinstance(node, str):
+            try:
+                value = float(node)
+            except ValueError:
+                value = None
+        if value is None or not (0 < value < float("inf")):
+            self.err(where, f"{node!r} is not a positive number")
+            return default
+        return value
+
+    def polling(self, node: Any, where: str) -> PollingConfig | None:
+        m = self.mapping(node, where, {"interval", "platform_intervals", "max_backoff"})
+        if m is None:
+            return None
+        interval = self.duration(m.get("interval"), f"{where}.interval", DEFAULT_INTERVAL)
+        max_backoff = self.duration(
+            m.get("max_backoff"), f"{where}.max_backoff", DEFAULT_MAX_BACKOFF
+        )
+        floors = dict(DEFAULT_PLATFORM_INTERVALS)
+        raw_floors = m.get("platform_intervals")
+        if raw_floors is not None and not isinstance(raw_floors, dict):
+            self.err(f"{where}.platform_intervals", f"must be a mapping, not {_kind(raw_floors)}")
+        elif raw_floors:
+            for platform, value in raw_floors.items():
+                loc = f"{where}.platform_intervals.{platform}"
+                if not isinstance(platform, str) or not _LABEL_NAME.match(platform):
+                    self.err(loc, "is not a platform name")
+                    continue
+                floors[platform] = self.duration(value, loc, floors.get(platform, 0.0))
+        return PollingConfig(interval=interval, platform_intervals=floors, max_backoff=max_backoff)
+
+    def accounts(self, node: Any, where: str) -> tuple[AccountConfig, ...]:
+        if node is None:
+            self.err(where, "is required: list at least one account (- id: sa_...)")
+            return ()
+        if not isinstance(node, list):
+            self.err(where, f"must be a list, not {_kind(node)}")
+            return ()
+        if not node:
+            self.err(where, "is empty: list at least one account (- id: sa_...)")
+            return ()
+        seen: dict[str, int] = {}
+        out = []
+        for i, item in enumerate(node):
+            loc = f"{where}[{i}]"
+            account = self.account(item, loc)
+            if account is None:
+                continue
+            if account.id in seen:
+                self.err(
+                    f"{loc}.id",
+                    f'duplicate account id "{account.id}" (also {where}[{seen[account.id]}])',
+                )
+                continue
+            seen[account.id] = i
+            out.append(account)
+        return tuple(out)
+
+    def account(self, node: Any, where: str) -> AccountConfig | None:
+        m = self.mapping(node, where, {"id", "interval", "labels"})
+        if m is None:
+            return None
+        account_id = m.get("id")
+        ok = True
+        if not isinstance(account_id, str) or not account_id.strip():
+            self.err(f"{where}.id", "is required and must be a non-empty string")
+            ok = False
+        interval = None
+        if m.get("interval") is not None:
+            interval = self.duration(m["interval"], f"{where}.interval", DEFAULT_INTERVAL)
+        labels = self.labels(m.get("labels"), f"{where}.labels")
+        if not ok or not isinstance(account_id, str):
+            return None
+        return AccountConfig(id=account_id.strip(), interval=interval, labels=labels)
+
+    def labels(self, node: Any, where: str) -> tuple[tuple[str, str], ...]:
+        if node is None:
+            return ()
+        if not isinstance(node, dict):
+            self.err(where, f"must be a mapping of label names to values, not {_kind(node)}")
+            return ()
+        out = []
+        for name, value in node.items():
+            loc = f"{where}.{name}"
+            if not isinstance(name, str) or not _LABEL_NAME.match(name) or name.startswith("__"):
+                self.err(where, f'"{name}" is not a valid Prometheus label name')
+                continue
+            if name in RESERVED_LABELS:
+                self.err(where, f'"{name}" is set by the exporter and cannot be a static label')
+                continue
+            if isinstance(value, bool) or not isinstance(value, str | int | float):
+                self.err(loc, f"label value must be a string, not {_kind(value)}")
+                continue
+            out.append((name, str(value)))
+        return tuple(sorted(out))
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _kind(node: Any) -> str:
+    if node is None:
+        return "null"
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(node), f"a {type(node).__name__}"
+    )
+
+
+def _is_http_url(text: str) -> bool:
+    parts = urlsplit(text)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)

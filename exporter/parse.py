@@ -1,0 +1,274 @@
+"""Pure parsing of UniPost answers: what a response means, with no I/O and no state."""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+
+class InvalidResponse(ValueError):
+    """A 2xx body that is not a usable snapshot."""
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A good snapshot: these numbers may be exported."""
+
+    platform: str | None
+    followers: float
+    following: float
+    posts: float
+    platform_values: tuple[tuple[str, float], ...]
+    fetched_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamFailure:
+    """A zero-filled snapshot: the platform call failed; nothing here is data."""
+
+    platform: str | None
+    upstream_status: str
+
+
+class ErrorKind(enum.Enum):
+    """What a failed request means for polling."""
+
+    AUTH = "auth"
+    NOT_FOUND = "not_found"
+    DISCONNECTED = "disconnected"
+    NEEDS_RECONNECT = "needs_reconnect"
+    RATE_LIMITED = "rate_limited"
+    NOT_SUPPORTED = "not_supported"
+    TRANSIENT = "transient"
+    PERSISTENT = "persistent"
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiError:
+    """A request that brought no snapshot, with the `code` label it is counted under."""
+
+    code: str
+    kind: ErrorKind
+    http_status: int | None = None
+    message: str = ""
+
+
+Outcome = Snapshot | UpstreamFailure | ApiError
+
+TIMEOUT = "TIMEOUT"
+CONNECTION_ERROR = "CONNECTION_ERROR"
+INVALID_RESPONSE = "INVALID_RESPONSE"
+
+_KIND_BY_CODE = {
+    "UNAUTHORIZED": ErrorKind.AUTH,
+    "FORBIDDEN": ErrorKind.AUTH,
+    "NOT_FOUND": ErrorKind.NOT_FOUND,
+    "ACCOUNT_DISCONNECTED": ErrorKind.DISCONNECTED,
+    "NEEDS_RECONNECT": ErrorKind.NEEDS_RECONNECT,
+    "RATE_LIMITED": ErrorKind.RATE_LIMITED,
+    "NOT_SUPPORTED": ErrorKind.NOT_SUPPORTED,
+    "UPSTREAM_ERROR": ErrorKind.TRANSIENT,
+    "INTERNAL_ERROR": ErrorKind.TRANSIENT,
+}
+_CODE_BY_STATUS = {
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    429: "RATE_LIMITED",
+    500: "INTERNAL_ERROR",
+    501: "NOT_SUPPORTED",
+    502: "UPSTREAM_ERROR",
+}
+_CODE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
+_PLATFORM = re.compile(r"^[a-z0-9_]{1,32}$")
+_COUNT_FIELDS = ("follower_count", "following_count", "post_count")
+
+
+def classify(status: int, body: bytes) -> Outcome:
+    """Turn an HTTP status and body from the metrics endpoint into what it means."""
+    if 200 <= status < 300:
+        try:
+            return parse_snapshot(json.loads(body.decode("utf-8")))
+        except UnicodeDecodeError:
+            return _invalid(status, "body is not UTF-8")
+        except (json.JSONDecodeError, RecursionError):
+            return _invalid(status, "body is not JSON")
+        except InvalidResponse as exc:
+            return _invalid(status, str(exc))
+    return classify_error(status, body)
+
+
+def classify_error(status: int, body: bytes) -> ApiError:
+    """Classify a non-2xx answer by its error envelope, or by its status when there is none."""
+    code, message = _error_envelope(body)
+    kind = _KIND_BY_CODE.get(code) if code else None
+    if kind is None:
+        kind = _kind_by_status(status)
+    if code is None:
+        code = _CODE_BY_STATUS.get(status, f"HTTP_{status}")
+    return ApiError(code=code, kind=kind, http_status=status, message=message)
+
+
+def parse_snapshot(payload: Any) -> Snapshot | UpstreamFailure:
+    """Parse a 200 body: a good snapshot, or a zero-filled failure; raise InvalidResponse."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("data"), dict):
+        raise InvalidResponse('not the {"data": {...}} envelope')
+    data = payload["data"]
+    specific = data.get("platform_specific")
+    if specific is not None and not isinstance(specific, dict):
+        raise InvalidResponse("platform_specific is not an object")
+    raw_platform = data.get("platform")
+    platform = (
+        raw_platform.lower()
+        if isinstance(raw_platform, str) and _PLATFORM.match(raw_platform.lower())
+        else None
+    )
+    if specific and "upstream_status" in specific:
+        return UpstreamFailure(platform, _upstream_status_label(specific["upstream_status"]))
+    followers, following, posts = (_count(data, name) for name in _COUNT_FIELDS)
+    return Snapshot(
+        platform=platform,
+        followers=followers,
+        following=following,
+        posts=posts,
+        platform_values=_platform_values(specific or {}),
+        fetched_at=_timestamp(data.get("fetched_at")),
+    )
+
+
+def parse_retry_after(value: str | None, now_wall: float) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date); None if unusable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - now_wall)
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitHeaders:
+    """The workspace limiter's state as the last response reported it; None when absent."""
+
+    limit: float | None
+    remaining: float | None
+    reset: float | None
+
+
+def parse_ratelimit_headers(headers: Mapping[str, str]) -> RateLimitHeaders:
+    """Read `X-UniPost-RateLimit-*`, ignoring absent or malformed values."""
+    return RateLimitHeaders(
+        limit=_header_number(headers.get("X-UniPost-RateLimit-Limit")),
+        remaining=_header_number(headers.get("X-UniPost-RateLimit-Remaining")),
+        reset=_header_number(headers.get("X-UniPost-RateLimit-Reset")),
+    )
+
+
+def _header_number(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value.strip())
+    except ValueError:
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+def _invalid(status: int, message: str) -> ApiError:
+    return ApiError(INVALID_RESPONSE, ErrorKind.INVALID, http_status=status, message=message)
+
+
+def _error_envelope(body: bytes) -> tuple[str | None, str]:
+    try:
+        payload = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return None, ""
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if not isinstance(error, dict):
+        return None, ""
+    code = error.get("code")
+    if not isinstance(code, str) or not _CODE.match(code):
+        normalized = error.get("normalized_code")
+        code = normalized.upper() if isinstance(normalized, str) else None
+        if code is not None and not _CODE.match(code):
+            code = None
+    message = error.get("message")
+    return code, message[:200] if isinstance(message, str) else ""
+
+
+def _kind_by_status(status: int) -> ErrorKind:
+    if status in (401, 403):
+        return ErrorKind.AUTH
+    if status == 404:
+        return ErrorKind.NOT_FOUND
+    if status == 429:
+        return ErrorKind.RATE_LIMITED
+    if status == 501:
+        return ErrorKind.NOT_SUPPORTED
+    if status >= 500:
+        return ErrorKind.TRANSIENT
+    return ErrorKind.PERSISTENT
+
+
+def _upstream_status_label(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599:
+        return str(value)
+    if isinstance(value, str) and re.fullmatch(r"[1-5]\d\d", value.strip()):
+        return value.strip()
+    return "unknown"
+
+
+def _count(data: dict[str, Any], name: str) -> float:
+    if name not in data:
+        raise InvalidResponse(f"{name} is missing")
+    value = data[name]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidResponse(f"{name} is not a number")
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        raise InvalidResponse(f"{name} is not a whole number")
+    if value < 0:
+        raise InvalidResponse(f"{name} is negative")
+    try:
+        return float(value)
+    except OverflowError:
+        raise InvalidResponse(f"{name} is out of range") from None
+
+
+def _platform_values(specific: dict[str, Any]) -> tuple[tuple[str, float], ...]:
+    values = []
+    for key, value in specific.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        try:
+            number = float(value)
+        except OverflowError:
+            continue
+        if math.isfinite(number):
+            values.append((str(key), number))
+    return tuple(sorted(values))
+
+
+def _timestamp(value: Any) -> float:
+    if not isinstance(value, str):
+        raise InvalidResponse("fetched_at is missing")
+    try:
+        when = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidResponse("fetched_at is not an RFC 3339 time") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()

@@ -1,0 +1,86 @@
+"""The workspace budget: where the pace of requests to UniPost is decided.
+
+Every request (first attempts, retries, probes) takes a slot from one Budget.
+Slots are spaced evenly at the current rate, so there are no bursts. The rate
+starts at the configured `requests_per_minute` and learns the real limit:
+a 429 blocks every request until `Retry-After` has passed and halves the
+rate; each answer that is not a 429 lets it climb back by 2%; and when the
+`X-UniPost-RateLimit-*` headers say the bucket is nearly empty, the rate is
+held at the bucket's refill rate so the exporter stops before it is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+from exporter.clock import Clock
+from exporter.parse import RateLimitHeaders
+
+# Used when a 429 carries neither Retry-After nor a reset time.
+DEFAULT_RETRY_AFTER = 30.0
+DECREASE_FACTOR = 0.5
+INCREASE_FACTOR = 1.02
+LOW_WATERMARK_FRACTION = 0.1
+
+
+class Budget:
+    """One workspace's request budget, paced evenly and adapted to the server's limit."""
+
+    def __init__(self, requests_per_minute: float, clock: Clock, max_wait: float) -> None:
+        self.configured_rate = requests_per_minute / 60.0
+        self.rate = self.configured_rate
+        # Never slower than one request a minute (or the configured rate, if lower).
+        self.min_rate = min(self.configured_rate, 1 / 60.0)
+        self.max_wait = max_wait
+        self.blocked_until = -math.inf
+        self.throttled_total = 0
+        self._clock = clock
+        self._next_slot = -math.inf
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        """Wait for the next slot; callers are served in order of arrival."""
+        async with self._lock:
+            while True:
+                now = self._clock.monotonic()
+                ready = max(self._next_slot, self.blocked_until)
+                if ready <= now:
+                    self._next_slot = max(now, self._next_slot) + 1.0 / self.rate
+                    return
+                await self._clock.sleep(ready - now)
+
+    def observe(
+        self, status: int | None, headers: RateLimitHeaders, retry_after: float | None
+    ) -> None:
+        """Learn from one answer (status None: no answer, e.g. a timeout)."""
+        if status is None:
+            return
+        now = self._clock.monotonic()
+        if status == 429:
+            self.throttled_total += 1
+            wait = retry_after
+            if wait is None and headers.reset is not None:
+                wait = headers.reset - self._clock.wall()
+            if wait is None or wait <= 0:
+                wait = DEFAULT_RETRY_AFTER
+            self.blocked_until = max(self.blocked_until, now + min(wait, self.max_wait))
+            self.rate = max(self.min_rate, self.rate * DECREASE_FACTOR)
+            return
+        refill = self._refill_rate_if_low(headers)
+        if refill is not None:
+            self.rate = max(self.min_rate, min(self.rate, refill))
+        else:
+            self.rate = min(self.configured_rate, self.rate * INCREASE_FACTOR)
+
+    def _refill_rate_if_low(self, headers: RateLimitHeaders) -> float | None:
+        limit, remaining, reset = headers.limit, headers.remaining, headers.reset
+        if limit is None or remaining is None or reset is None or limit <= 0:
+            return None
+        if remaining > max(1.0, LOW_WATERMARK_FRACTION * limit):
+            return None
+        until_full = reset - self._clock.wall()
+        if until_full <= 0 or remaining >= limit:
+            return None
+        # A token bucket that is full again in `until_full` seconds refills at this rate.
+        return (limit - remaining) / until_full

@@ -1,0 +1,438 @@
+"""When to poll what: per-account cadence, floors, backoff, workspace pauses, and fairness.
+
+The loop takes a slot from the Budget, then polls the account that has been
+due longest. Each poll runs as its own task, so a slow account never holds up
+the others. Results go into the Store; the next due time follows from them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import math
+import random
+from typing import Any, Protocol
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_result, stop_after_attempt
+from tenacity.wait import wait_random_exponential
+
+from exporter.client import RawResponse
+from exporter.clock import Clock
+from exporter.config import AccountConfig, Config, format_duration, platform_from_id
+from exporter.parse import (
+    INVALID_RESPONSE,
+    ApiError,
+    ErrorKind,
+    Outcome,
+    Snapshot,
+    UpstreamFailure,
+    classify,
+    parse_ratelimit_headers,
+    parse_retry_after,
+)
+from exporter.ratelimit import Budget
+from exporter.store import (
+    DISCONNECTED,
+    ERROR,
+    NEEDS_RECONNECT,
+    NOT_FOUND,
+    NOT_SUPPORTED,
+    OK,
+    UNAUTHORIZED,
+    UPSTREAM_FAILING,
+    AccountState,
+    Store,
+)
+
+log = logging.getLogger("exporter.scheduler")
+
+# Jitter only ever lengthens a delay, by up to this fraction.
+JITTER = 0.1
+RECHECK_HOURLY = 3600.0
+RECHECK_DAILY = 86400.0
+AUTH_PAUSE_FIRST = 60.0
+# Attempts per poll for transient failures (timeouts, connection errors, 5xx).
+ATTEMPTS = 3
+RETRY_WAIT_MAX = 30.0
+MAX_BACKOFF_EXPONENT = 30
+
+_STATUS_BY_KIND = {
+    ErrorKind.AUTH: UNAUTHORIZED,
+    ErrorKind.NOT_FOUND: NOT_FOUND,
+    ErrorKind.DISCONNECTED: DISCONNECTED,
+    ErrorKind.NEEDS_RECONNECT: NEEDS_RECONNECT,
+    ErrorKind.NOT_SUPPORTED: NOT_SUPPORTED,
+    ErrorKind.TRANSIENT: ERROR,
+    ErrorKind.INVALID: ERROR,
+    ErrorKind.PERSISTENT: ERROR,
+}
+_RECHECK_BY_KIND = {
+    ErrorKind.NOT_FOUND: RECHECK_HOURLY,
+    ErrorKind.DISCONNECTED: RECHECK_HOURLY,
+    ErrorKind.NEEDS_RECONNECT: RECHECK_HOURLY,
+    ErrorKind.PERSISTENT: RECHECK_HOURLY,
+    ErrorKind.NOT_SUPPORTED: RECHECK_DAILY,
+}
+
+
+class MetricsClient(Protocol):
+    """What the scheduler needs from the HTTP client."""
+
+    async def get_account_metrics(self, account_id: str) -> RawResponse: ...
+
+
+class Scheduler:
+    """Polls every configured account at its cadence, within one workspace budget."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        client: MetricsClient,
+        clock: Clock,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.client = client
+        self.clock = clock
+        self.budget = Budget(config.unipost.requests_per_minute, clock, config.polling.max_backoff)
+        self._rng = rng or random.Random()
+        self._heap: list[tuple[float, int, str]] = []
+        self._seq = itertools.count()
+        self._wakeup = asyncio.Event()
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._account_configs: dict[str, AccountConfig] = {}
+        self._demand: dict[str, float] = {}
+        self._demand_total = 0.0
+        self._floor_logged: set[tuple[str, str]] = set()
+        self._stretch_warned = False
+        self._auth_paused = False
+        self._auth_step = 0
+        self._paused_until = -math.inf
+        self._probe_inflight = False
+        store.budget_requests_per_minute = self.budget.rate * 60
+        now = clock.monotonic()
+        for account in config.accounts:
+            self._add_account(account, now)
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Poll until cancelled."""
+        self.store.polling_started = True
+        try:
+            while True:
+                await self._step()
+        finally:
+            tasks = list(self._inflight.values())
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _step(self) -> None:
+        now = self.clock.monotonic()
+        if self._auth_paused and self._probe_inflight:
+            await self._wait(None)
+            return
+        if self._auth_paused and now < self._paused_until:
+            await self._wait(self._paused_until - now)
+            return
+        if not self._heap:
+            await self._wait(None)
+            return
+        due = self._heap[0][0]
+        if due > now:
+            await self._wait(due - now)
+            return
+        await self.budget.acquire()
+        now = self.clock.monotonic()
+        if self._auth_paused and (self._probe_inflight or now < self._paused_until):
+            return
+        if not self._heap or self._heap[0][0] > now:
+            return
+        _, _, account_id = heapq.heappop(self._heap)
+        if account_id not in self.store.accounts or account_id in self._inflight:
+            return
+        probe = self._auth_paused
+        if probe:
+            self._probe_inflight = True
+        task = asyncio.create_task(self._poll(account_id, probe), name=f"poll {account_id}")
+        self._inflight[account_id] = task
+
+    async def _wait(self, seconds: float | None) -> None:
+        """Sleep for `seconds` (None: indefinitely) or until the schedule changes."""
+        self._wakeup.clear()
+        waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wakeup.wait())]
+        if seconds is not None:
+            waiters.append(asyncio.ensure_future(self.clock.sleep(seconds)))
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    # -- one poll ---------------------------------------------------------------------------
+
+    async def _poll(self, account_id: str, probe: bool) -> None:
+        account = self.store.accounts[account_id]
+        account.last_poll_wall = self.clock.wall()
+        account.next_poll_wall = None
+        try:
+            outcome = await self._fetch(account, attempts=1 if probe else ATTEMPTS)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("poll failed unexpectedly", extra={"fields": {"account_id": account_id}})
+            outcome = ApiError("INTERNAL", ErrorKind.TRANSIENT)
+        finally:
+            self._inflight.pop(account_id, None)
+            if probe:
+                self._probe_inflight = False
+        if account_id in self.store.accounts:
+            self._apply(account, outcome, probe)
+        self._wakeup.set()
+
+    async def _fetch(self, account: AccountState, attempts: int) -> Outcome:
+        """One poll: up to `attempts` requests, retrying transient failures with backoff."""
+        first = True
+
+        async def attempt() -> Outcome:
+            nonlocal first
+            if not first:
+                await self.budget.acquire()
+            first = False
+            outcome = self._interpret(await self.client.get_account_metrics(account.id))
+            if isinstance(outcome, ApiError):
+                account.api_errors[outcome.code] = account.api_errors.get(outcome.code, 0) + 1
+                log.debug(
+                    "request failed",
+                    extra={
+                        "fields": {
+                            "account_id": account.id,
+                            "code": outcome.code,
+                            "http_status": outcome.http_status,
+                            "detail": outcome.message,
+                        }
+                    },
+                )
+            return outcome
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(attempts),
+            wait=wait_random_exponential(multiplier=1, max=RETRY_WAIT_MAX),
+            retry=retry_if_result(_is_transient),
+            sleep=self.clock.sleep,
+            retry_error_callback=_last_result,
+        )
+        result: Outcome = await retrying(attempt)
+        return result
+
+    def _interpret(self, raw: RawResponse) -> Outcome:
+        if raw.status is None:
+            return ApiError(raw.transport_error or "CONNECTION_ERROR", ErrorKind.TRANSIENT)
+        headers = parse_ratelimit_headers(raw.headers)
+        self.store.api.record_ratelimit(headers)
+        retry_after = None
+        if raw.status == 429:
+            retry_after = parse_retry_after(raw.headers.get("Retry-After"), self.clock.wall())
+        self.budget.observe(raw.status, headers, retry_after)
+        self.store.budget_requests_per_minute = self.budget.rate * 60
+        if raw.transport_error == INVALID_RESPONSE:
+            return ApiError(
+                INVALID_RESPONSE, ErrorKind.INVALID, raw.status, "body larger than any snapshot"
+            )
+        return classify(raw.status, raw.body)
+
+    # -- applying a result ------------------------------------------------------------------
+
+    def _apply(self, account: AccountState, outcome: Outcome, probe: bool) -> None:
+        base = self._base_interval(account)
+        key_accepted = not (isinstance(outcome, ApiError) and outcome.kind is ErrorKind.AUTH)
+        if isinstance(outcome, ApiError) and outcome.http_status is None:
+            key_accepted = False
+        if self._auth_paused and key_accepted:
+            self._resume_auth()
+        if isinstance(outcome, Snapshot):
+            self._learn_platform(account, outcome.platform)
+            account.snapshot = outcome
+            account.consecutive_failures = 0
+            self._set_status(account, OK, "ok")
+            delay = self._base_interval(account)
+        elif isinstance(outcome, UpstreamFailure):
+            self._learn_platform(account, outcome.platform)
+            status = outcome.upstream_status
+            account.upstream_failures[status] = account.upstream_failures.get(status, 0) + 1
+            account.consecutive_failures += 1
+            self._set_status(account, UPSTREAM_FAILING, f"upstream_status={status}")
+            delay = self._backoff(account)
+        elif outcome.kind is ErrorKind.AUTH:
+            self._pause_auth(probe, outcome.code)
+            delay = 0.0
+        elif outcome.kind is ErrorKind.RATE_LIMITED:
+            # UniPost refused before calling the platform: try again once the budget allows.
+            delay = 0.0
+        elif outcome.kind in (ErrorKind.TRANSIENT, ErrorKind.INVALID):
+            account.consecutive_failures += 1
+            self._set_status(account, ERROR, outcome.code)
+            delay = self._backoff(account)
+        else:
+            if outcome.kind is ErrorKind.NOT_FOUND:
+                account.snapshot = None
+            account.consecutive_failures = 0
+            self._set_status(account, _STATUS_BY_KIND[outcome.kind], outcome.code)
+            delay = max(base, _RECHECK_BY_KIND[outcome.kind])
+        self._update_demand(account)
+        self._schedule(account, delay)
+
+    def _schedule(self, account: AccountState, delay: float) -> None:
+        if delay > 0:
+            stretch = self._stretch()
+            delay = delay * stretch * (1.0 + self._rng.uniform(0.0, JITTER))
+        now = self.clock.monotonic()
+        heapq.heappush(self._heap, (now + delay, next(self._seq), account.id))
+        account.next_poll_wall = self.clock.wall() + delay
+
+    def _backoff(self, account: AccountState) -> float:
+        base = self._base_interval(account)
+        exponent = min(account.consecutive_failures, MAX_BACKOFF_EXPONENT)
+        return max(base, min(self.config.polling.max_backoff, base * 2.0**exponent))
+
+    def _stretch(self) -> float:
+        """How much every interval is lengthened so that demand fits the budget."""
+        demand = self._demand_total
+        stretch = max(1.0, demand / self.budget.rate) if self.budget.rate > 0 else 1.0
+        if stretch > 1.0 and not self._stretch_warned:
+            self._stretch_warned = True
+            log.warning(
+                "configured intervals ask for more requests than the budget allows; "
+                "stretching every interval evenly",
+                extra={
+                    "fields": {
+                        "requests_per_minute_wanted": round(demand * 60, 2),
+                        "requests_per_minute_budget": round(self.budget.rate * 60, 2),
+                        "stretch_factor": round(stretch, 3),
+                    }
+                },
+            )
+        self.store.interval_stretch_factor = stretch
+        return stretch
+
+    def _update_demand(self, account: AccountState) -> None:
+        if account.status in (DISCONNECTED, NEEDS_RECONNECT, NOT_FOUND):
+            period = RECHECK_HOURLY
+        elif account.status == NOT_SUPPORTED:
+            period = RECHECK_DAILY
+        else:
+            period = self._base_interval(account)
+        demand = 1.0 / period
+        self._demand_total += demand - self._demand.get(account.id, 0.0)
+        self._demand[account.id] = demand
+
+    # -- the workspace's API key ------------------------------------------------------------
+
+    def _pause_auth(self, probe: bool, code: str) -> None:
+        if not self._auth_paused:
+            self._auth_paused = True
+            self._auth_step = 0
+            log.warning(
+                "UniPost rejected the API key; pausing all polling for this workspace",
+                extra={"fields": {"code": code, "accounts": len(self.store.accounts)}},
+            )
+            for other in self.store.accounts.values():
+                self._set_status(other, UNAUTHORIZED, code, quiet=True)
+        elif probe:
+            self._auth_step += 1
+        else:
+            return
+        pause = min(
+            self.config.polling.max_backoff,
+            AUTH_PAUSE_FIRST * 2.0 ** min(self._auth_step, MAX_BACKOFF_EXPONENT),
+        )
+        self._paused_until = self.clock.monotonic() + pause
+        log.info("workspace paused", extra={"fields": {"probe_in": format_duration(pause)}})
+
+    def _resume_auth(self) -> None:
+        self._auth_paused = False
+        self._auth_step = 0
+        self._paused_until = -math.inf
+        log.warning("UniPost accepts the API key again; polling resumes")
+
+    # -- accounts ---------------------------------------------------------------------------
+
+    def _add_account(self, account: AccountConfig, now: float) -> None:
+        state = AccountState(
+            id=account.id,
+            platform=platform_from_id(account.id),
+            labels=account.labels,
+            interval=0.0,
+        )
+        self._account_configs[account.id] = account
+        self.store.accounts[account.id] = state
+        state.interval = self._base_interval(state)
+        self._update_demand(state)
+        heapq.heappush(self._heap, (now, next(self._seq), account.id))
+        state.next_poll_wall = self.clock.wall()
+
+    def _base_interval(self, account: AccountState) -> float:
+        """The account's interval, raised to its platform's floor."""
+        configured = self._account_configs[account.id].interval
+        wanted = configured if configured is not None else self.config.polling.interval
+        floor = self.config.polling.floor_for(account.platform)
+        key = (account.id, account.platform)
+        if wanted < floor and configured is not None and key not in self._floor_logged:
+            self._floor_logged.add((account.id, account.platform))
+            log.info(
+                "interval raised to the platform's floor",
+                extra={
+                    "fields": {
+                        "account_id": account.id,
+                        "platform": account.platform,
+                        "interval": format_duration(wanted),
+                        "floor": format_duration(floor),
+                    }
+                },
+            )
+        interval = max(wanted, floor)
+        account.interval = interval
+        return interval
+
+    def _learn_platform(self, account: AccountState, platform: str | None) -> None:
+        if platform and platform != account.platform:
+            account.platform = platform
+            self._base_interval(account)
+
+    def _set_status(
+        self, account: AccountState, status: str, reason: str, quiet: bool = False
+    ) -> None:
+        if account.status == status:
+            return
+        previous, account.status = account.status, status
+        log.log(
+            logging.DEBUG if quiet else logging.INFO,
+            "account status changed",
+            extra={
+                "fields": {
+                    "account_id": account.id,
+                    "platform": account.platform,
+                    "from": previous,
+                    "to": status,
+                    "reason": reason,
+                }
+            },
+        )
+
+
+def _is_transient(outcome: Outcome) -> bool:
+    return isinstance(outcome, ApiError) and outcome.kind is ErrorKind.TRANSIENT
+
+
+def _last_result(state: RetryCallState) -> Outcome:
+    assert state.outcome is not None
+    result: Outcome = state.outcome.result()
+    return result
+
+
+__all__: list[str] = ["MetricsClient", "Scheduler"]

@@ -1,0 +1,134 @@
+"""HTTP: /metrics, the landing page, /-/healthy and /-/ready, and the polling lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import html
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from exporter import __version__
+from exporter.client import UniPostClient, make_session
+from exporter.clock import Clock, SystemClock
+from exporter.collector import StoreCollector
+from exporter.config import Config, UniPostConfig
+from exporter.scheduler import Scheduler
+from exporter.store import Store
+
+STORE = web.AppKey("store", Store)
+REGISTRY = web.AppKey("registry", CollectorRegistry)
+SCHEDULER = web.AppKey("scheduler", Scheduler)
+SessionFactory = Callable[[UniPostConfig], aiohttp.ClientSession]
+
+
+def build_registry(store: Store, with_process_metrics: bool = True) -> CollectorRegistry:
+    """A registry of our own (not the global one) holding the store's collector."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StoreCollector(store))
+    if with_process_metrics:
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
+    return registry
+
+
+def create_app(
+    config: Config,
+    *,
+    clock: Clock | None = None,
+    session_factory: SessionFactory = make_session,
+) -> web.Application:
+    """The exporter as an aiohttp application; polling starts with the app and stops with it."""
+    app = web.Application()
+    store = Store()
+    app[STORE] = store
+    app[REGISTRY] = build_registry(store)
+    the_clock = clock or SystemClock()
+
+    async def polling(app: web.Application) -> AsyncIterator[None]:
+        session = session_factory(config.unipost)
+        scheduler = Scheduler(config, store, UniPostClient(session, store.api), the_clock)
+        app[SCHEDULER] = scheduler
+        task = asyncio.create_task(scheduler.run(), name="scheduler")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            store.polling_started = False
+            await session.close()
+
+    app.cleanup_ctx.append(polling)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/", landing_page)
+    app.router.add_get("/-/healthy", healthy)
+    app.router.add_get("/-/ready", ready)
+    return app
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """The exposition, negotiated like prometheus_client's own handler (format and gzip)."""
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    body = encoder(request.app[REGISTRY])
+    headers = {"Content-Type": content_type}
+    if "gzip" in request.headers.get("Accept-Encoding", ""):
+        body = gzip.compress(body, compresslevel=6)
+        headers["Content-Encoding"] = "gzip"
+    return web.Response(body=body, headers=headers)
+
+
+async def healthy(request: web.Request) -> web.Response:
+    """200 while the process runs."""
+    return web.Response(text="Healthy.\n")
+
+
+async def ready(request: web.Request) -> web.Response:
+    """200 once the config is loaded and polling runs."""
+    if request.app[STORE].polling_started:
+        return web.Response(text="Ready.\n")
+    return web.Response(status=503, text="Not ready: polling has not started.\n")
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "never"
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+async def landing_page(request: web.Request) -> web.Response:
+    """Name, version, a link to /metrics, and every account's status and schedule."""
+    store = request.app[STORE]
+    rows = []
+    for account in store.accounts.values():
+        last = account.snapshot.fetched_at if account.snapshot else None
+        next_poll = (
+            "polling now" if account.next_poll_wall is None else _when(account.next_poll_wall)
+        )
+        cells = (account.id, account.platform, account.status, _when(last), next_poll)
+        rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>UniPost Exporter</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}</style></head>
+<body><h1>UniPost Exporter</h1>
+<p>Version {html.escape(__version__)}. Metrics: <a href="metrics">/metrics</a>.
+Health: <a href="-/healthy">/-/healthy</a>, <a href="-/ready">/-/ready</a>.</p>
+<p>Values come from background polls of UniPost; a scrape never calls UniPost.</p>
+<h2>Accounts ({len(rows)})</h2>
+<table><tr><th>account</th><th>platform</th><th>status</th><th>last success</th>
+<th>next poll</th></tr>
+{"".join(rows)}
+</table></body></html>
+"""
+    return web.Response(text=page, content_type="text/html")

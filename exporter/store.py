@@ -1,0 +1,103 @@
+"""The latest truth per account and about the API, written by polls and read by the exposition."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from exporter.parse import RateLimitHeaders, Snapshot
+
+PENDING = "pending"
+OK = "ok"
+UPSTREAM_FAILING = "upstream_failing"
+DISCONNECTED = "disconnected"
+NEEDS_RECONNECT = "needs_reconnect"
+NOT_SUPPORTED = "not_supported"
+NOT_FOUND = "not_found"
+UNAUTHORIZED = "unauthorized"
+ERROR = "error"
+STATUSES = (
+    PENDING,
+    OK,
+    UPSTREAM_FAILING,
+    DISCONNECTED,
+    NEEDS_RECONNECT,
+    NOT_SUPPORTED,
+    NOT_FOUND,
+    UNAUTHORIZED,
+    ERROR,
+)
+
+# Latency buckets for calls to UniPost, which fetch live from the platform.
+DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+@dataclass(slots=True)
+class AccountState:
+    """What is known about one account; `snapshot` is the last good one, if any."""
+
+    id: str
+    platform: str
+    labels: tuple[tuple[str, str], ...]
+    interval: float
+    status: str = PENDING
+    account_name: str = ""
+    snapshot: Snapshot | None = None
+    upstream_failures: dict[str, int] = field(default_factory=dict)
+    api_errors: dict[str, int] = field(default_factory=dict)
+    consecutive_failures: int = 0
+    next_poll_wall: float | None = None
+    last_poll_wall: float | None = None
+
+
+@dataclass(slots=True)
+class Histogram:
+    """Cumulative-at-render bucket counts for one label set."""
+
+    bucket_counts: list[int] = field(default_factory=lambda: [0] * len(DURATION_BUCKETS))
+    count: int = 0
+    total: float = 0.0
+
+    def observe(self, value: float) -> None:
+        self.count += 1
+        self.total += value
+        for i, bound in enumerate(DURATION_BUCKETS):
+            if value <= bound:
+                self.bucket_counts[i] += 1
+                break
+
+
+@dataclass(slots=True)
+class ApiStats:
+    """Exporter-wide facts about requests to UniPost."""
+
+    requests: dict[tuple[str, str], int] = field(default_factory=dict)
+    durations: dict[str, Histogram] = field(default_factory=dict)
+    ratelimit_limit: float | None = None
+    ratelimit_remaining: float | None = None
+    ratelimit_reset: float | None = None
+
+    def record_request(self, endpoint: str, status_code: str, seconds: float) -> None:
+        """Count one request and its latency."""
+        key = (endpoint, status_code)
+        self.requests[key] = self.requests.get(key, 0) + 1
+        self.durations.setdefault(endpoint, Histogram()).observe(seconds)
+
+    def record_ratelimit(self, headers: RateLimitHeaders) -> None:
+        """Keep the last seen value of each rate-limit header that was present."""
+        if headers.limit is not None:
+            self.ratelimit_limit = headers.limit
+        if headers.remaining is not None:
+            self.ratelimit_remaining = headers.remaining
+        if headers.reset is not None:
+            self.ratelimit_reset = headers.reset
+
+
+@dataclass(slots=True)
+class Store:
+    """Everything the exposition shows; the scheduler is its only writer."""
+
+    accounts: dict[str, AccountState] = field(default_factory=dict)
+    api: ApiStats = field(default_factory=ApiStats)
+    budget_requests_per_minute: float | None = None
+    interval_stretch_factor: float = 1.0
+    polling_started: bool = False
