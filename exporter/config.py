@@ -165,8 +165,12 @@ class _Validator:
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
         self.problems: list[str] = []
+        # Locations whose ${VAR} could not be expanded: already reported once.
+        self.unexpanded: set[str] = set()
 
     def err(self, where: str, message: str) -> None:
+        if where in self.unexpanded:
+            return
         self.problems.append(f"{where}: {message}" if where else message)
 
     def expand(self, node: Any, where: str) -> Any:
@@ -183,9 +187,11 @@ class _Validator:
             name = match.group(1)
             if not _VAR_NAME.match(name):
                 self.err(where, f"${{{name}}} is not a valid environment variable reference")
+                self.unexpanded.add(where)
                 return ""
             if name not in self.env:
                 self.err(where, f"environment variable {name} is not set")
+                self.unexpanded.add(where)
                 return ""
             return self.env[name]
 

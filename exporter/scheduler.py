@@ -290,7 +290,12 @@ class Scheduler:
     def _schedule(self, account: AccountState, delay: float) -> None:
         if delay > 0:
             stretch = self._stretch()
-            delay = delay * stretch * (1.0 + self._rng.uniform(0.0, JITTER))
+            if stretch > 1.0:
+                # The budget is the bottleneck: its even pacing already spreads the polls,
+                # and jitter would only leave part of it unused.
+                delay *= stretch
+            else:
+                delay *= 1.0 + self._rng.uniform(0.0, JITTER)
         now = self.clock.monotonic()
         heapq.heappush(self._heap, (now + delay, next(self._seq), account.id))
         account.next_poll_wall = self.clock.wall() + delay

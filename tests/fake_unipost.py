@@ -66,7 +66,9 @@ def zero_filled(account_id: str, platform: str = "twitter", upstream_status: int
     )
 
 
-def error(status: int, code: str, message: str = "", headers: dict[str, str] | None = None) -> Reply:
+def error(
+    status: int, code: str, message: str = "", headers: dict[str, str] | None = None
+) -> Reply:
     """An error envelope."""
     return Reply(
         status=status,

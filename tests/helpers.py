@@ -1,0 +1,169 @@
+"""Test helpers: an injectable clock, a scripted in-memory client, and a /metrics parser."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import json
+from collections.abc import Callable
+from typing import Any
+
+from multidict import CIMultiDict, CIMultiDictProxy
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.client import RawResponse
+from exporter.config import platform_from_id
+from exporter.server import build_registry
+from exporter.store import Store
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+async def settle(rounds: int = 30) -> None:
+    """Let every task that can run, run."""
+    for _ in range(rounds):
+        await asyncio.sleep(0)
+
+
+class FakeClock:
+    """Time that moves only when a test advances it; sleeps wake in order."""
+
+    def __init__(self, start: float = 1000.0, wall_offset: float = 1_800_000_000.0) -> None:
+        self.now = start
+        self.wall_offset = wall_offset
+        self._timers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
+        return self.wall_offset + self.now
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._timers, (self.now + seconds, next(self._seq), future))
+        await future
+
+    async def advance(self, seconds: float) -> None:
+        """Move time forward, waking each sleeper at its own time."""
+        target = self.now + seconds
+        await settle()
+        while self._timers and self._timers[0][0] <= target:
+            when, _, future = heapq.heappop(self._timers)
+            if future.done():
+                continue
+            self.now = max(self.now, when)
+            future.set_result(None)
+            await settle()
+        self.now = target
+        await settle()
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> RawResponse:
+    """A RawResponse as the HTTP client would return it."""
+    return RawResponse(
+        status=status,
+        headers=CIMultiDictProxy(CIMultiDict(headers or {})),
+        body=json.dumps(body).encode(),
+    )
+
+
+def good(account_id: str, followers: int = 100, platform: str | None = None) -> RawResponse:
+    """A good snapshot; the platform defaults to the one the ID names."""
+    platform = platform or platform_from_id(account_id)
+    return json_response(
+        200,
+        {
+            "data": {
+                "social_account_id": account_id,
+                "platform": platform,
+                "follower_count": followers,
+                "following_count": 10,
+                "post_count": 5,
+                "platform_specific": {"listed_count": 3},
+                "fetched_at": "2026-04-28T18:30:00Z",
+            }
+        },
+    )
+
+
+def zero_filled(account_id: str, upstream_status: int = 429) -> RawResponse:
+    return json_response(
+        200,
+        {
+            "data": {
+                "social_account_id": account_id,
+                "platform": "twitter",
+                "follower_count": 0,
+                "following_count": 0,
+                "post_count": 0,
+                "platform_specific": {"upstream_status": upstream_status, "upstream_error": "{}"},
+                "fetched_at": "2026-04-28T18:30:00Z",
+            }
+        },
+    )
+
+
+def api_error(status: int, code: str, headers: dict[str, str] | None = None) -> RawResponse:
+    return json_response(
+        status,
+        {"error": {"code": code, "normalized_code": code.lower(), "message": "m"}},
+        headers,
+    )
+
+
+Responder = Callable[[str, float], RawResponse]
+
+
+class ScriptedClient:
+    """Stands in for UniPostClient: answers from a function of (account_id, time)."""
+
+    def __init__(self, clock: FakeClock, respond: Responder, latency: float = 0.0) -> None:
+        self.clock = clock
+        self.respond = respond
+        self.latency = latency
+        self.calls: list[tuple[float, str]] = []
+
+    async def get_account_metrics(self, account_id: str) -> RawResponse:
+        self.calls.append((self.clock.monotonic(), account_id))
+        if self.latency:
+            await self.clock.sleep(self.latency)
+        return self.respond(account_id, self.clock.monotonic())
+
+    def times(self, account_id: str) -> list[float]:
+        return [t for t, a in self.calls if a == account_id]
+
+
+def parse_exposition(text: str) -> Samples:
+    """Every sample in an exposition, keyed by name and label set."""
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return samples
+
+
+def scrape(store: Store) -> Samples:
+    """What Prometheus would read from this store."""
+    registry = build_registry(store, with_process_metrics=False)
+    return parse_exposition(generate_latest(registry).decode())
+
+
+def value(samples: Samples, name: str, **labels: str) -> float | None:
+    """The value of the one sample whose labels include `labels`, or None when there is none."""
+    found = [v for (n, ls), v in samples.items() if n == name and set(labels.items()) <= set(ls)]
+    assert len(found) <= 1, f"{name}{labels} matches {len(found)} samples"
+    return found[0] if found else None
+
+
+def series(samples: Samples, name: str, **labels: str) -> list[dict[str, str]]:
+    """Label sets of every sample of `name` whose labels include `labels`."""
+    return [
+        dict(ls) for (n, ls), _ in samples.items() if n == name and set(labels.items()) <= set(ls)
+    ]

@@ -1,0 +1,209 @@
+"""Config loading: defaults, ${VAR} expansion, and every bad config refused with its location."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from exporter.config import (
+    ConfigError,
+    load_config,
+    parse_config,
+    parse_duration,
+)
+
+GOOD = """
+unipost:
+  api_key: ${UNIPOST_API_KEY}
+accounts:
+  - id: sa_twitter_1
+  - id: sa_instagram_2
+    interval: 30m
+    labels: {team: growth}
+"""
+ENV = {"UNIPOST_API_KEY": "up_live_abc"}
+
+
+def test_a_minimal_config_gets_the_documented_defaults() -> None:
+    config = parse_config(GOOD, ENV)
+    assert config.unipost.api_key == "up_live_abc"
+    assert config.unipost.base_url == "https://api.unipost.dev"
+    assert config.unipost.timeout == 10
+    assert config.unipost.requests_per_minute == 60
+    assert config.polling.interval == 300
+    assert dict(config.polling.platform_intervals) == {"twitter": 900}
+    assert config.polling.max_backoff == 6 * 3600
+    assert [a.id for a in config.accounts] == ["sa_twitter_1", "sa_instagram_2"]
+    assert config.accounts[1].interval == 1800
+    assert config.accounts[1].labels == (("team", "growth"),)
+
+
+def test_the_example_config_is_valid() -> None:
+    example = Path(__file__).parent.parent / "config.example.yaml"
+    config = load_config(example, env=ENV)
+    assert config.accounts
+
+
+def test_platform_intervals_merge_over_the_built_in_floor() -> None:
+    config = parse_config(GOOD + "polling:\n  platform_intervals: {instagram: 10m}\n", ENV)
+    assert dict(config.polling.platform_intervals) == {"twitter": 900, "instagram": 600}
+
+
+def test_env_vars_expand_anywhere_in_the_file() -> None:
+    text = GOOD.replace("- id: sa_twitter_1", "- id: ${FIRST}") + "polling:\n  interval: ${IV}\n"
+    config = parse_config(text, {**ENV, "FIRST": "sa_twitter_9", "IV": "2m"})
+    assert config.accounts[0].id == "sa_twitter_9"
+    assert config.polling.interval == 120
+
+
+def test_api_key_file_is_read_and_stripped(tmp_path: Path) -> None:
+    secret = tmp_path / "key"
+    secret.write_text("up_live_from_file\n")
+    config = parse_config(f"unipost: {{api_key_file: {secret}}}\naccounts: [{{id: a}}]\n", {})
+    assert config.unipost.api_key == "up_live_from_file"
+
+
+def test_the_api_key_never_appears_in_the_config_repr() -> None:
+    assert "up_live_abc" not in repr(parse_config(GOOD, ENV))
+
+
+@pytest.mark.parametrize(
+    ("text", "problems"),
+    [
+        (
+            "unipost: {api_key: k}\npolling: {interval: soon}\naccounts: [{id: a}]",
+            ['polling.interval: "soon" is not a duration'],
+        ),
+        (
+            "unipost: {api_key: k}\npolling: {interval: 300}\naccounts: [{id: a}]",
+            ["polling.interval: 300 is not a duration (write it like 30s, 5m or 1h)"],
+        ),
+        (
+            "unipost: {api_key: k}\npolling: {max_backoff: 0s}\naccounts: [{id: a}]",
+            ["polling.max_backoff: must be longer than 0s"],
+        ),
+        (
+            "unipost: {api_key: k, api_kee: x}\naccounts: [{id: a}]\nextra: 1",
+            ["extra: unknown key", "unipost.api_kee: unknown key"],
+        ),
+        (
+            "unipost: {api_key: k}\naccounts: [{id: a, intervall: 5m}]",
+            ["accounts[0].intervall: unknown key"],
+        ),
+        (
+            "unipost: {api_key: k}\naccounts: [{id: a}, {id: b}, {id: a}]",
+            ['accounts[2].id: duplicate account id "a" (also accounts[0])'],
+        ),
+        (
+            "unipost: {api_key: k}\naccounts: [{id: a, labels: {team-name: x, __x: y}}]",
+            [
+                'accounts[0].labels: "team-name" is not a valid Prometheus label name',
+                'accounts[0].labels: "__x" is not a valid Prometheus label name',
+            ],
+        ),
+        (
+            "unipost: {api_key: k}\naccounts: [{id: a, labels: {platform: x}}]",
+            ['accounts[0].labels: "platform" is set by the exporter and cannot be a static label'],
+        ),
+        (
+            "unipost: {api_key: k}\naccounts: [{id: a, labels: {team: [1]}}]",
+            ["accounts[0].labels.team: label value must be a string, not a list"],
+        ),
+        (
+            "unipost: {api_key: '${NOPE}'}\naccounts: [{id: a}]",
+            ["unipost.api_key: environment variable NOPE is not set"],
+        ),
+        (
+            "unipost: {api_key: k, api_key_file: /f}\naccounts: [{id: a}]",
+            ["unipost: set exactly one of api_key and api_key_file, not both"],
+        ),
+        (
+            "unipost: {timeout: 5s}\naccounts: [{id: a}]",
+            ["unipost: set exactly one of api_key and api_key_file"],
+        ),
+        (
+            "unipost: {api_key_file: /nonexistent/key}\naccounts: [{id: a}]",
+            ["unipost.api_key_file: cannot read /nonexistent/key: No such file or directory"],
+        ),
+        (
+            "unipost: {api_key: k, requests_per_minute: -5}\naccounts: [{id: a}]",
+            ["unipost.requests_per_minute: -5 is not a positive number"],
+        ),
+        (
+            "unipost: {api_key: k, base_url: 'ftp://x'}\naccounts: [{id: a}]",
+            ["unipost.base_url: 'ftp://x' is not an http(s) URL"],
+        ),
+        (
+            "unipost: {api_key: k}\naccounts: []",
+            ["accounts: is empty: list at least one account (- id: sa_...)"],
+        ),
+        (
+            "unipost: {api_key: k}",
+            ["accounts: is required: list at least one account (- id: sa_...)"],
+        ),
+        (
+            "unipost: {api_key: k}\naccounts: [{interval: 5m}]",
+            ["accounts[0].id: is required and must be a non-empty string"],
+        ),
+        ("accounts: [{id: a}]", ["unipost: is required (it holds the API key)"]),
+        ("", ["config is empty"]),
+        ("- a\n- b", ["must be a mapping, not a list"]),
+        (
+            "unipost: [",
+            [
+                "invalid YAML at line 1, column 11: "
+                "expected the node content, but found '<stream end>'"
+            ],
+        ),
+        (
+            "unipost: {api_key: k}\n"
+            "polling: {platform_intervals: {twitter: fast}}\n"
+            "accounts: [{id: a}]",
+            ['polling.platform_intervals.twitter: "fast" is not a duration'],
+        ),
+        (
+            # Every problem at once, not just the first.
+            "unipost: {api_key: '${MISSING}', timeout: x}\npolling: {interval: y}\n"
+            "accounts: [{id: a}, {id: a}]",
+            [
+                "unipost.api_key: environment variable MISSING is not set",
+                'unipost.timeout: "x" is not a duration',
+                'polling.interval: "y" is not a duration',
+                'accounts[1].id: duplicate account id "a" (also accounts[0])',
+            ],
+        ),
+    ],
+)
+def test_bad_configs_are_refused_with_every_problem_named(text: str, problems: list[str]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, {})
+    assert caught.value.problems == problems
+
+
+def test_a_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "nope.yaml")
+    assert caught.value.problems == [
+        f"cannot read config file {tmp_path / 'nope.yaml'}: No such file or directory"
+    ]
+
+
+def test_a_bad_value_never_echoes_the_api_key() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config("unipost: {api_key: [up_live_secret]}\naccounts: [{id: a}]", {})
+    assert "up_live_secret" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("250ms", 0.25), ("10s", 10), ("5m", 300), ("1h", 3600), ("1d", 86400), ("1h30m", 5400)],
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "5", "1.5m", "m", "5 m", "-5s", "5M"])
+def test_not_durations(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)

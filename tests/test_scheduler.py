@@ -1,0 +1,381 @@
+"""The scheduler, driven by an injected clock: pacing, stretching, floors, backoff, fairness."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import random
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import yaml
+
+from exporter.config import Config, parse_config
+from exporter.scheduler import Scheduler
+from exporter.store import Store
+from tests.helpers import (
+    FakeClock,
+    ScriptedClient,
+    api_error,
+    good,
+    scrape,
+    series,
+    value,
+    zero_filled,
+)
+
+
+def make_config(
+    account_ids: list[str] | list[dict[str, Any]],
+    requests_per_minute: float = 600,
+    interval: str = "1m",
+    floors: dict[str, str] | None = None,
+    max_backoff: str = "6h",
+) -> Config:
+    accounts = [a if isinstance(a, dict) else {"id": a} for a in account_ids]
+    raw = {
+        "unipost": {"api_key": "up_test_x", "requests_per_minute": requests_per_minute},
+        "polling": {
+            "interval": interval,
+            "platform_intervals": floors or {},
+            "max_backoff": max_backoff,
+        },
+        "accounts": accounts,
+    }
+    return parse_config(yaml.safe_dump(raw), {})
+
+
+class Harness:
+    def __init__(self, config: Config, respond: Any, latency: float = 0.0) -> None:
+        self.clock = FakeClock()
+        self.store = Store()
+        self.client = ScriptedClient(self.clock, respond, latency)
+        self.scheduler = Scheduler(
+            config, self.store, self.client, self.clock, rng=random.Random(7)
+        )
+        self.start = self.clock.now
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Harness]:
+        task = asyncio.create_task(self.scheduler.run())
+        try:
+            yield self
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def gaps(self, account_id: str) -> list[float]:
+        times = self.client.times(account_id)
+        return [b - a for a, b in itertools.pairwise(times)]
+
+    def all_gaps(self) -> list[float]:
+        times = [t for t, _ in self.client.calls]
+        return [b - a for a, b in itertools.pairwise(times)]
+
+
+def always_good(account_id: str, now: float) -> Any:
+    return good(account_id)
+
+
+async def test_first_round_goes_out_as_fast_as_the_budget_allows_and_no_faster() -> None:
+    ids = [f"sa_instagram_{i}" for i in range(10)]
+    h = Harness(make_config(ids, requests_per_minute=60, interval="1h"), always_good)
+    async with h.running():
+        await h.clock.advance(9.5)
+    assert [a for _, a in h.client.calls] == ids
+    assert [t - h.start for t, _ in h.client.calls] == pytest.approx(list(range(10)))
+
+
+async def test_each_account_keeps_its_own_cadence_and_jitter_only_lengthens() -> None:
+    ids = [f"sa_instagram_{i}" for i in range(5)]
+    h = Harness(make_config(ids, interval="1m"), always_good)
+    async with h.running():
+        await h.clock.advance(60 * 20)
+    for account_id in ids:
+        gaps = h.gaps(account_id)
+        assert len(gaps) >= 17
+        assert min(gaps) >= 60
+        assert max(gaps) <= 66.01
+        assert len({round(g, 3) for g in gaps}) > 1, "jitter spreads the polls"
+
+
+async def test_platform_floor_is_never_undercut_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    config = make_config(
+        [{"id": "sa_twitter_1", "interval": "1m"}, {"id": "sa_bluesky_2", "interval": "1m"}],
+        floors={"twitter": "15m"},
+    )
+    h = Harness(config, always_good)
+    async with h.running():
+        await h.clock.advance(3600 * 3)
+    assert min(h.gaps("sa_twitter_1")) >= 900
+    assert max(h.gaps("sa_bluesky_2")) <= 66.01
+    raised = [r for r in caplog.records if "floor" in r.getMessage()]
+    assert len(raised) == 1
+    assert raised[0].fields["account_id"] == "sa_twitter_1"  # type: ignore[attr-defined]
+    samples = scrape(h.store)
+    assert value(samples, "unipost_account_poll_interval_seconds", account_id="sa_twitter_1") == 900
+
+
+async def test_floor_applies_once_the_api_reveals_the_platform() -> None:
+    # The ID carries no platform; the first answer says twitter.
+    config = make_config([{"id": "sa_8f2k", "interval": "1m"}], floors={"twitter": "15m"})
+    h = Harness(config, lambda a, now: good(a, platform="twitter"))
+    async with h.running():
+        await h.clock.advance(3600)
+    assert min(h.gaps("sa_8f2k")) >= 900
+
+
+async def test_when_intervals_ask_for_more_than_the_budget_every_interval_stretches_evenly() -> (
+    None
+):
+    fast = [{"id": f"sa_instagram_{i}", "interval": "10s"} for i in range(10)]
+    slow = [{"id": f"sa_youtube_{i}", "interval": "40s"} for i in range(20)]
+    # Demand: 10/10s + 20/40s = 1.5 requests/s against a budget of 0.5/s: stretch 3.
+    h = Harness(make_config(fast + slow, requests_per_minute=30), always_good)
+    async with h.running():
+        await h.clock.advance(1200)
+    assert min(h.all_gaps()) >= 2.0 - 1e-9, "never faster than the budget"
+    assert value(scrape(h.store), "unipost_exporter_interval_stretch_factor") == pytest.approx(3)
+    fast_counts = [len(h.client.times(a["id"])) for a in fast]
+    slow_counts = [len(h.client.times(a["id"])) for a in slow]
+    assert min(slow_counts) >= 1, "none starves"
+    # Stretching is proportional: the fast accounts keep 4x the slow ones' rate.
+    ratio = (sum(fast_counts) / len(fast)) / (sum(slow_counts) / len(slow))
+    assert 3.0 <= ratio <= 5.0
+    assert max(fast_counts) - min(fast_counts) <= 2
+    assert max(slow_counts) - min(slow_counts) <= 2
+    # The budget is used, not wasted: at least 90% of 0.5 requests/s.
+    assert len(h.client.calls) >= 0.9 * 0.5 * 1200
+
+
+async def test_zero_filled_snapshots_back_off_exponentially_and_never_become_data() -> None:
+    answers = iter([good("sa_twitter_1", followers=500)])
+
+    def respond(account_id: str, now: float) -> Any:
+        return next(answers, None) or zero_filled(account_id, upstream_status=429)
+
+    config = make_config(
+        ["sa_twitter_1"], interval="15m", floors={"twitter": "15m"}, max_backoff="2h"
+    )
+    h = Harness(config, respond)
+    async with h.running():
+        await h.clock.advance(3600 * 12)
+    gaps = h.gaps("sa_twitter_1")
+    # ok, then failures: 2x, 4x, 8x the interval (capped at 2h), never below the floor.
+    expected = [900, 1800, 3600, 7200, 7200]
+    for gap, base in zip(gaps, expected, strict=False):
+        assert base <= gap <= base * 1.1 + 1e-6
+    samples = scrape(h.store)
+    assert value(samples, "unipost_account_followers", account_id="sa_twitter_1") == 500
+    assert value(samples, "unipost_account_status", status="upstream_failing") == 1
+    failures = value(samples, "unipost_upstream_failures_total", upstream_status="429")
+    assert failures == len(h.client.calls) - 1
+
+
+async def test_transient_failures_are_retried_within_a_poll_each_attempt_paced() -> None:
+    answers = iter([api_error(502, "UPSTREAM_ERROR"), api_error(500, "INTERNAL_ERROR")])
+
+    def respond(account_id: str, now: float) -> Any:
+        return next(answers, None) or good(account_id, followers=42)
+
+    h = Harness(make_config(["sa_instagram_1"], requests_per_minute=60), respond)
+    async with h.running():
+        await h.clock.advance(59)
+    assert len(h.client.calls) == 3
+    assert min(h.all_gaps()) >= 1.0
+    samples = scrape(h.store)
+    assert value(samples, "unipost_account_followers") == 42
+    assert value(samples, "unipost_account_status", status="ok") == 1
+    assert value(samples, "unipost_api_errors_total", code="UPSTREAM_ERROR") == 1
+    assert value(samples, "unipost_api_errors_total", code="INTERNAL_ERROR") == 1
+
+
+async def test_a_poll_that_keeps_failing_stops_after_three_attempts_and_backs_off() -> None:
+    h = Harness(
+        make_config(["sa_instagram_1"], interval="1m"),
+        lambda a, now: api_error(502, "UPSTREAM_ERROR"),
+    )
+    async with h.running():
+        await h.clock.advance(100)
+    assert len(h.client.calls) == 3
+    samples = scrape(h.store)
+    assert value(samples, "unipost_account_status", status="error") == 1
+    assert value(samples, "unipost_api_errors_total", code="UPSTREAM_ERROR") == 3
+    assert value(samples, "unipost_account_followers") is None
+    async with h.running():
+        await h.clock.advance(100)
+    # Backed off to 2x the interval (plus jitter) from the end of the failed poll.
+    times = h.client.times("sa_instagram_1")
+    assert len(times) == 6
+    assert 120 <= times[3] - times[2] <= 132 + 1e-6
+
+
+async def test_after_a_429_nothing_leaves_before_retry_after_and_the_pace_drops() -> None:
+    first = [True]
+
+    def respond(account_id: str, now: float) -> Any:
+        if first[0]:
+            first[0] = False
+            return api_error(429, "RATE_LIMITED", {"Retry-After": "30"})
+        return good(account_id)
+
+    ids = [f"sa_instagram_{i}" for i in range(5)]
+    h = Harness(make_config(ids, requests_per_minute=60, interval="10m"), respond)
+    async with h.running():
+        await h.clock.advance(0.5)
+        assert value(scrape(h.store), "unipost_exporter_budget_requests_per_minute") == 30
+        await h.clock.advance(60)
+    times = [t - h.start for t, _ in h.client.calls]
+    assert times[0] == 0
+    assert times[1] >= 30
+    # The refused account is asked again (it is the most overdue), and every account is served.
+    assert {a for _, a in h.client.calls} == set(ids)
+    assert len(h.client.calls) == 6
+    assert value(scrape(h.store), "unipost_api_errors_total", code="RATE_LIMITED") == 1
+
+
+class TokenBucket:
+    """A server-side limiter: `rate` requests/s refill, `capacity` burst."""
+
+    def __init__(self, rate: float, capacity: float, clock: FakeClock, headers: bool) -> None:
+        self.rate, self.capacity, self.clock, self.headers = rate, capacity, clock, headers
+        self.tokens = capacity
+        self.updated = clock.monotonic()
+        self.answers: list[tuple[float, int]] = []
+
+    def __call__(self, account_id: str, now: float) -> Any:
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        allowed = self.tokens >= 1
+        if allowed:
+            self.tokens -= 1
+        full_in = (self.capacity - self.tokens) / self.rate
+        headers = {}
+        if self.headers:
+            headers = {
+                "X-UniPost-RateLimit-Limit": str(int(self.capacity)),
+                "X-UniPost-RateLimit-Remaining": str(int(self.tokens)),
+                "X-UniPost-RateLimit-Reset": str(int(self.clock.wall() + full_in + 0.999)),
+            }
+        self.answers.append((now, 200 if allowed else 429))
+        if not allowed:
+            headers["Retry-After"] = str(int((1 - self.tokens) / self.rate + 0.999))
+            return api_error(429, "RATE_LIMITED", headers)
+        response = good(account_id)
+        return type(response)(status=200, headers=headers, body=response.body)
+
+
+@pytest.mark.parametrize("headers", [True, False], ids=["with-headers", "without-headers"])
+async def test_a_budget_five_times_the_servers_limit_draws_few_429s(headers: bool) -> None:
+    clock = FakeClock()
+    ids = [f"sa_instagram_{i}" for i in range(200)]
+    config = make_config(ids, requests_per_minute=300, interval="10s")
+    bucket = TokenBucket(rate=1.0, capacity=20, clock=clock, headers=headers)
+    h = Harness(config, bucket)
+    h.clock = clock
+    h.client.clock = clock
+    h.scheduler = Scheduler(config, h.store, h.client, clock, rng=random.Random(1))
+    async with h.running():
+        await clock.advance(1800)
+    late = [status for t, status in bucket.answers if t - h.start > 30]
+    refused = late.count(429) / len(late)
+    assert refused < 0.10, f"{refused:.1%} of requests after the first 30s were refused"
+    # ... and the server's capacity is still mostly used.
+    assert late.count(200) >= 0.7 * (1800 - 30) * 1.0
+
+
+async def test_401_pauses_the_workspace_with_one_probe_per_step() -> None:
+    key_valid = [False]
+
+    def respond(account_id: str, now: float) -> Any:
+        return good(account_id) if key_valid[0] else api_error(401, "UNAUTHORIZED")
+
+    ids = [f"sa_instagram_{i}" for i in range(5)]
+    h = Harness(make_config(ids, requests_per_minute=60, interval="1m"), respond)
+    async with h.running():
+        await h.clock.advance(1)
+        samples = scrape(h.store)
+        assert len(series(samples, "unipost_account_status", status="unauthorized")) == 5
+        await h.clock.advance(60 + 120 + 240 - 2)
+        # First request, then one probe after 60s and one after a further 120s.
+        assert [round(t - h.start) for t, _ in h.client.calls] == [0, 60, 180]
+        key_valid[0] = True
+        await h.clock.advance(240 + 10)
+    times = [round(t - h.start, 1) for t, _ in h.client.calls]
+    assert times[:8] == [0, 60, 180, 420, 421, 422, 423, 424], "then the others, paced"
+    samples = scrape(h.store)
+    assert len(series(samples, "unipost_account_status", status="ok")) == 5
+
+
+@pytest.mark.parametrize(
+    ("reply", "status", "recheck", "keeps_values"),
+    [
+        (api_error(404, "NOT_FOUND"), "not_found", 3600, False),
+        (api_error(409, "ACCOUNT_DISCONNECTED"), "disconnected", 3600, True),
+        (api_error(409, "NEEDS_RECONNECT"), "needs_reconnect", 3600, True),
+        (api_error(501, "NOT_SUPPORTED"), "not_supported", 86400, True),
+        (api_error(418, "TEAPOT"), "error", 3600, True),
+    ],
+)
+async def test_persistent_errors_set_the_status_and_recheck_rarely(
+    reply: Any, status: str, recheck: float, keeps_values: bool
+) -> None:
+    answers = iter([good("sa_instagram_1", followers=7)])
+
+    def respond(account_id: str, now: float) -> Any:
+        return next(answers, None) or reply
+
+    h = Harness(make_config(["sa_instagram_1"], interval="1m"), respond)
+    async with h.running():
+        await h.clock.advance(61 + recheck * 1.1 + 1)
+    gaps = h.gaps("sa_instagram_1")
+    assert recheck <= gaps[1] <= recheck * 1.1 + 1e-6
+    assert len(h.client.calls) == 3, "one attempt each: persistent errors are not retried"
+    samples = scrape(h.store)
+    assert value(samples, "unipost_account_status", status=status) == 1
+    assert len(series(samples, "unipost_account_status")) == 1
+    assert (value(samples, "unipost_account_followers") == 7) is keeps_values
+    assert (value(samples, "unipost_account_last_success_timestamp_seconds") is not None) is (
+        keeps_values
+    )
+
+
+async def test_a_slow_account_never_delays_the_others() -> None:
+    class SlowForOne(ScriptedClient):
+        async def get_account_metrics(self, account_id: str) -> Any:
+            self.calls.append((self.clock.monotonic(), account_id))
+            if account_id == "sa_instagram_slow":
+                await self.clock.sleep(45)
+            return good(account_id)
+
+    ids = ["sa_instagram_slow", "sa_instagram_a", "sa_instagram_b"]
+    h = Harness(make_config(ids, requests_per_minute=60, interval="10s"), always_good)
+    h.client = SlowForOne(h.clock, always_good)
+    h.scheduler = Scheduler(
+        make_config(ids, requests_per_minute=60, interval="10s"),
+        h.store,
+        h.client,
+        h.clock,
+        rng=random.Random(3),
+    )
+    async with h.running():
+        await h.clock.advance(44)
+    assert len(h.client.times("sa_instagram_slow")) == 1
+    assert len(h.client.times("sa_instagram_a")) >= 4
+    assert max(h.gaps("sa_instagram_a")) <= 11.01
+
+
+async def test_a_real_zero_is_exported_as_zero() -> None:
+    h = Harness(make_config(["sa_instagram_1"]), lambda a, now: good(a, followers=0))
+    async with h.running():
+        await h.clock.advance(1)
+    samples = scrape(h.store)
+    assert value(samples, "unipost_account_followers") == 0
+    assert value(samples, "unipost_account_status", status="ok") == 1
