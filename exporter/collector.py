@@ -113,7 +113,8 @@ class StoreCollector(Collector):
         api = self.store.api
         requests = Metric(
             "unipost_api_requests",
-            "Requests sent to UniPost, by endpoint and HTTP status (`error`: no answer).",
+            "Requests the background poller sent to UniPost, by endpoint and HTTP status "
+            "(`error`: no answer).",
             "counter",
         )
         for (endpoint, status_code), count in sorted(api.requests.items()):
@@ -126,7 +127,7 @@ class StoreCollector(Collector):
 
         duration = Metric(
             "unipost_api_request_duration_seconds",
-            "Latency of requests to UniPost, by endpoint.",
+            "Latency of the background poller's requests to UniPost, by endpoint.",
             "histogram",
         )
         for endpoint, hist in sorted(api.durations.items()):
@@ -157,17 +158,18 @@ class StoreCollector(Collector):
             (
                 "unipost_api_ratelimit_limit",
                 api.ratelimit_limit,
-                "Last seen X-UniPost-RateLimit-Limit.",
+                "X-UniPost-RateLimit-Limit in the last background poll that carried it.",
             ),
             (
                 "unipost_api_ratelimit_remaining",
                 api.ratelimit_remaining,
-                "Last seen X-UniPost-RateLimit-Remaining.",
+                "X-UniPost-RateLimit-Remaining in the last background poll that carried it.",
             ),
             (
                 "unipost_api_ratelimit_reset_timestamp_seconds",
                 api.ratelimit_reset,
-                "Last seen X-UniPost-RateLimit-Reset (Unix seconds).",
+                "X-UniPost-RateLimit-Reset (Unix seconds) in the last background poll "
+                "that carried it.",
             ),
         ):
             family = Metric(name, help_text, "gauge")

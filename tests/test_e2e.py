@@ -1,0 +1,254 @@
+"""The real exporter app on loopback against a fake UniPost on loopback, read through /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import yaml
+from aiohttp.test_utils import TestClient, TestServer
+
+from exporter.config import parse_config
+from exporter.server import create_app
+from tests.fake_unipost import API_KEY, FakeUniPost, Reply, error, snapshot, zero_filled
+from tests.helpers import Samples, parse_exposition, series, value
+
+
+def config_for(fake: FakeUniPost, accounts: list[dict[str, Any]], **unipost: Any) -> Any:
+    raw = {
+        "unipost": {
+            "base_url": fake.base_url,
+            "api_key": API_KEY,
+            "requests_per_minute": 6000,
+            "timeout": "2s",
+            **unipost,
+        },
+        "polling": {"interval": "1s", "platform_intervals": {"twitter": "1s"}},
+        "accounts": accounts,
+    }
+    return parse_config(yaml.safe_dump(raw), {})
+
+
+class Exporter:
+    def __init__(self, client: TestClient[Any, Any], fake: FakeUniPost) -> None:
+        self.client = client
+        self.fake = fake
+
+    async def scrape(self, **headers: str) -> Samples:
+        response = await self.client.get("/metrics", headers=headers)
+        assert response.status == 200
+        return parse_exposition(await response.text())
+
+    async def until(self, check: Callable[[Samples], bool], seconds: float = 10) -> Samples:
+        deadline = asyncio.get_running_loop().time() + seconds
+        while True:
+            samples = await self.scrape()
+            if check(samples):
+                return samples
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError("condition not met; last scrape:\n" + repr(samples))
+            await asyncio.sleep(0.05)
+
+
+async def start(
+    handler: Callable[[str], Reply], accounts: list[dict[str, Any]], **unipost: Any
+) -> AsyncIterator[Exporter]:
+    async with FakeUniPost(handler) as fake:
+        app = create_app(config_for(fake, accounts, **unipost))
+        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+            yield Exporter(client, fake)
+
+
+def mixed(account_id: str) -> Reply:
+    replies = {
+        "sa_twitter_1": lambda: snapshot(
+            account_id, followers=12480, specific={"tweet_count": 2841, "listed_count": 41}
+        ),
+        "sa_twitter_2": lambda: zero_filled(account_id, upstream_status=429),
+        "sa_bluesky_3": lambda: snapshot(account_id, platform="bluesky", followers=0),
+        "sa_linkedin_4": lambda: error(501, "NOT_SUPPORTED"),
+        "sa_instagram_5": lambda: error(409, "ACCOUNT_DISCONNECTED"),
+        "sa_tiktok_6": lambda: Reply(raw=b"<html>not json</html>"),
+    }
+    return replies.get(account_id, lambda: error(404, "NOT_FOUND"))()
+
+
+MIXED_ACCOUNTS = [
+    {"id": "sa_twitter_1", "labels": {"team": "growth"}},
+    {"id": "sa_twitter_2"},
+    {"id": "sa_bluesky_3"},
+    {"id": "sa_linkedin_4"},
+    {"id": "sa_instagram_5"},
+    {"id": "sa_tiktok_6"},
+    {"id": "sa_gone_7"},
+]
+
+
+@pytest.fixture
+async def exporter() -> AsyncIterator[Exporter]:
+    async for e in start(mixed, MIXED_ACCOUNTS):
+        yield e
+
+
+async def test_metrics_show_good_values_and_never_a_zero_filled_snapshot(
+    exporter: Exporter,
+) -> None:
+    samples = await exporter.until(
+        lambda s: (
+            value(s, "unipost_upstream_failures_total", account_id="sa_twitter_2") is not None
+            and len(series(s, "unipost_account_status", status="pending")) == 0
+        )
+    )
+    labels = {"account_id": "sa_twitter_1", "platform": "twitter", "team": "growth"}
+    assert value(samples, "unipost_account_followers", **labels) == 12480
+    assert value(samples, "unipost_account_following", **labels) == 10
+    assert value(samples, "unipost_account_posts", **labels) == 5
+    assert value(samples, "unipost_account_platform_value", field="listed_count", **labels) == 41
+    assert value(samples, "unipost_account_last_success_timestamp_seconds", **labels) == 1777401000
+    assert value(samples, "unipost_account_info", account_name="", **labels) == 1
+    # The zero-filled account has no values at all, only a failure count and a status.
+    for name in ("followers", "following", "posts", "last_success_timestamp_seconds"):
+        assert value(samples, f"unipost_account_{name}", account_id="sa_twitter_2") is None
+    assert value(samples, "unipost_upstream_failures_total", upstream_status="429") >= 1  # type: ignore[operator]
+    # A real zero is data.
+    assert value(samples, "unipost_account_followers", account_id="sa_bluesky_3") == 0
+    statuses = {s["account_id"]: s["status"] for s in series(samples, "unipost_account_status")}
+    assert statuses == {
+        "sa_twitter_1": "ok",
+        "sa_twitter_2": "upstream_failing",
+        "sa_bluesky_3": "ok",
+        "sa_linkedin_4": "not_supported",
+        "sa_instagram_5": "disconnected",
+        "sa_tiktok_6": "error",
+        "sa_gone_7": "not_found",
+    }
+    errors = {s["account_id"]: s["code"] for s in series(samples, "unipost_api_errors_total")}
+    assert errors == {
+        "sa_linkedin_4": "NOT_SUPPORTED",
+        "sa_instagram_5": "ACCOUNT_DISCONNECTED",
+        "sa_tiktok_6": "INVALID_RESPONSE",
+        "sa_gone_7": "NOT_FOUND",
+    }
+    assert value(samples, "unipost_exporter_build_info") == 1
+    assert value(samples, "unipost_api_requests_total", status_code="200") >= 4  # type: ignore[operator]
+    assert value(samples, "unipost_api_request_duration_seconds_count") >= 7  # type: ignore[operator]
+
+
+async def test_exposition_has_help_saying_values_come_from_background_polls(
+    exporter: Exporter,
+) -> None:
+    text = await (await exporter.client.get("/metrics")).text()
+    assert "# HELP unipost_account_followers Followers in the last good snapshot." in text
+    helps = [line for line in text.splitlines() if line.startswith("# HELP unipost_account_")]
+    assert helps and all("background poll" in line for line in helps)
+    samples = [line for line in text.splitlines() if line and not line.startswith("#")]
+    # No sample carries a timestamp: name{labels} value, nothing after.
+    assert all(len(line.rsplit("} ", 1)[-1].split()) == 1 for line in samples if "}" in line)
+
+
+async def test_gzip_and_openmetrics_are_negotiated(exporter: Exporter) -> None:
+    response = await exporter.client.get(
+        "/metrics", headers={"Accept-Encoding": "gzip"}, auto_decompress=False
+    )
+    assert response.headers["Content-Encoding"] == "gzip"
+    assert b"unipost_exporter_build_info" in gzip.decompress(await response.read())
+    response = await exporter.client.get(
+        "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}
+    )
+    assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+    assert (await response.text()).endswith("# EOF\n")
+
+
+async def test_landing_page_health_and_readiness(exporter: Exporter) -> None:
+    await exporter.until(lambda s: not series(s, "unipost_account_status", status="pending"))
+    page = await (await exporter.client.get("/")).text()
+    assert '<a href="metrics">' in page
+    for account in MIXED_ACCOUNTS:
+        assert f"<td>{account['id']}</td>" in page
+    assert "<td>upstream_failing</td>" in page
+    assert API_KEY not in page
+    assert (await exporter.client.get("/-/healthy")).status == 200
+    assert (await exporter.client.get("/-/ready")).status == 200
+
+
+async def test_an_account_that_disappears_upstream_loses_its_values() -> None:
+    gone = [False]
+
+    def handler(account_id: str) -> Reply:
+        return error(404, "NOT_FOUND") if gone[0] else snapshot(account_id, followers=9)
+
+    async for exporter in start(handler, [{"id": "sa_twitter_1"}]):
+        await exporter.until(lambda s: value(s, "unipost_account_followers") == 9)
+        gone[0] = True
+        samples = await exporter.until(
+            lambda s: value(s, "unipost_account_status", status="not_found") == 1
+        )
+        assert value(samples, "unipost_account_followers") is None
+        assert value(samples, "unipost_account_platform_value") is None
+        assert len(series(samples, "unipost_account_status")) == 1
+
+
+async def test_malformed_and_oversized_bodies_are_counted_and_last_values_stay() -> None:
+    calls = [0]
+
+    def handler(account_id: str) -> Reply:
+        calls[0] += 1
+        if calls[0] == 1:
+            return snapshot(account_id, followers=77)
+        if calls[0] % 2:
+            return Reply(raw=b"{" * 5000)
+        return Reply(raw=b" " * (2 * 1024 * 1024))
+
+    async for exporter in start(handler, [{"id": "sa_twitter_1"}]):
+        samples = await exporter.until(
+            lambda s: (value(s, "unipost_api_errors_total", code="INVALID_RESPONSE") or 0) >= 2
+        )
+        assert value(samples, "unipost_account_followers") == 77
+        assert value(samples, "unipost_account_status", status="error") == 1
+
+
+async def test_ratelimit_headers_are_exported() -> None:
+    def handler(account_id: str) -> Reply:
+        reply = snapshot(account_id)
+        reply.headers.update(
+            {
+                "X-UniPost-RateLimit-Limit": "120",
+                "X-UniPost-RateLimit-Remaining": "119",
+                "X-UniPost-RateLimit-Reset": "1800000060",
+            }
+        )
+        return reply
+
+    async for exporter in start(handler, [{"id": "sa_twitter_1"}]):
+        samples = await exporter.until(
+            lambda s: value(s, "unipost_api_ratelimit_limit") is not None
+        )
+        assert value(samples, "unipost_api_ratelimit_limit") == 120
+        assert value(samples, "unipost_api_ratelimit_remaining") == 119
+        assert value(samples, "unipost_api_ratelimit_reset_timestamp_seconds") == 1800000060
+
+
+async def test_a_revoked_key_shows_every_account_unauthorized() -> None:
+    async with FakeUniPost(lambda a: snapshot(a), api_key="up_live_other") as fake:
+        app = create_app(config_for(fake, [{"id": "sa_twitter_1"}, {"id": "sa_twitter_2"}]))
+        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+            exporter = Exporter(client, fake)
+            samples = await exporter.until(
+                lambda s: len(series(s, "unipost_account_status", status="unauthorized")) == 2
+            )
+            await asyncio.sleep(0.5)
+            # The workspace is paused: one request, no hammering with a rejected key.
+            assert len(fake.requests) == 1
+            assert value(samples, "unipost_api_errors_total", code="UNAUTHORIZED") == 1
+
+
+async def test_the_requests_unipost_receives() -> None:
+    async for exporter in start(lambda a: snapshot(a), [{"id": "sa_twitter_1"}]):
+        await exporter.until(lambda s: value(s, "unipost_account_followers") is not None)
+        path, headers = exporter.fake.requests[0]
+        assert path == "/v1/accounts/sa_twitter_1/metrics"
+        assert headers["Authorization"] == f"Bearer {API_KEY}"
+        assert headers["User-Agent"].startswith("unipost-exporter/")
