@@ -1,0 +1,224 @@
+"""The command as users run it: flags, exit codes, logs, signals, and a key that never leaks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+import yaml
+
+from exporter import __version__
+from tests.fake_unipost import API_KEY, FakeUniPost, Reply, error, snapshot, zero_filled
+from tests.helpers import parse_exposition, series, value
+
+ROOT = Path(__file__).parent.parent
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        timeout=30,
+        check=False,
+    )
+
+
+def test_version() -> None:
+    result = run("--version")
+    assert (result.returncode, result.stdout) == (0, f"unipost-exporter {__version__}\n")
+
+
+def test_config_check_accepts_the_example() -> None:
+    result = run(
+        "--config.file", "config.example.yaml", "--config.check", env={"UNIPOST_API_KEY": "k"}
+    )
+    assert result.returncode == 0
+    assert result.stdout.startswith("config.example.yaml: OK (2 accounts")
+
+
+def test_config_check_names_every_problem_and_exits_1(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("unipost: {api_key: k}\npolling: {interval: soon}\naccounts: [{id: a, x: 1}]\n")
+    result = run("--config.file", str(bad), "--config.check")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"unipost-exporter: invalid configuration in {bad}:",
+        '  polling.interval: "soon" is not a duration',
+        "  accounts[0].x: unknown key",
+    ]
+
+
+def test_a_missing_config_file_exits_1_without_starting(tmp_path: Path) -> None:
+    result = run("--config.file", str(tmp_path / "missing.yaml"))
+    assert result.returncode == 1
+    assert "cannot read config file" in result.stderr
+
+
+def test_a_bad_listen_address_exits_1() -> None:
+    result = run("--config.file", "config.example.yaml", "--web.listen-address", "nope")
+    assert result.returncode == 1
+    assert "--web.listen-address: 'nope' is not HOST:PORT" in result.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def handler(account_id: str) -> Reply:
+    if account_id == "sa_twitter_1":
+        return snapshot(account_id, followers=321)
+    if account_id == "sa_twitter_2":
+        return zero_filled(account_id)
+    if account_id == "sa_instagram_3":
+        return Reply(raw=b"not json " + API_KEY.encode())
+    return error(502, "UPSTREAM_ERROR", f"upstream echoed Bearer {API_KEY}")
+
+
+class Process:
+    def __init__(self, proc: asyncio.subprocess.Process, port: int) -> None:
+        self.proc = proc
+        self.port = port
+        self.stderr = b""
+
+    async def get(self, path: str) -> tuple[int, str]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{self.port}{path}") as response,
+        ):
+            return response.status, await response.text()
+
+    async def wait_ready(self) -> None:
+        for _ in range(200):
+            try:
+                if (await self.get("/-/ready"))[0] == 200:
+                    return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+        raise AssertionError("exporter did not become ready")
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeUniPost]:
+    async with FakeUniPost(handler) as fake:
+        yield fake
+
+
+async def start_process(fake: FakeUniPost, tmp_path: Path, *args: str) -> tuple[Process, Path]:
+    key_file = tmp_path / "key"
+    key_file.write_text(API_KEY + "\n")
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "unipost": {
+                    "base_url": fake.base_url,
+                    "api_key_file": str(key_file),
+                    "requests_per_minute": 600,
+                    "timeout": "1s",
+                },
+                "polling": {"interval": "1s", "platform_intervals": {"twitter": "1s"}},
+                "accounts": [
+                    {"id": "sa_twitter_1", "labels": {"team": "growth"}},
+                    {"id": "sa_twitter_2"},
+                    {"id": "sa_instagram_3"},
+                    {"id": "sa_youtube_4"},
+                ],
+            }
+        )
+    )
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "exporter",
+        "--config.file",
+        str(config),
+        "--web.listen-address",
+        f"127.0.0.1:{port}",
+        *args,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    process = Process(proc, port)
+    await process.wait_ready()
+    return process, config
+
+
+async def stop(process: Process, sig: signal.Signals = signal.SIGTERM) -> tuple[int, float]:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    process.proc.send_signal(sig)
+    _, stderr = await asyncio.wait_for(process.proc.communicate(), timeout=10)
+    process.stderr = stderr
+    assert process.proc.returncode is not None
+    return process.proc.returncode, loop.time() - started
+
+
+@pytest.mark.process
+async def test_the_process_serves_logs_in_logfmt_and_stops_on_sigterm(
+    fake: FakeUniPost, tmp_path: Path
+) -> None:
+    process, _ = await start_process(fake, tmp_path, "--log.level", "debug")
+    try:
+        for _ in range(100):
+            _, text = await process.get("/metrics")
+            samples = parse_exposition(text)
+            if (
+                not series(samples, "unipost_account_status", status="pending")
+                and (value(samples, "unipost_api_errors_total", code="UPSTREAM_ERROR") or 0) >= 3
+            ):
+                break
+            await asyncio.sleep(0.1)
+        assert value(samples, "unipost_account_followers", account_id="sa_twitter_1") == 321
+        assert value(samples, "unipost_account_status", account_id="sa_youtube_4") is not None
+        assert "process_resident_memory_bytes" in text
+        _, page = await process.get("/")
+        # Probe every failure path, then check the key never surfaced anywhere.
+        for body in (text, page):
+            assert API_KEY not in body
+    finally:
+        code, seconds = await stop(process)
+    assert code == 0
+    assert seconds < 5
+    log = process.stderr.decode()
+    assert API_KEY not in log
+    assert "Bearer <redacted>" in log, "the upstream echo of the key was logged, scrubbed"
+    lines = log.splitlines()
+    assert all(line.startswith("ts=") and " level=" in line for line in lines), log
+    assert any(
+        'msg="account status changed" account_id=sa_twitter_1' in line and "to=ok" in line
+        for line in lines
+    )
+    # At info level one line per status change, not per poll: count at debug the changes only.
+    changes = [line for line in lines if "account status changed" in line]
+    assert len(changes) <= 8
+    assert lines[-1].endswith("msg=stopped")
+
+
+@pytest.mark.process
+async def test_json_logs_and_sigint(fake: FakeUniPost, tmp_path: Path) -> None:
+    process, _ = await start_process(fake, tmp_path, "--log.format", "json")
+    await asyncio.sleep(0.5)
+    code, seconds = await stop(process, signal.SIGINT)
+    assert (code, seconds < 5) == (0, True)
+    records = [json.loads(line) for line in process.stderr.decode().splitlines()]
+    assert records[0]["msg"] == "unipost-exporter started"
+    assert {"ts", "level", "logger", "msg"} <= set(records[0])
+    assert all(r["level"] in ("info", "warn") for r in records), "no debug lines at info level"
+    assert API_KEY not in process.stderr.decode()
