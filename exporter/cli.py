@@ -105,6 +105,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(serve(config, host, port))
     except KeyboardInterrupt:
         return 0
+    except Exception:
+        # Through the scrubbing formatter, not Python's default hook: no secret in the trace.
+        log.critical("unipost-exporter crashed", exc_info=True)
+        return 1
 
 
 def _summary(config: Config) -> str:

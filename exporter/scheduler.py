@@ -13,9 +13,11 @@ import itertools
 import logging
 import math
 import random
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_result, stop_after_attempt
+from tenacity.stop import stop_base
 from tenacity.wait import wait_random_exponential
 
 from exporter.client import RawResponse
@@ -126,7 +128,12 @@ class Scheduler:
         try:
             while True:
                 await self._step()
+        except Exception:
+            # A bug, not an API failure: say so loudly and stop reporting ready.
+            log.critical("polling stopped: unexpected error", exc_info=True)
+            raise
         finally:
+            self.store.polling_started = False
             tasks = list(self._inflight.values())
             for task in tasks:
                 task.cancel()
@@ -198,13 +205,17 @@ class Scheduler:
     async def _fetch(self, account: AccountState, attempts: int) -> Outcome:
         """One poll: up to `attempts` requests, retrying transient failures with backoff."""
         first = True
+        last: Outcome | None = None
 
         async def attempt() -> Outcome:
-            nonlocal first
+            nonlocal first, last
             if not first:
                 await self.budget.acquire()
+                if self._auth_paused and last is not None:
+                    return last
             first = False
             outcome = self._interpret(await self.client.get_account_metrics(account.id))
+            last = outcome
             if isinstance(outcome, ApiError):
                 account.api_errors[outcome.code] = account.api_errors.get(outcome.code, 0) + 1
                 log.debug(
@@ -221,7 +232,8 @@ class Scheduler:
             return outcome
 
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(attempts),
+            # A workspace pause (401/403 seen elsewhere) also ends the retries: one probe per step.
+            stop=stop_after_attempt(attempts) | stop_when(lambda _: self._auth_paused),
             wait=wait_random_exponential(multiplier=1, max=RETRY_WAIT_MAX),
             retry=retry_if_result(_is_transient),
             sleep=self.clock.sleep,
@@ -250,11 +262,21 @@ class Scheduler:
 
     def _apply(self, account: AccountState, outcome: Outcome, probe: bool) -> None:
         base = self._base_interval(account)
-        key_accepted = not (isinstance(outcome, ApiError) and outcome.kind is ErrorKind.AUTH)
-        if isinstance(outcome, ApiError) and outcome.http_status is None:
-            key_accepted = False
-        if self._auth_paused and key_accepted:
-            self._resume_auth()
+        is_auth_error = isinstance(outcome, ApiError) and outcome.kind is ErrorKind.AUTH
+        answered = not (isinstance(outcome, ApiError) and outcome.http_status is None)
+        if self._auth_paused and not is_auth_error:
+            if probe and answered:
+                self._resume_auth()
+            else:
+                # A probe with no answer proves nothing: wait another step. A result sent
+                # before the pause began says nothing about the key now. Either way keep real
+                # data, leave the status `unauthorized`, and poll again after the pause.
+                if probe:
+                    self._pause_auth(probe, "NO_ANSWER")
+                if isinstance(outcome, Snapshot):
+                    account.snapshot = outcome
+                self._schedule(account, 0.0)
+                return
         if isinstance(outcome, Snapshot):
             self._learn_platform(account, outcome.platform)
             account.snapshot = outcome
@@ -428,6 +450,16 @@ class Scheduler:
                 }
             },
         )
+
+
+class stop_when(stop_base):
+    """Stop retrying once a condition holds."""
+
+    def __init__(self, condition: Callable[[RetryCallState], bool]) -> None:
+        self.condition = condition
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self.condition(retry_state)
 
 
 def _is_transient(outcome: Outcome) -> bool:

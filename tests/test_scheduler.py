@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from exporter.client import RawResponse
 from exporter.config import Config, parse_config
 from exporter.scheduler import Scheduler
 from exporter.store import Store
@@ -312,6 +313,39 @@ async def test_401_pauses_the_workspace_with_one_probe_per_step() -> None:
     assert times[:8] == [0, 60, 180, 420, 421, 422, 423, 424], "then the others, paced"
     samples = scrape(h.store)
     assert len(series(samples, "unipost_account_status", status="ok")) == 5
+
+
+async def test_a_probe_without_an_answer_keeps_the_workspace_paused() -> None:
+    answers = iter(
+        [api_error(401, "UNAUTHORIZED"), RawResponse(status=None, transport_error="TIMEOUT")]
+    )
+
+    def respond(account_id: str, now: float) -> Any:
+        return next(answers, None) or good(account_id)
+
+    h = Harness(make_config(["sa_instagram_1"], requests_per_minute=60, interval="1h"), respond)
+    async with h.running():
+        await h.clock.advance(200)
+    assert [round(t - h.start) for t, _ in h.client.calls] == [0, 60, 180]
+    assert value(scrape(h.store), "unipost_account_status", status="ok") == 1
+
+
+async def test_no_retry_leaves_while_the_workspace_is_paused() -> None:
+    def respond(account_id: str, now: float) -> Any:
+        if account_id == "sa_instagram_flaky":
+            return api_error(502, "UPSTREAM_ERROR")
+        return api_error(403, "FORBIDDEN")
+
+    ids = ["sa_instagram_flaky", "sa_instagram_revoked"]
+    h = Harness(make_config(ids, requests_per_minute=600, interval="1m"), respond)
+    async with h.running():
+        await h.clock.advance(59)
+    times = [(round(t - h.start, 1), a) for t, a in h.client.calls]
+    # The flaky account's first attempt, then the 403 pauses everything for 60s:
+    # its retries are abandoned instead of going out during the pause.
+    assert times == [(0.0, "sa_instagram_flaky"), (0.1, "sa_instagram_revoked")]
+    samples = scrape(h.store)
+    assert len(series(samples, "unipost_account_status", status="unauthorized")) == 2
 
 
 @pytest.mark.parametrize(
