@@ -6,9 +6,12 @@ import asyncio
 import heapq
 import itertools
 import json
+import os
+import shutil
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -167,3 +170,13 @@ def series(samples: Samples, name: str, **labels: str) -> list[dict[str, str]]:
     return [
         dict(ls) for (n, ls), _ in samples.items() if n == name and set(labels.items()) <= set(ls)
     ]
+
+
+def require_binary(name: str) -> str:
+    """The path of a Debian `prometheus` binary: skipped locally when missing, failed in CI."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is missing in CI: .ci/run must apt-get install prometheus")
+        pytest.skip(f"{name} not installed (apt-get install prometheus)")
+    return path

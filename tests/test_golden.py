@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from prometheus_client import generate_latest
 from exporter.parse import Snapshot
 from exporter.server import build_registry
 from exporter.store import AccountState, Store
+from tests.helpers import require_binary
 
 GOLDEN = Path(__file__).parent / "golden" / "metrics.prom"
 
@@ -81,11 +81,7 @@ def test_exposition_matches_the_golden_file() -> None:
 
 @pytest.mark.promtool
 def test_promtool_accepts_the_golden_file() -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        if os.environ.get("CI"):
-            pytest.fail("promtool is missing in CI: .ci/run must apt-get install prometheus")
-        pytest.skip("promtool not installed (apt-get install prometheus)")
+    promtool = require_binary("promtool")
     result = subprocess.run(
         [promtool, "check", "metrics"],
         input=GOLDEN.read_bytes(),

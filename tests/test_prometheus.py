@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,18 +12,10 @@ import pytest
 import yaml
 
 from tests.fake_unipost import API_KEY, FakeUniPost, Reply, snapshot, zero_filled
+from tests.helpers import require_binary
 from tests.test_cli import free_port, start_process, stop
 
 pytestmark = pytest.mark.promtool
-
-
-def prometheus_binary() -> str:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("prometheus is missing in CI: .ci/run must apt-get install prometheus")
-        pytest.skip("prometheus not installed (apt-get install prometheus)")
-    return binary
 
 
 def handler(account_id: str) -> Reply:
@@ -49,7 +39,7 @@ async def query(session: aiohttp.ClientSession, base: str, promql: str) -> list[
 
 
 async def test_prometheus_scrapes_the_exporter(fake: FakeUniPost, tmp_path: Path) -> None:
-    binary = prometheus_binary()
+    binary = require_binary("prometheus")
     process, _ = await start_process(fake, tmp_path)
     prom_port = free_port()
     config = tmp_path / "prometheus.yml"
