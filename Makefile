@@ -1,6 +1,8 @@
 # Two commands on a fresh machine with Python 3.11+, git and make:
-#   make run    set up .venv and start the exporter (CONFIG=config.yaml)
+#   make demo   set up .venv and start the exporter against its built-in UniPost simulator
 #   make test   set up .venv and run lint, types and the whole test suite
+# and, with a real key:
+#   make run    start the exporter on CONFIG (default config.yaml)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,13 +10,21 @@ STAMP := $(VENV)/.installed
 CONFIG ?= config.yaml
 ARGS ?=
 
-.PHONY: run test lint format clean
+.PHONY: demo run simulate test lint format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+demo: $(STAMP)
+	@echo "unipost-exporter demo: open http://localhost:9863/ (metrics: http://localhost:9863/metrics). Ctrl-C stops it."
+	$(BIN)/unipost-exporter --demo $(ARGS)
+
+simulate: $(STAMP)
+	@echo "UniPost simulator: http://localhost:8080/v1/accounts (key: up_test_simulator). Ctrl-C stops it."
+	$(BIN)/unipost-exporter simulate --web.listen-address :8080 $(ARGS)
 
 run: $(STAMP)
 	@test -f $(CONFIG) || { echo "no $(CONFIG): cp config.example.yaml $(CONFIG), edit it, and export UNIPOST_API_KEY"; exit 1; }

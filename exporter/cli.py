@@ -7,11 +7,12 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 from aiohttp import web
 
-from exporter import __version__
+from exporter import __version__, demo
 from exporter.config import Config, ConfigError, format_duration, load_config
 from exporter.logs import LEVELS, setup_logging
 from exporter.server import create_app
@@ -64,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="log line format (default: %(default)s)",
     )
     parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="no config, no key: run against the built-in UniPost simulator on loopback",
+    )
+    parser.add_argument(
         "--version",
         action="version",
         version=f"unipost-exporter {__version__}",
@@ -83,12 +89,20 @@ def parse_listen_address(text: str) -> tuple[str | None, int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `unipost-exporter` and `python -m exporter`."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["simulate"]:
+        from exporter import simulator
+
+        return simulator.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         host, port = parse_listen_address(args.listen_address)
     except ValueError as exc:
         print(f"unipost-exporter: {exc}", file=sys.stderr)
         return 1
+    if args.demo:
+        setup_logging(args.log_level, args.log_format)
+        return _run(demo.serve_demo(host, port))
     try:
         config = load_config(args.config_file)
     except ConfigError as exc:
@@ -101,8 +115,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     formatter = setup_logging(args.log_level, args.log_format)
     formatter.secrets.append(config.unipost.api_key)
+    return _run(serve(config, host, port))
+
+
+def _run(main_coroutine: Coroutine[Any, Any, int]) -> int:
     try:
-        return asyncio.run(serve(config, host, port))
+        return asyncio.run(main_coroutine)
     except KeyboardInterrupt:
         return 0
     except Exception:
@@ -120,9 +138,11 @@ def _summary(config: Config) -> str:
     )
 
 
-async def serve(config: Config, host: str | None, port: int) -> int:
+async def serve(
+    config: Config, host: str | None, port: int, demo_note: str = "", banner: str = ""
+) -> int:
     """Serve until SIGTERM or SIGINT, then stop polling and close connections."""
-    app = create_app(config)
+    app = create_app(config, demo_note=demo_note)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, shutdown_timeout=SHUTDOWN_TIMEOUT)
@@ -136,7 +156,7 @@ async def serve(config: Config, host: str | None, port: int) -> int:
         await runner.cleanup()
         return 1
     log.info(
-        "unipost-exporter started",
+        banner or "unipost-exporter started",
         extra={
             "fields": {
                 "version": __version__,

@@ -28,6 +28,7 @@ from exporter.store import Store
 STORE = web.AppKey("store", Store)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
+DEMO_NOTE = web.AppKey("demo_note", str)
 SessionFactory = Callable[[UniPostConfig], aiohttp.ClientSession]
 
 
@@ -47,9 +48,11 @@ def create_app(
     *,
     clock: Clock | None = None,
     session_factory: SessionFactory = make_session,
+    demo_note: str = "",
 ) -> web.Application:
     """The exporter as an aiohttp application; polling starts with the app and stops with it."""
     app = web.Application()
+    app[DEMO_NOTE] = demo_note
     store = Store()
     app[STORE] = store
     app[REGISTRY] = build_registry(store)
@@ -117,12 +120,19 @@ async def landing_page(request: web.Request) -> web.Response:
         )
         cells = (account.id, account.platform, account.status, _when(last), next_poll)
         rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    note = request.app[DEMO_NOTE]
+    demo = (
+        f'<p style="background:#fff3cd;border:1px solid #e0b000;padding:.6em">'
+        f"<strong>Demo mode.</strong> {html.escape(note)}</p>\n"
+        if note
+        else ""
+    )
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>UniPost Exporter</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}</style></head>
 <body><h1>UniPost Exporter</h1>
-<p>Version {html.escape(__version__)}. Metrics: <a href="metrics">/metrics</a>.
+{demo}<p>Version {html.escape(__version__)}. Metrics: <a href="metrics">/metrics</a>.
 Health: <a href="-/healthy">/-/healthy</a>, <a href="-/ready">/-/ready</a>.</p>
 <p>Values come from background polls of UniPost; a scrape never calls UniPost.</p>
 <h2>Accounts ({len(rows)})</h2>

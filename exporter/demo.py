@@ -1,0 +1,68 @@
+"""`--demo`: the built-in simulator on loopback and the exporter polling it, no config needed."""
+
+from __future__ import annotations
+
+import yaml
+
+from exporter.config import Config, parse_config
+from exporter.simulator import Scenario, demo_scenario, start_simulator
+
+# One simulated hour per second, so a day's follower growth shows in half a minute.
+DEMO_TIME_SCALE = 3600.0
+
+
+def demo_config(scenario: Scenario, base_url: str) -> Config:
+    """Short intervals, so a newcomer sees every status within seconds."""
+    teams = {"twitter": "social", "instagram": "social", "youtube": "video", "tiktok": "video"}
+    accounts = [
+        {"id": a.id, "labels": {"team": teams.get(a.platform, "other")}} for a in scenario.accounts
+    ]
+    raw = {
+        "unipost": {
+            "base_url": base_url,
+            "api_key": scenario.api_key,
+            "requests_per_minute": 600,
+            "timeout": "2s",
+        },
+        "polling": {
+            "interval": "3s",
+            # The simulator's X window is shorter too: polling respects it, as in production.
+            "platform_intervals": {"twitter": "5s"},
+            "max_backoff": "30s",
+        },
+        "accounts": accounts,
+    }
+    return parse_config(yaml.safe_dump(raw), {})
+
+
+async def serve_demo(host: str | None, port: int) -> int:
+    """Start the simulator on a free loopback port, then serve the exporter against it."""
+    from exporter.cli import serve
+
+    scenario = demo_scenario()
+    scenario = Scenario(
+        accounts=scenario.accounts,
+        api_key=scenario.api_key,
+        seed=scenario.seed,
+        time_scale=DEMO_TIME_SCALE,
+        upstream_error_rate=0.02,
+        x_window=5.0,
+        rate_limit_capacity=120,
+        rate_limit_refill_per_second=20.0,
+    )
+    runner, base_url = await start_simulator(scenario, "127.0.0.1", 0)
+    note = (
+        f"This exporter polls the built-in UniPost simulator at {base_url}, not the real "
+        "UniPost: every account and number here is simulated "
+        f"(one simulated hour per second)."
+    )
+    try:
+        return await serve(
+            demo_config(scenario, base_url),
+            host,
+            port,
+            demo_note=note,
+            banner="DEMO MODE: polling the built-in UniPost simulator, not the real UniPost",
+        )
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,449 @@
+"""A UniPost simulator: the API contract, realistic accounts and realistic failures, on aiohttp.
+
+Deterministic for a given seed and request order: follower curves are pure functions
+of (seed, account, time), and the occasional 502 comes from a seeded generator.
+Run it alone with `unipost-exporter simulate` or `python -m exporter.simulator`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import math
+import random
+import signal
+import sys
+import time
+import zlib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from exporter.config import parse_duration
+
+DEFAULT_SIM_KEY = "up_test_simulator"
+# Set by the middleware for the request being handled (each request runs in its own task).
+_request_id: ContextVar[str] = ContextVar("request_id", default="req_sim_000000")
+TRENDS = ("growth", "plateau", "decline")
+BEHAVIOURS = ("ok", "missing_scope", "disconnected", "needs_reconnect", "not_supported")
+PLATFORMS_WITHOUT_METRICS = frozenset({"linkedin"})
+
+
+@dataclass(frozen=True)
+class SimAccount:
+    """One connected account of the simulated workspace."""
+
+    id: str
+    platform: str
+    name: str | None = None
+    followers: int = 1000
+    following: int = 100
+    posts: int = 100
+    trend: str = "growth"
+    # Fraction per (simulated) day: growth or decline rate; for a plateau, the early growth.
+    rate: float = 0.02
+    posts_per_day: float = 2.0
+    behaviour: str = "ok"
+    external_user_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Everything the simulator does, so tests can set each behaviour."""
+
+    accounts: tuple[SimAccount, ...]
+    api_key: str = DEFAULT_SIM_KEY
+    seed: int = 1
+    # Simulated seconds per real second: 3600 makes a day's growth visible in 24 seconds.
+    time_scale: float = 1.0
+    # Probability of a 502 UPSTREAM_ERROR on any metrics lookup.
+    upstream_error_rate: float = 0.02
+    # X-like per-account window (real seconds): a second lookup inside it is zero-filled 429.
+    x_window: float = 900.0
+    # The workspace limiter: a token bucket.
+    rate_limit_capacity: int = 120
+    rate_limit_refill_per_second: float = 2.0
+    # Simulated start of every account's curve (Unix seconds).
+    epoch: float = 1_777_000_000.0
+
+
+def demo_scenario() -> Scenario:
+    """The built-in workspace: growth, plateau, decline, a real zero, and every failure."""
+    return Scenario(
+        accounts=(
+            SimAccount("sa_twitter_acme", "twitter", "acme", 12480, 327, 2841, "growth", 0.03),
+            SimAccount(
+                "sa_twitter_legacy", "twitter", "acme_legacy", 5300, 80, 12011, "decline", 0.01
+            ),
+            SimAccount(
+                "sa_instagram_studio", "instagram", "studio.alex", 8800, 410, 530, "plateau", 0.02
+            ),
+            SimAccount(
+                "sa_youtube_channel", "youtube", "Acme TV", 98000, 0, 312, "growth", 0.015, 0.3
+            ),
+            SimAccount("sa_tiktok_brand", "tiktok", "acme.brand", 45000, 12, 640, "growth", 0.05),
+            SimAccount(
+                "sa_pinterest_new", "pinterest", "acme boards", 0, 3, 0, "plateau", 0.0, 0.0
+            ),
+            SimAccount("sa_tiktok_noscope", "tiktok", "acme.shop", 2000, behaviour="missing_scope"),
+            SimAccount("sa_threads_old", "threads", "acme.threads", 700, behaviour="disconnected"),
+            SimAccount("sa_bluesky_team", "bluesky", None, 1500, behaviour="needs_reconnect"),
+            SimAccount(
+                "sa_linkedin_company", "linkedin", "Acme Inc.", 3100, behaviour="not_supported"
+            ),
+        ),
+    )
+
+
+class ScenarioError(Exception):
+    """A scenario file that cannot be used; the message names the key."""
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read a scenario YAML file (keys as in Scenario and SimAccount)."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ScenarioError(f"cannot read scenario {path}: {exc}") from None
+    return scenario_from_dict(raw if raw is not None else {})
+
+
+def scenario_from_dict(raw: Any) -> Scenario:
+    """Build a Scenario from parsed YAML, refusing unknown keys and bad values."""
+    if not isinstance(raw, dict):
+        raise ScenarioError("scenario must be a mapping")
+    defaults = Scenario(accounts=())
+    fields = {
+        "seed", "api_key", "time_scale", "upstream_error_rate", "x_window",
+        "rate_limit_capacity", "rate_limit_refill_per_second", "epoch", "accounts",
+    }  # fmt: skip
+    unknown = sorted(set(raw) - fields)
+    if unknown:
+        raise ScenarioError(f"{unknown[0]}: unknown key")
+    values: dict[str, Any] = {}
+    for key in fields - {"accounts"}:
+        if key in raw:
+            values[key] = _scenario_value(key, raw[key], getattr(defaults, key))
+    accounts_raw = raw.get("accounts")
+    if accounts_raw is None:
+        accounts = demo_scenario().accounts
+    elif not isinstance(accounts_raw, list):
+        raise ScenarioError("accounts: must be a list")
+    else:
+        accounts = tuple(
+            _sim_account(item, f"accounts[{i}]") for i, item in enumerate(accounts_raw)
+        )
+    return replace(defaults, accounts=accounts, **values)
+
+
+def _scenario_value(key: str, value: Any, default: Any) -> Any:
+    if key == "x_window" and isinstance(value, str):
+        try:
+            return parse_duration(value)
+        except ValueError:
+            raise ScenarioError(f'x_window: "{value}" is not a duration') from None
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ScenarioError(f"{key}: must be a string")
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ScenarioError(f"{key}: must be a non-negative number")
+    return type(default)(value)
+
+
+def _sim_account(raw: Any, where: str) -> SimAccount:
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{where}: must be a mapping")
+    known = set(SimAccount.__dataclass_fields__)
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ScenarioError(f"{where}.{unknown[0]}: unknown key")
+    for key in ("id", "platform"):
+        if not isinstance(raw.get(key), str) or not raw[key]:
+            raise ScenarioError(f"{where}.{key}: is required")
+    if raw.get("trend", "growth") not in TRENDS:
+        raise ScenarioError(f"{where}.trend: must be one of {', '.join(TRENDS)}")
+    if raw.get("behaviour", "ok") not in BEHAVIOURS:
+        raise ScenarioError(f"{where}.behaviour: must be one of {', '.join(BEHAVIOURS)}")
+    return SimAccount(**raw)
+
+
+@dataclass
+class _AccountState:
+    last_platform_lookup: float | None = None
+
+
+@dataclass
+class SimulatorState:
+    """What the simulator remembers between requests."""
+
+    tokens: float
+    updated: float
+    accounts: dict[str, _AccountState] = field(default_factory=dict)
+    requests: int = 0
+
+
+class Simulator:
+    """The simulated UniPost API as an aiohttp application."""
+
+    def __init__(self, scenario: Scenario, clock: Callable[[], float] = time.time) -> None:
+        self.scenario = scenario
+        self.clock = clock
+        self.started = clock()
+        self.state = SimulatorState(tokens=scenario.rate_limit_capacity, updated=self.started)
+        self.accounts = {a.id: a for a in scenario.accounts}
+        self._rng = random.Random(scenario.seed)
+        self._request_ids = itertools.count(1)
+
+    def app(self) -> web.Application:
+        """The routes of the API contract."""
+        app = web.Application(middlewares=[self._envelope])
+        app.router.add_get("/v1/accounts", self._list_accounts)
+        app.router.add_get("/v1/accounts/{account_id}/metrics", self._metrics)
+        app.router.add_get("/v1/profiles/{profile_id}/accounts/{account_id}/metrics", self._metrics)
+        return app
+
+    # -- the model --------------------------------------------------------------------------
+
+    def simulated_days(self) -> float:
+        """Days of simulated time since the scenario's epoch."""
+        return (self.clock() - self.started) * self.scenario.time_scale / 86400.0
+
+    def snapshot(self, account: SimAccount) -> dict[str, Any]:
+        """A good snapshot of the account now."""
+        days = self.simulated_days()
+        followers = self._followers(account, days)
+        following = max(
+            0, round(account.following + 3 * math.sin(days / 7 * 2 * math.pi) + days * 0.2)
+        )
+        posts = account.posts + math.floor(days * account.posts_per_day)
+        specific: dict[str, Any] = {}
+        if account.platform == "twitter":
+            specific = {"tweet_count": posts, "listed_count": 10 + followers // 300}
+        elif account.platform == "tiktok":
+            specific = {"likes_count": posts * 850 + followers * 3}
+        elif account.platform == "youtube":
+            specific = {
+                "view_count": followers * 190 + posts * 1200,
+                "hidden_subscriber_count": False,
+                "subscriber_count_rounded": True,
+            }
+        return self._data(account, followers, following, posts, specific)
+
+    def _followers(self, account: SimAccount, days: float) -> int:
+        base, rate = float(account.followers), account.rate
+        level: float
+        if account.trend == "growth":
+            level = base * (1 + rate) ** days
+        elif account.trend == "decline":
+            level = base * (1 - rate) ** days
+        else:
+            level = base * (1 + rate * 20 * (1 - math.exp(-days / 20)))
+        # Daily rhythm plus a little deterministic noise.
+        bucket = math.floor(days * 1440)
+        noise = random.Random(zlib.crc32(f"{self.scenario.seed}:{account.id}:{bucket}".encode()))
+        level *= 1 + 0.001 * math.sin(days * 2 * math.pi) + noise.uniform(-0.0003, 0.0003)
+        return max(0, round(level))
+
+    def _data(
+        self,
+        account: SimAccount,
+        followers: int,
+        following: int,
+        posts: int,
+        specific: dict[str, Any],
+    ) -> dict[str, Any]:
+        return {
+            "social_account_id": account.id,
+            "platform": account.platform,
+            "follower_count": followers,
+            "following_count": following,
+            "post_count": posts,
+            "platform_specific": specific,
+            "fetched_at": datetime.fromtimestamp(self.clock(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+
+    def _zero_filled(self, account: SimAccount, status: int, body: str) -> dict[str, Any]:
+        return self._data(account, 0, 0, 0, {"upstream_status": status, "upstream_error": body})
+
+    # -- HTTP -------------------------------------------------------------------------------
+
+    @web.middleware
+    async def _envelope(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        self.state.requests += 1
+        request_id = f"req_sim_{next(self._request_ids):06d}"
+        _request_id.set(request_id)
+        if request.headers.get("Authorization") != f"Bearer {self.scenario.api_key}":
+            return _error(401, "UNAUTHORIZED", "invalid or missing API key", request_id, {})
+        allowed, headers = self._take_token()
+        if not allowed:
+            return _error(
+                429, "RATE_LIMITED", "workspace request limit exceeded", request_id, headers
+            )
+        try:
+            response = await handler(request)
+        except _ApiError as exc:
+            return _error(exc.status, exc.code, exc.message, request_id, headers)
+        response.headers.update(headers)
+        return response
+
+    def _take_token(self) -> tuple[bool, dict[str, str]]:
+        scenario, state = self.scenario, self.state
+        now = self.clock()
+        capacity, refill = scenario.rate_limit_capacity, scenario.rate_limit_refill_per_second
+        state.tokens = min(capacity, state.tokens + (now - state.updated) * refill)
+        state.updated = now
+        allowed = state.tokens >= 1
+        if allowed:
+            state.tokens -= 1
+        headers = {
+            "X-UniPost-RateLimit-Limit": str(capacity),
+            "X-UniPost-RateLimit-Remaining": str(math.floor(state.tokens)),
+            "X-UniPost-RateLimit-Reset": str(math.ceil(now + (capacity - state.tokens) / refill)),
+        }
+        if not allowed:
+            headers["Retry-After"] = str(max(1, math.ceil((1 - state.tokens) / refill)))
+        return allowed, headers
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        account = self.accounts.get(request.match_info["account_id"])
+        if account is None:
+            raise _ApiError(404, "NOT_FOUND", "social account not found in this workspace")
+        if account.behaviour == "disconnected":
+            raise _ApiError(409, "ACCOUNT_DISCONNECTED", "the account was disconnected")
+        if account.behaviour == "needs_reconnect":
+            raise _ApiError(409, "NEEDS_RECONNECT", "reconnect the account to refresh its scopes")
+        if account.behaviour == "not_supported" or account.platform in PLATFORMS_WITHOUT_METRICS:
+            raise _ApiError(
+                501,
+                "NOT_SUPPORTED",
+                f"Account metrics are not available for {account.platform} yet",
+            )
+        if self._rng.random() < self.scenario.upstream_error_rate:
+            raise _ApiError(502, "UPSTREAM_ERROR", f"{account.platform} request failed")
+        if account.behaviour == "missing_scope":
+            body = json.dumps({"error": {"code": "scope_not_authorized"}})
+            return _ok(request, {"data": self._zero_filled(account, 403, body)})
+        if account.platform == "twitter" and self._inside_x_window(account):
+            body = json.dumps({"title": "Too Many Requests", "status": 429})
+            return _ok(request, {"data": self._zero_filled(account, 429, body)})
+        return _ok(request, {"data": self.snapshot(account)})
+
+    def _inside_x_window(self, account: SimAccount) -> bool:
+        state = self.state.accounts.setdefault(account.id, _AccountState())
+        now = self.clock()
+        last = state.last_platform_lookup
+        if last is not None and now - last < self.scenario.x_window:
+            return True
+        state.last_platform_lookup = now
+        return False
+
+    async def _list_accounts(self, request: web.Request) -> web.Response:
+        platform = request.query.get("platform")
+        external = request.query.get("external_user_id")
+        rows = [
+            {
+                "id": a.id,
+                "platform": a.platform,
+                "account_name": a.name,
+                "status": {
+                    "disconnected": "disconnected",
+                    "needs_reconnect": "reconnect_required",
+                }.get(a.behaviour, "active"),
+                "connection_type": "byo",
+                "connected_at": "2026-04-02T10:00:00Z",
+                "external_user_id": a.external_user_id,
+            }
+            for a in self.scenario.accounts
+            if (platform is None or a.platform == platform)
+            and (external is None or a.external_user_id == external)
+        ]
+        return _ok(request, {"data": rows, "meta": {"total": len(rows), "limit": len(rows)}})
+
+
+class _ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _ok(request: web.Request, payload: dict[str, Any]) -> web.Response:
+    return web.json_response({**payload, "request_id": _request_id.get()})
+
+
+def _error(
+    status: int, code: str, message: str, request_id: str, headers: Mapping[str, str]
+) -> web.Response:
+    body = {
+        "error": {"code": code, "normalized_code": code.lower(), "message": message},
+        "request_id": request_id,
+    }
+    return web.json_response(body, status=status, headers=dict(headers))
+
+
+async def start_simulator(
+    scenario: Scenario, host: str | None, port: int
+) -> tuple[web.AppRunner, str]:
+    """Start the simulator; returns its runner and base URL (port 0 picks a free port)."""
+    runner = web.AppRunner(Simulator(scenario).app(), handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, shutdown_timeout=1.0)
+    await site.start()
+    bound_host, bound_port = runner.addresses[0][:2]
+    return runner, f"http://{host or bound_host}:{bound_port}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`unipost-exporter simulate` / `python -m exporter.simulator`."""
+    from exporter.cli import parse_listen_address  # imported here: cli imports this module
+
+    parser = argparse.ArgumentParser(
+        prog="unipost-exporter simulate", description="Serve a simulated UniPost workspace."
+    )
+    parser.add_argument("--web.listen-address", dest="listen_address", default=":8080")
+    parser.add_argument("--scenario.file", dest="scenario_file", default=None, metavar="PATH")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--time-scale", dest="time_scale", type=float, default=None)
+    args = parser.parse_args(argv)
+    try:
+        host, port = parse_listen_address(args.listen_address)
+        scenario = load_scenario(args.scenario_file) if args.scenario_file else demo_scenario()
+    except (ValueError, ScenarioError) as exc:
+        print(f"unipost-exporter simulate: {exc}", file=sys.stderr)
+        return 1
+    if args.seed is not None:
+        scenario = replace(scenario, seed=args.seed)
+    if args.time_scale is not None:
+        scenario = replace(scenario, time_scale=args.time_scale)
+
+    async def serve() -> None:
+        runner, url = await start_simulator(scenario, host, port)
+        print(
+            f"UniPost simulator on {url} (API key: {scenario.api_key}; "
+            f"{len(scenario.accounts)} accounts; seed {scenario.seed})",
+            file=sys.stderr,
+            flush=True,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await runner.cleanup()
+
+    asyncio.run(serve())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

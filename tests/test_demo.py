@@ -1,0 +1,108 @@
+"""`--demo` and `simulate` as real processes, read the way a newcomer would."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+
+import aiohttp
+import pytest
+
+from exporter.simulator import DEFAULT_SIM_KEY
+from tests.helpers import parse_exposition, series, value
+from tests.test_cli import ROOT, free_port
+
+pytestmark = pytest.mark.process
+
+
+async def spawn(*args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "exporter",
+        *args,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def finish(proc: asyncio.subprocess.Process) -> tuple[int, str]:
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = await asyncio.wait_for(proc.communicate(), timeout=10)
+    assert proc.returncode is not None
+    return proc.returncode, stderr.decode()
+
+
+async def test_demo_shows_every_kind_of_account_within_15_seconds() -> None:
+    port = free_port()
+    started = time.monotonic()
+    proc = await spawn("--demo", "--web.listen-address", f"127.0.0.1:{port}")
+    base = f"http://127.0.0.1:{port}"
+    first_followers = None
+    seen: set[str] = set()
+    try:
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() - started < 15:
+                try:
+                    async with session.get(f"{base}/metrics") as response:
+                        samples = parse_exposition(await response.text())
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.2)
+                    continue
+                followers = value(
+                    samples, "unipost_account_followers", account_id="sa_tiktok_brand"
+                )
+                if followers is not None and first_followers is None:
+                    first_followers = followers
+                seen |= {s["status"] for s in series(samples, "unipost_account_status")}
+                grown = followers is not None and first_followers is not None
+                if (
+                    grown
+                    and followers > first_followers
+                    and {  # type: ignore[operator]
+                        "ok",
+                        "upstream_failing",
+                        "disconnected",
+                        "needs_reconnect",
+                        "not_supported",
+                    }
+                    <= seen
+                ):
+                    break
+                await asyncio.sleep(0.5)
+            else:
+                pytest.fail(f"after 15s: statuses {seen}, followers {first_followers}->{followers}")
+            async with session.get(base + "/") as response:
+                page = await response.text()
+    finally:
+        code, log = await finish(proc)
+    assert "Demo mode." in page and "simulator" in page
+    assert code == 0
+    assert "DEMO MODE" in log.splitlines()[0]
+
+
+async def test_the_simulator_runs_on_its_own() -> None:
+    port = free_port()
+    proc = await spawn("simulate", "--web.listen-address", f"127.0.0.1:{port}")
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(100):
+                try:
+                    async with session.get(
+                        f"http://127.0.0.1:{port}/v1/accounts",
+                        headers={"Authorization": f"Bearer {DEFAULT_SIM_KEY}"},
+                    ) as response:
+                        body = await response.json()
+                        break
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.1)
+            else:
+                pytest.fail("simulator did not start")
+    finally:
+        code, log = await finish(proc)
+    assert len(body["data"]) == 10
+    assert code == 0
+    assert "UniPost simulator on http://127.0.0.1:" in log
