@@ -142,6 +142,18 @@ async def serve(
     config: Config, host: str | None, port: int, demo_note: str = "", banner: str = ""
 ) -> int:
     """Serve until SIGTERM or SIGINT, then stop polling and close connections."""
+    address = f"{host or ''}:{port}"
+    # The first line says what this process is, before any poll can log.
+    log.info(
+        banner or "unipost-exporter starting",
+        extra={
+            "fields": {
+                "version": __version__,
+                "accounts": len(config.accounts),
+                "base_url": config.unipost.base_url,
+            }
+        },
+    )
     app = create_app(config, demo_note=demo_note)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
@@ -149,23 +161,10 @@ async def serve(
     try:
         await site.start()
     except OSError as exc:
-        log.error(
-            "cannot listen",
-            extra={"fields": {"address": f"{host or ''}:{port}", "err": exc.strerror}},
-        )
+        log.error("cannot listen", extra={"fields": {"address": address, "err": exc.strerror}})
         await runner.cleanup()
         return 1
-    log.info(
-        banner or "unipost-exporter started",
-        extra={
-            "fields": {
-                "version": __version__,
-                "address": f"{host or ''}:{port}",
-                "accounts": len(config.accounts),
-                "base_url": config.unipost.base_url,
-            }
-        },
-    )
+    log.info("listening", extra={"fields": {"address": address}})
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -201,6 +201,7 @@ async def test_the_process_serves_logs_in_logfmt_and_stops_on_sigterm(
     assert "Bearer <redacted>" in log, "the upstream echo of the key was logged, scrubbed"
     lines = log.splitlines()
     assert all(line.startswith("ts=") and " level=" in line for line in lines), log
+    assert 'msg="unipost-exporter starting"' in lines[0]
     assert any(
         'msg="account status changed" account_id=sa_twitter_1' in line and "to=ok" in line
         for line in lines
@@ -218,7 +219,7 @@ async def test_json_logs_and_sigint(fake: FakeUniPost, tmp_path: Path) -> None:
     code, seconds = await stop(process, signal.SIGINT)
     assert (code, seconds < 5) == (0, True)
     records = [json.loads(line) for line in process.stderr.decode().splitlines()]
-    assert records[0]["msg"] == "unipost-exporter started"
+    assert records[0]["msg"] == "unipost-exporter starting"
     assert {"ts", "level", "logger", "msg"} <= set(records[0])
     assert all(r["level"] in ("info", "warn") for r in records), "no debug lines at info level"
     assert API_KEY not in process.stderr.decode()

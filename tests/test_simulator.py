@@ -194,6 +194,19 @@ async def test_listing_accounts_with_the_platform_filter(sim: Sim) -> None:
     assert {row["account_name"] for row in body["data"]} == {"acme", "acme_legacy"}
 
 
+async def test_listing_accounts_by_external_user_id() -> None:
+    scenario = Scenario(
+        accounts=(
+            SimAccount("sa_instagram_1", "instagram", external_user_id="user_7"),
+            SimAccount("sa_instagram_2", "instagram"),
+        )
+    )
+    async for sim in simulator(scenario):
+        _, body, _ = await sim.get("/v1/accounts?external_user_id=user_7")
+        assert [row["id"] for row in body["data"]] == ["sa_instagram_1"]
+        assert body["data"][0]["account_name"] is None
+
+
 async def test_the_same_seed_gives_the_same_answers() -> None:
     scenario = replace(demo_scenario(), upstream_error_rate=0.2, seed=42)
 
