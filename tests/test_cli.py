@@ -201,7 +201,8 @@ async def test_the_process_serves_logs_in_logfmt_and_stops_on_sigterm(
     assert "Bearer <redacted>" in log, "the upstream echo of the key was logged, scrubbed"
     lines = log.splitlines()
     assert all(line.startswith("ts=") and " level=" in line for line in lines), log
-    assert 'msg="unipost-exporter starting"' in lines[0]
+    ours = [line for line in lines if " logger=exporter" in line]
+    assert 'msg="unipost-exporter starting"' in ours[0]
     assert any(
         'msg="account status changed" account_id=sa_twitter_1' in line and "to=ok" in line
         for line in lines
