@@ -58,6 +58,11 @@ class StoreCollector(Collector):
             "unipost_account_poll_interval_seconds",
             "The account's polling interval after platform floors, before backoff and stretch.",
         )
+        failing = _gauge(
+            "unipost_account_consecutive_failures",
+            "Polls in a row that brought no good snapshot (zero-filled, timeouts, 5xx, invalid "
+            "bodies); 0 after a success.",
+        )
         upstream = Metric(
             "unipost_upstream_failures",
             "Zero-filled snapshots received (the platform call failed), by the platform's "
@@ -86,6 +91,7 @@ class StoreCollector(Collector):
             status.add_sample(status.name, {**labels, "status": account.status}, 1.0)
             info.add_sample(info.name, {**labels, "account_name": account.account_name}, 1.0)
             interval.add_sample(interval.name, labels, account.interval)
+            failing.add_sample(failing.name, labels, float(account.consecutive_failures))
             for upstream_status, count in sorted(account.upstream_failures.items()):
                 upstream.add_sample(
                     "unipost_upstream_failures_total",
@@ -105,6 +111,7 @@ class StoreCollector(Collector):
             status,
             info,
             interval,
+            failing,
             upstream,
             errors,
         )

@@ -38,6 +38,7 @@ def fixed_store() -> Store:
             900.0,
             status="upstream_failing",
             upstream_failures={"429": 3, "403": 1},
+            consecutive_failures=2,
         ),
         AccountState(
             'sa_odd"\\\nid',

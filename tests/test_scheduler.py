@@ -178,6 +178,7 @@ async def test_zero_filled_snapshots_back_off_exponentially_and_never_become_dat
     assert value(samples, "unipost_account_status", status="upstream_failing") == 1
     failures = value(samples, "unipost_upstream_failures_total", upstream_status="429")
     assert failures == len(h.client.calls) - 1
+    assert value(samples, "unipost_account_consecutive_failures") == failures
 
 
 async def test_transient_failures_are_retried_within_a_poll_each_attempt_paced() -> None:
