@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= config.yaml
 ARGS ?=
 
-.PHONY: demo run simulate test lint format clean
+.PHONY: demo run simulate test lint format dashboards clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest
+
+dashboards: $(STAMP)
+	$(BIN)/python grafana/generate.py
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

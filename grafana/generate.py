@@ -1,0 +1,483 @@
+"""Grafana dashboards as code (grafana-foundation-sdk): `python grafana/generate.py` writes
+grafana/dashboards/*.json; a test fails when the committed JSON is not what this generates."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from grafana_foundation_sdk.builders import common as common_builders
+from grafana_foundation_sdk.builders import dashboard as dash
+from grafana_foundation_sdk.builders import stat, statetimeline, table, timeseries
+from grafana_foundation_sdk.builders.prometheus import Dataquery
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models.dashboard import (
+    DataSourceRef,
+    DataTransformerConfig,
+    Threshold,
+    ThresholdsMode,
+    VariableRefresh,
+    VariableSort,
+)
+
+OUT = Path(__file__).parent / "dashboards"
+DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
+# Every per-account selector honours the template variables.
+SEL = 'platform=~"$platform", team=~"$team"'
+ACCOUNT_SEL = 'account_id=~"$account"'
+# Join account_name from unipost_account_info (the ID when the name is not known yet).
+NAMES = (
+    'max by (account_id, account_name) (unipost_account_info{account_name!=""})'
+    ' or label_replace(max by (account_id, account_name) (unipost_account_info{account_name=""}),'
+    ' "account_name", "$1", "account_id", "(.+)")'
+)
+
+
+def names_where(selector: str) -> str:
+    """NAMES restricted to the accounts matching `selector`."""
+    return NAMES.replace("unipost_account_info{", "unipost_account_info{" + selector + ", ")
+
+
+Panel = Any
+Query = tuple[str, str]  # (expr, legend)
+
+
+def query(expr: str, legend: str, ref_id: str, instant: bool = False) -> Dataquery:
+    q = (
+        Dataquery()
+        .expr(expr)
+        .legend_format(legend or "__auto")
+        .ref_id(ref_id)
+        .datasource(DATASOURCE)
+    )
+    if instant:
+        q = q.instant().format("table")  # type: ignore[arg-type]
+    return q
+
+
+def thresholds(*steps: tuple[float | None, str]) -> dash.ThresholdsConfig:
+    return (
+        dash.ThresholdsConfig()
+        .mode(ThresholdsMode.ABSOLUTE)
+        .steps([Threshold(value=v, color=c) for v, c in steps])
+    )
+
+
+GREEN = thresholds((None, "green"))
+
+
+def styled(
+    panel: Any,
+    title: str,
+    description: str,
+    unit: str,
+    queries: Sequence[Query],
+    limits: dash.ThresholdsConfig = GREEN,
+    width: int = 12,
+    height: int = 8,
+    instant: bool = False,
+) -> Panel:
+    panel = (
+        panel.title(title)
+        .description(description)
+        .unit(unit)
+        .thresholds(limits)
+        .datasource(DATASOURCE)
+        .span(width)
+        .height(height)
+    )
+    for ref_id, (expr, legend) in zip("ABCDEFGH", queries, strict=False):
+        panel = panel.with_target(query(expr, legend, ref_id, instant))
+    return panel
+
+
+def series(title: str, description: str, unit: str, queries: Sequence[Query], **kw: Any) -> Panel:
+    legend = (
+        common_builders.VizLegendOptions()
+        .display_mode(common.LegendDisplayMode.TABLE)
+        .placement(common.LegendPlacement.BOTTOM)
+        .show_legend(True)
+        .calcs(["lastNotNull"])
+    )
+    return styled(
+        timeseries.Panel().legend(legend).fill_opacity(10), title, description, unit, queries, **kw
+    )
+
+
+def big_number(
+    title: str, description: str, unit: str, queries: Sequence[Query], **kw: Any
+) -> Panel:
+    reduce = common_builders.ReduceDataOptions().calcs(["lastNotNull"]).values(False)
+    panel = stat.Panel().reduce_options(reduce).graph_mode(common.BigValueGraphMode.AREA)
+    return styled(panel, title, description, unit, queries, **kw)
+
+
+def variables(with_account: bool) -> list[Any]:
+    out: list[Any] = [
+        dash.DatasourceVariable("datasource").label("Data source").type("prometheus"),
+        dash.QueryVariable("platform")
+        .label("Platform")
+        .datasource(DATASOURCE)
+        .query("label_values(unipost_account_info, platform)")
+        .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(VariableSort.ALPHABETICAL_ASC)
+        .multi(True)
+        .include_all(True)
+        .all_value(".*"),
+        dash.QueryVariable("team")
+        .label("Team")
+        .description("The static `team` label set in the exporter's config, where there is one.")
+        .datasource(DATASOURCE)
+        .query('label_values(unipost_account_info{platform=~"$platform"}, team)')
+        .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(VariableSort.ALPHABETICAL_ASC)
+        .multi(True)
+        .include_all(True)
+        .all_value(".*"),
+    ]
+    if with_account:
+        out.append(
+            dash.QueryVariable("account")
+            .label("Account")
+            .description("Accounts by name, from unipost_account_info.")
+            .datasource(DATASOURCE)
+            .query(f"query_result({names_where(SEL)})")
+            .regex('/account_id="(?<value>[^"]+)",\\s*account_name="(?<text>[^"]*)"/')
+            .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
+            .sort(VariableSort.ALPHABETICAL_CASE_INSENSITIVE_ASC)
+            .multi(True)
+            .include_all(False)
+        )
+    return out
+
+
+def base(uid: str, title: str, description: str, with_account: bool) -> dash.Dashboard:
+    board = (
+        dash.Dashboard(title)
+        .uid(uid)
+        .description(description)
+        .tags(["unipost", "unipost-exporter"])
+        .refresh("1m")
+        .time("now-7d", "now")
+        .timezone("browser")
+        .editable()
+    )
+    for variable in variables(with_account):
+        board = board.with_variable(variable)
+    return board
+
+
+def overview() -> dash.Dashboard:
+    """Fleet health: statuses, failures, API errors, budget, staleness, followers."""
+    status_colors = thresholds((None, "green"))
+    return (
+        base(
+            "unipost-overview",
+            "UniPost / Overview",
+            "Health of every UniPost account the exporter polls, and of the exporter itself.",
+            with_account=False,
+        )
+        .with_row(dash.Row("Accounts"))
+        .with_panel(
+            big_number(
+                "Accounts by status",
+                "How many accounts are in each status right now. Anything but ok means the "
+                "account's values are frozen or missing: see the runbook for each status.",
+                "short",
+                [(f"count by (status) (unipost_account_status{{{SEL}}} == 1)", "{{status}}")],
+                limits=status_colors,
+                width=24,
+                height=5,
+            )
+        )
+        .with_panel(
+            series(
+                "Total followers by platform",
+                "Sum of the last good follower counts. Zero-filled failure snapshots never count.",
+                "short",
+                [(f"sum by (platform) (unipost_account_followers{{{SEL}}})", "{{platform}}")],
+            )
+        )
+        .with_panel(
+            styled(
+                table.Panel(),
+                "Stalest accounts",
+                "Time since each account's last good snapshot, oldest first. Red: over 4 hours.",
+                "s",
+                [
+                    (
+                        f"sort_desc(topk(15, time() - max by (account_id, platform) "
+                        f"(unipost_account_last_success_timestamp_seconds{{{SEL}}})))",
+                        "{{account_id}}",
+                    )
+                ],
+                limits=thresholds((None, "green"), (3600, "yellow"), (14400, "red")),
+                instant=True,
+            ).with_transformation(
+                DataTransformerConfig(
+                    id_val="organize",
+                    options={
+                        "excludeByName": {"Time": True},
+                        "renameByName": {"Value": "since last success"},
+                    },
+                )
+            )
+        )
+        .with_row(dash.Row("Failures"))
+        .with_panel(
+            series(
+                "Zero-filled upstream failures per hour",
+                "Snapshots UniPost returned with every count at 0 because the platform call "
+                "failed, by platform and the platform's HTTP status. None became data.",
+                "short",
+                [
+                    (
+                        f"sum by (platform, upstream_status) "
+                        f"(increase(unipost_upstream_failures_total{{{SEL}}}[1h]))",
+                        "{{platform}} {{upstream_status}}",
+                    )
+                ],
+                limits=thresholds((None, "green"), (1, "orange")),
+            )
+        )
+        .with_panel(
+            series(
+                "UniPost API errors per hour by code",
+                "Failed requests by UniPost error code, or TIMEOUT, CONNECTION_ERROR, "
+                "INVALID_RESPONSE.",
+                "short",
+                [
+                    (
+                        f"sum by (code) (increase(unipost_api_errors_total{{{SEL}}}[1h]))",
+                        "{{code}}",
+                    )
+                ],
+                limits=thresholds((None, "green"), (1, "orange")),
+            )
+        )
+        .with_row(dash.Row("UniPost API"))
+        .with_panel(
+            series(
+                "Request rate by status",
+                "Requests the exporter sends to UniPost, by HTTP status (error: no answer).",
+                "reqps",
+                [
+                    (
+                        "sum by (status_code) (rate(unipost_api_requests_total[$__rate_interval]))",
+                        "{{status_code}}",
+                    )
+                ],
+                width=8,
+            )
+        )
+        .with_panel(
+            series(
+                "Request latency",
+                "p50 and p95 of UniPost's answers, from the request-duration histogram. "
+                "UniPost fetches live from the platform, so seconds are normal.",
+                "s",
+                [
+                    (
+                        "histogram_quantile(0.5, sum by (le) "
+                        "(rate(unipost_api_request_duration_seconds_bucket[$__rate_interval])))",
+                        "p50",
+                    ),
+                    (
+                        "histogram_quantile(0.95, sum by (le) "
+                        "(rate(unipost_api_request_duration_seconds_bucket[$__rate_interval])))",
+                        "p95",
+                    ),
+                ],
+                limits=thresholds((None, "green"), (5, "orange"), (10, "red")),
+                width=8,
+            )
+        )
+        .with_panel(
+            series(
+                "Rate limit and pace",
+                "The workspace limiter's remaining requests (X-UniPost-RateLimit-Remaining), "
+                "and the pace the exporter allows itself (lowered after 429s).",
+                "short",
+                [
+                    ("max(unipost_api_ratelimit_remaining)", "remaining"),
+                    ("max(unipost_api_ratelimit_limit)", "limit"),
+                    ("max(unipost_exporter_budget_requests_per_minute)", "exporter pace / min"),
+                ],
+                limits=thresholds((None, "red"), (1, "orange"), (10, "green")),
+                width=8,
+            )
+        )
+    )
+
+
+def joined(metric: str, legend: str = "{{account_name}}") -> Query:
+    return (
+        f"{metric}{{{ACCOUNT_SEL}}} * on (account_id) group_left (account_name) ({NAMES})",
+        legend,
+    )
+
+
+def account() -> dash.Dashboard:
+    """One account (or a few): values over time, growth, platform values, status, failures."""
+    growth = thresholds((None, "red"), (0, "green"))
+    return (
+        base(
+            "unipost-account",
+            "UniPost / Account",
+            "Followers, following and posts of the selected accounts, their growth, and their "
+            "polling history.",
+            with_account=True,
+        )
+        .with_row(dash.Row("Audience"))
+        .with_panel(
+            series(
+                "Followers",
+                "follower_count of each good snapshot. Gaps are polls that brought no data.",
+                "short",
+                [joined("unipost_account_followers")],
+                width=24,
+            )
+        )
+        .with_panel(
+            series(
+                "Following",
+                "following_count of each good snapshot.",
+                "short",
+                [joined("unipost_account_following")],
+            )
+        )
+        .with_panel(
+            series(
+                "Posts",
+                "Lifetime post count of each good snapshot.",
+                "short",
+                [joined("unipost_account_posts")],
+            )
+        )
+        .with_row(dash.Row("Growth"))
+        .with_panel(
+            series(
+                "Follower growth per day",
+                "Followers gained in the last 24 hours (recording rule "
+                "account:unipost_account_followers:delta1d; less than a day of history: so far).",
+                "short",
+                [joined("account:unipost_account_followers:delta1d")],
+                limits=growth,
+                width=6,
+            )
+        )
+        .with_panel(
+            series(
+                "Follower growth per day (%)",
+                "Followers gained in the last 24 hours, relative to the count a day ago.",
+                "percentunit",
+                [joined("account:unipost_account_followers:delta1d_ratio")],
+                limits=growth,
+                width=6,
+            )
+        )
+        .with_panel(
+            series(
+                "Follower growth per week",
+                "Followers gained in the last 7 days (recording rule "
+                "account:unipost_account_followers:delta7d).",
+                "short",
+                [joined("account:unipost_account_followers:delta7d")],
+                limits=growth,
+                width=6,
+            )
+        )
+        .with_panel(
+            series(
+                "Follower growth per week (%)",
+                "Followers gained in the last 7 days, relative to the count a week ago.",
+                "percentunit",
+                [joined("account:unipost_account_followers:delta7d_ratio")],
+                limits=growth,
+                width=6,
+            )
+        )
+        .with_row(dash.Row("Platform and polling"))
+        .with_panel(
+            series(
+                "Platform-specific values",
+                "Numeric platform_specific fields of the last good snapshot: listed_count and "
+                "tweet_count on X, likes_count on TikTok, view_count on YouTube.",
+                "short",
+                [joined("unipost_account_platform_value", "{{account_name}} {{field}}")],
+            )
+        )
+        .with_panel(
+            styled(
+                statetimeline.Panel().show_value(common.VisibilityMode.NEVER).merge_values(True),
+                "Status history",
+                "The account's status over time: ok, upstream_failing (zero-filled snapshots), "
+                "error, disconnected, needs_reconnect, not_supported, not_found, unauthorized.",
+                "short",
+                [(f"unipost_account_status{{{ACCOUNT_SEL}}} == 1", "{{account_id}} {{status}}")],
+            )
+        )
+        .with_panel(
+            series(
+                "Failures per hour",
+                "Zero-filled upstream failures by the platform's status, and failed requests by "
+                "UniPost error code.",
+                "short",
+                [
+                    (
+                        f"sum by (account_id, upstream_status) "
+                        f"(increase(unipost_upstream_failures_total{{{ACCOUNT_SEL}}}[1h]))",
+                        "{{account_id}} upstream {{upstream_status}}",
+                    ),
+                    (
+                        f"sum by (account_id, code) "
+                        f"(increase(unipost_api_errors_total{{{ACCOUNT_SEL}}}[1h]))",
+                        "{{account_id}} {{code}}",
+                    ),
+                ],
+                limits=thresholds((None, "green"), (1, "orange")),
+            )
+        )
+        .with_panel(
+            big_number(
+                "Since last good snapshot",
+                "Time since the last good snapshot's fetched_at. Compare with the polling interval "
+                "(unipost_account_poll_interval_seconds; 15 minutes on X).",
+                "s",
+                [
+                    joined(
+                        "time() - unipost_account_last_success_timestamp_seconds",
+                        "{{account_name}}",
+                    )
+                ],
+                limits=thresholds((None, "green"), (3600, "yellow"), (14400, "red")),
+            )
+        )
+    )
+
+
+BOARDS: dict[str, Callable[[], dash.Dashboard]] = {
+    "overview.json": overview,
+    "account.json": account,
+}
+
+
+def render() -> dict[str, str]:
+    """File name -> JSON text of every dashboard."""
+    encoder = JSONEncoder(sort_keys=True, indent=2)
+    return {name: encoder.encode(build().build()) + "\n" for name, build in BOARDS.items()}
+
+
+def main() -> int:
+    OUT.mkdir(exist_ok=True)
+    for name, text in render().items():
+        (OUT / name).write_text(text)
+        print(f"wrote {OUT / name}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

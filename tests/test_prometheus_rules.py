@@ -1,0 +1,181 @@
+"""A real Prometheus loads the rules and scrapes the exporter polling the simulator (--demo);
+every dashboard query and every rule is then checked against it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+from tests.helpers import require_binary
+from tests.test_cli import free_port
+from tests.test_demo import finish, spawn
+
+pytestmark = [pytest.mark.promtool, pytest.mark.process]
+ROOT = Path(__file__).parent.parent
+FAILING = "sa_tiktok_noscope"  # zero-filled 403 on every poll
+HEALTHY = "sa_tiktok_brand"
+SUBSTITUTIONS = {
+    "$__rate_interval": "10s",
+    "$__interval": "1s",
+    "$platform": ".*",
+    "$team": ".*",
+    # A healthy and a failing account, as a multi-value selection renders them.
+    "$account": f"{HEALTHY}|{FAILING}",
+}
+
+
+class Prometheus:
+    def __init__(self, session: aiohttp.ClientSession, base: str) -> None:
+        self.session = session
+        self.base = base
+
+    async def api(self, path: str, **params: str) -> Any:
+        async with self.session.get(f"{self.base}/api/v1/{path}", params=params) as response:
+            body = await response.json()
+        assert body["status"] == "success", (path, params, body)
+        return body["data"]
+
+    async def query(self, expr: str) -> list[Any]:
+        result: list[Any] = (await self.api("query", query=expr))["result"]
+        return result
+
+
+def with_fast_groups(source: Path, target: Path) -> Path:
+    """The same rules, evaluated every second (recording groups say 1m for production)."""
+    rules = yaml.safe_load(source.read_text())
+    for group in rules["groups"]:
+        group["interval"] = "1s"
+    target.write_text(yaml.safe_dump(rules))
+    return target
+
+
+@pytest.fixture
+async def prometheus(tmp_path: Path) -> AsyncIterator[Prometheus]:
+    binary = require_binary("prometheus")
+    exporter_port, prom_port = free_port(), free_port()
+    exporter = await spawn("--demo", "--web.listen-address", f"127.0.0.1:{exporter_port}")
+    config = tmp_path / "prometheus.yml"
+    rule_files = [
+        str(with_fast_groups(ROOT / "prometheus" / name, tmp_path / name))
+        for name in ("alerts.yml", "recording.yml")
+    ]
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": rule_files,
+                "scrape_configs": [
+                    {
+                        "job_name": "unipost",
+                        "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}],
+                    }
+                ],
+            }
+        )
+    )
+    prom = await asyncio.create_subprocess_exec(
+        binary,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={tmp_path / 'data'}",
+        f"--web.listen-address=127.0.0.1:{prom_port}",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        async with aiohttp.ClientSession() as session:
+            yield Prometheus(session, f"http://127.0.0.1:{prom_port}")
+    finally:
+        prom.terminate()
+        await prom.wait()
+        await finish(exporter)
+
+
+async def wait_for(prom: Prometheus, what: str, check: Any, seconds: float = 45) -> Any:
+    deadline = time.monotonic() + seconds
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = await check()
+            if last:
+                return last
+        except (aiohttp.ClientError, AssertionError):
+            pass
+        await asyncio.sleep(0.5)
+    pytest.fail(f"{what} did not happen in {seconds}s (last: {last})")
+
+
+def substitute(expr: str) -> str:
+    for variable, replacement in SUBSTITUTIONS.items():
+        expr = expr.replace(variable, replacement)
+    assert "$" not in expr.replace('"$1"', ""), f"unsubstituted variable in {expr}"
+    return expr
+
+
+def dashboard_queries() -> list[tuple[str, str]]:
+    out = []
+    for path in sorted((ROOT / "grafana" / "dashboards").glob("*.json")):
+        board = json.loads(path.read_text())
+        for panel in board["panels"]:
+            for target in panel.get("targets", []):
+                out.append((f"{path.name}: {panel['title']}", target["expr"]))
+        for variable in board["templating"]["list"]:
+            if variable["type"] == "query":
+                out.append((f"{path.name}: variable {variable['name']}", variable["query"]))
+    return out
+
+
+async def test_rules_dashboards_and_alerts_against_a_real_prometheus(
+    prometheus: Prometheus,
+) -> None:
+    async def alert_pending() -> list[Any]:
+        alerts = (await prometheus.api("alerts"))["alerts"]
+        return [a for a in alerts if a["labels"]["alertname"] == "UniPostUpstreamFailing"]
+
+    async def growth() -> list[Any]:
+        return await prometheus.query("account:unipost_account_followers:delta1d_ratio")
+
+    await wait_for(prometheus, "the upstream-failure alert", alert_pending)
+    await wait_for(prometheus, "recorded growth", growth)
+
+    # Every rule is loaded and healthy.
+    groups = (await prometheus.api("rules"))["groups"]
+    rules = [rule for group in groups for rule in group["rules"]]
+    assert len(rules) == 14
+    for rule in rules:
+        assert (rule["health"], rule.get("lastError", "")) == ("ok", ""), rule["name"]
+
+    # Every dashboard query is accepted, and returns data.
+    empty: set[str] = set()
+    with_data: set[str] = set()
+    for where, expr in dashboard_queries():
+        label_values = re.fullmatch(r"label_values\((.*), (\w+)\)", expr)
+        if label_values:
+            result = await prometheus.query(substitute(label_values.group(1)))
+            values = {r["metric"].get(label_values.group(2)) for r in result}
+            if where.endswith("team"):
+                assert values == {"social", "video", "other"}, where
+            assert values - {None}, where
+            continue
+        query_result = re.fullmatch(r"query_result\((.*)\)", expr)
+        if query_result:
+            expr = query_result.group(1)
+        if await prometheus.query(substitute(expr)):
+            with_data.add(where)
+        else:
+            empty.add(where)
+    # A panel shows data when any of its queries does.
+    assert empty - with_data == set(), "panels that should show data are empty"
+
+    # The upstream-failure alert is pending (or firing) for the failing account only.
+    alerts = await alert_pending()
+    assert {a["labels"]["account_id"] for a in alerts} == {FAILING}
+    assert {a["state"] for a in alerts} <= {"pending", "firing"}
