@@ -1,8 +1,9 @@
-"""Store to Prometheus: metric families built fresh from the store at every scrape."""
+"""Store to Prometheus: metric families built from the store, with what they mean."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
@@ -13,108 +14,140 @@ from exporter.store import DURATION_BUCKETS, AccountState, Store
 _FROM_POLLS = "Read from the last background poll of UniPost, not fetched at scrape time."
 
 
-def _gauge(name: str, help_text: str) -> Metric:
-    return Metric(name, f"{help_text} {_FROM_POLLS}", "gauge")
+@dataclass(frozen=True, slots=True)
+class Family:
+    """One per-account metric family: its name, sample name, type and help."""
+
+    name: str
+    sample: str
+    type: str
+    help: str
 
 
-class StoreCollector(Collector):
-    """Renders the store: one family per metric, series only for what the store holds."""
+def _account_gauge(name: str, help_text: str) -> Family:
+    return Family(name, name, "gauge", f"{help_text} {_FROM_POLLS}")
+
+
+# The per-account families, in exposition order. Both renderers (AccountCollector through
+# prometheus_client, and the fast exposition) take names, help and samples from here.
+ACCOUNT_FAMILIES: tuple[Family, ...] = (
+    _account_gauge("unipost_account_followers", "Followers in the last good snapshot."),
+    _account_gauge("unipost_account_following", "Accounts followed, in the last good snapshot."),
+    _account_gauge("unipost_account_posts", "Lifetime posts in the last good snapshot."),
+    _account_gauge(
+        "unipost_account_platform_value",
+        "Each numeric platform_specific field of the last good snapshot, by field.",
+    ),
+    _account_gauge(
+        "unipost_account_last_success_timestamp_seconds",
+        "Unix time at which UniPost fetched the last good snapshot (its fetched_at).",
+    ),
+    _account_gauge(
+        "unipost_account_status",
+        "1 for the account's current status: pending, ok, upstream_failing, disconnected, "
+        "needs_reconnect, not_supported, not_found, unauthorized or error.",
+    ),
+    _account_gauge("unipost_account_info", "Always 1; the account's name as a label."),
+    _account_gauge(
+        "unipost_account_poll_interval_seconds",
+        "The account's polling interval after platform floors, before backoff and stretch.",
+    ),
+    _account_gauge(
+        "unipost_account_consecutive_failures",
+        "Polls in a row that brought no good snapshot (zero-filled, timeouts, 5xx, invalid "
+        "bodies); 0 after a success.",
+    ),
+    Family(
+        "unipost_upstream_failures",
+        "unipost_upstream_failures_total",
+        "counter",
+        "Zero-filled snapshots received (the platform call failed), by the platform's "
+        f"HTTP status; none of them became data. {_FROM_POLLS}",
+    ),
+    Family(
+        "unipost_api_errors",
+        "unipost_api_errors_total",
+        "counter",
+        "Failed requests for this account, by UniPost error.code, or TIMEOUT, "
+        f"CONNECTION_ERROR, INVALID_RESPONSE. {_FROM_POLLS}",
+    ),
+)
+
+# One sample: an optional extra label (name, value) beside the account's own, and a value.
+AccountSample = tuple[tuple[str, str] | None, float]
+
+
+def account_samples(account: AccountState) -> tuple[list[AccountSample], ...]:
+    """The account's samples for each family of ACCOUNT_FAMILIES, in the same order."""
+    snap = account.snapshot
+    values: list[AccountSample] = []
+    if snap is not None:
+        followers: list[AccountSample] = [(None, snap.followers)]
+        following: list[AccountSample] = [(None, snap.following)]
+        posts: list[AccountSample] = [(None, snap.posts)]
+        values = [(("field", field), value) for field, value in snap.platform_values]
+        last_success: list[AccountSample] = [(None, snap.fetched_at)]
+    else:
+        followers = following = posts = last_success = []
+    return (
+        followers,
+        following,
+        posts,
+        values,
+        last_success,
+        [(("status", account.status), 1.0)],
+        [(("account_name", account.account_name), 1.0)],
+        [(None, account.interval)],
+        [(None, float(account.consecutive_failures))],
+        [
+            (("upstream_status", status), float(count))
+            for status, count in sorted(account.upstream_failures.items())
+        ],
+        [(("code", code), float(count)) for code, count in sorted(account.api_errors.items())],
+    )
+
+
+def account_labels(account: AccountState) -> dict[str, str]:
+    """The labels every series of the account carries."""
+    labels = {"account_id": account.id, "platform": account.platform}
+    labels.update(account.labels)
+    return labels
+
+
+class AccountCollector(Collector):
+    """The per-account families, built by prometheus_client from the store at scrape time."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[Metric]:
+        families = [Metric(f.name, f.help, f.type) for f in ACCOUNT_FAMILIES]
+        for account in list(self.store.accounts.values()):
+            labels = account_labels(account)
+            for family, spec, samples in zip(
+                families, ACCOUNT_FAMILIES, account_samples(account), strict=True
+            ):
+                for extra, value in samples:
+                    family.add_sample(
+                        spec.sample, {**labels, extra[0]: extra[1]} if extra else labels, value
+                    )
+        yield from families
+
+
+class ApiCollector(Collector):
+    """Exporter-wide families: requests, latency, rate-limit state, pace, build info."""
 
     def __init__(self, store: Store, version: str = __version__) -> None:
         self.store = store
         self.version = version
 
     def collect(self) -> Iterator[Metric]:
-        accounts = list(self.store.accounts.values())
-        yield from self._account_families(accounts)
         yield from self._api_families()
         build = Metric(
             "unipost_exporter_build_info", "Always 1; the exporter's version as a label.", "gauge"
         )
         build.add_sample("unipost_exporter_build_info", {"version": self.version}, 1.0)
         yield build
-
-    def _account_families(self, accounts: Iterable[AccountState]) -> Iterator[Metric]:
-        followers = _gauge("unipost_account_followers", "Followers in the last good snapshot.")
-        following = _gauge(
-            "unipost_account_following", "Accounts followed, in the last good snapshot."
-        )
-        posts = _gauge("unipost_account_posts", "Lifetime posts in the last good snapshot.")
-        platform_value = _gauge(
-            "unipost_account_platform_value",
-            "Each numeric platform_specific field of the last good snapshot, by field.",
-        )
-        last_success = _gauge(
-            "unipost_account_last_success_timestamp_seconds",
-            "Unix time at which UniPost fetched the last good snapshot (its fetched_at).",
-        )
-        status = _gauge(
-            "unipost_account_status",
-            "1 for the account's current status: pending, ok, upstream_failing, disconnected, "
-            "needs_reconnect, not_supported, not_found, unauthorized or error.",
-        )
-        info = _gauge("unipost_account_info", "Always 1; the account's name as a label.")
-        interval = _gauge(
-            "unipost_account_poll_interval_seconds",
-            "The account's polling interval after platform floors, before backoff and stretch.",
-        )
-        failing = _gauge(
-            "unipost_account_consecutive_failures",
-            "Polls in a row that brought no good snapshot (zero-filled, timeouts, 5xx, invalid "
-            "bodies); 0 after a success.",
-        )
-        upstream = Metric(
-            "unipost_upstream_failures",
-            "Zero-filled snapshots received (the platform call failed), by the platform's "
-            f"HTTP status; none of them became data. {_FROM_POLLS}",
-            "counter",
-        )
-        errors = Metric(
-            "unipost_api_errors",
-            "Failed requests for this account, by UniPost error.code, or TIMEOUT, "
-            f"CONNECTION_ERROR, INVALID_RESPONSE. {_FROM_POLLS}",
-            "counter",
-        )
-        for account in accounts:
-            labels = {"account_id": account.id, "platform": account.platform}
-            labels.update(account.labels)
-            snap = account.snapshot
-            if snap is not None:
-                followers.add_sample(followers.name, labels, snap.followers)
-                following.add_sample(following.name, labels, snap.following)
-                posts.add_sample(posts.name, labels, snap.posts)
-                for field, value in snap.platform_values:
-                    platform_value.add_sample(
-                        platform_value.name, {**labels, "field": field}, value
-                    )
-                last_success.add_sample(last_success.name, labels, snap.fetched_at)
-            status.add_sample(status.name, {**labels, "status": account.status}, 1.0)
-            info.add_sample(info.name, {**labels, "account_name": account.account_name}, 1.0)
-            interval.add_sample(interval.name, labels, account.interval)
-            failing.add_sample(failing.name, labels, float(account.consecutive_failures))
-            for upstream_status, count in sorted(account.upstream_failures.items()):
-                upstream.add_sample(
-                    "unipost_upstream_failures_total",
-                    {**labels, "upstream_status": upstream_status},
-                    float(count),
-                )
-            for code, count in sorted(account.api_errors.items()):
-                errors.add_sample(
-                    "unipost_api_errors_total", {**labels, "code": code}, float(count)
-                )
-        yield from (
-            followers,
-            following,
-            posts,
-            platform_value,
-            last_success,
-            status,
-            info,
-            interval,
-            failing,
-            upstream,
-            errors,
-        )
 
     def _api_families(self) -> Iterator[Metric]:
         api = self.store.api

@@ -218,6 +218,7 @@ class Scheduler:
             last = outcome
             if isinstance(outcome, ApiError):
                 account.api_errors[outcome.code] = account.api_errors.get(outcome.code, 0) + 1
+                self.store.changed(account)
                 log.debug(
                     "request failed",
                     extra={
@@ -261,6 +262,10 @@ class Scheduler:
     # -- applying a result ------------------------------------------------------------------
 
     def _apply(self, account: AccountState, outcome: Outcome, probe: bool) -> None:
+        self._apply_outcome(account, outcome, probe)
+        self.store.changed(account)
+
+    def _apply_outcome(self, account: AccountState, outcome: Outcome, probe: bool) -> None:
         base = self._base_interval(account)
         is_auth_error = isinstance(outcome, ApiError) and outcome.kind is ErrorKind.AUTH
         answered = not (isinstance(outcome, ApiError) and outcome.http_status is None)
@@ -370,6 +375,7 @@ class Scheduler:
             )
             for other in self.store.accounts.values():
                 self._set_status(other, UNAUTHORIZED, code, quiet=True)
+                self.store.changed(other)
         elif probe:
             self._auth_step += 1
         else:
@@ -397,8 +403,8 @@ class Scheduler:
             interval=0.0,
         )
         self._account_configs[account.id] = account
-        self.store.accounts[account.id] = state
         state.interval = self._base_interval(state)
+        self.store.add(state)
         self._update_demand(state)
         heapq.heappush(self._heap, (now, next(self._seq), account.id))
         state.next_poll_wall = self.clock.wall()

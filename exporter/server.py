@@ -20,27 +20,41 @@ from prometheus_client.process_collector import ProcessCollector
 from exporter import __version__
 from exporter.client import UniPostClient, make_session
 from exporter.clock import Clock, SystemClock
-from exporter.collector import StoreCollector
+from exporter.collector import AccountCollector, ApiCollector
 from exporter.config import Config, UniPostConfig
+from exporter.exposition import FastExposition
 from exporter.scheduler import Scheduler
 from exporter.store import Store
 
 STORE = web.AppKey("store", Store)
-REGISTRY = web.AppKey("registry", CollectorRegistry)
+EXPOSITION = web.AppKey("exposition", FastExposition)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 DEMO_NOTE = web.AppKey("demo_note", str)
 SessionFactory = Callable[[UniPostConfig], aiohttp.ClientSession]
 
 
 def build_registry(store: Store, with_process_metrics: bool = True) -> CollectorRegistry:
-    """A registry of our own (not the global one) holding the store's collector."""
+    """Everything /metrics shows, rendered by prometheus_client: the reference the fast
+    exposition must match, and the way to render the store in tests."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StoreCollector(store))
+    registry.register(AccountCollector(store))
+    _add_tail(registry, store, with_process_metrics)
+    return registry
+
+
+def build_tail_registry(store: Store, with_process_metrics: bool = True) -> CollectorRegistry:
+    """What follows the per-account families: exporter-wide and process metrics."""
+    registry = CollectorRegistry(auto_describe=False)
+    _add_tail(registry, store, with_process_metrics)
+    return registry
+
+
+def _add_tail(registry: CollectorRegistry, store: Store, with_process_metrics: bool) -> None:
+    registry.register(ApiCollector(store))
     if with_process_metrics:
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
         GCCollector(registry=registry)
-    return registry
 
 
 def create_app(
@@ -55,7 +69,7 @@ def create_app(
     app[DEMO_NOTE] = demo_note
     store = Store()
     app[STORE] = store
-    app[REGISTRY] = build_registry(store)
+    app[EXPOSITION] = FastExposition(store, build_tail_registry(store))
     the_clock = clock or SystemClock()
 
     async def polling(app: web.Application) -> AsyncIterator[None]:
@@ -82,13 +96,19 @@ def create_app(
 
 async def metrics(request: web.Request) -> web.Response:
     """The exposition, negotiated like prometheus_client's own handler (format and gzip)."""
-    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-    body = encoder(request.app[REGISTRY])
+    _, content_type = choose_encoder(request.headers.get("Accept", ""))
+    openmetrics = content_type.startswith("application/openmetrics-text")
+    body = request.app[EXPOSITION].render(openmetrics=openmetrics)
     headers = {"Content-Type": content_type}
     if "gzip" in request.headers.get("Accept-Encoding", ""):
-        body = gzip.compress(body, compresslevel=6)
+        # zlib releases the GIL: compressing megabytes off the event loop keeps polls on time.
+        body = await asyncio.get_running_loop().run_in_executor(None, _gzip, body)
         headers["Content-Encoding"] = "gzip"
     return web.Response(body=body, headers=headers)
+
+
+def _gzip(body: bytes) -> bytes:
+    return gzip.compress(body, compresslevel=6)
 
 
 async def healthy(request: web.Request) -> web.Response:

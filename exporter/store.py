@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from exporter.parse import RateLimitHeaders, Snapshot
 
@@ -92,12 +93,41 @@ class ApiStats:
             self.ratelimit_reset = headers.reset
 
 
+class StoreListener(Protocol):
+    """Told of every change to an account, right after it happens."""
+
+    def account_changed(self, account: AccountState) -> None: ...
+
+    def account_removed(self, account_id: str) -> None: ...
+
+
 @dataclass(slots=True)
 class Store:
-    """Everything the exposition shows; the scheduler is its only writer."""
+    """Everything the exposition shows; the scheduler is its only writer.
+
+    The writer calls `changed(account)` after mutating an account, so listeners (the fast
+    exposition) can re-render just that account instead of everything at every scrape.
+    """
 
     accounts: dict[str, AccountState] = field(default_factory=dict)
     api: ApiStats = field(default_factory=ApiStats)
     budget_requests_per_minute: float | None = None
     interval_stretch_factor: float = 1.0
     polling_started: bool = False
+    listeners: list[StoreListener] = field(default_factory=list)
+
+    def add(self, account: AccountState) -> None:
+        """Start tracking an account (at the end of the exposition order)."""
+        self.accounts[account.id] = account
+        self.changed(account)
+
+    def remove(self, account_id: str) -> None:
+        """Stop tracking an account: its series go away."""
+        if self.accounts.pop(account_id, None) is not None:
+            for listener in self.listeners:
+                listener.account_removed(account_id)
+
+    def changed(self, account: AccountState) -> None:
+        """Tell listeners that `account` was mutated."""
+        for listener in self.listeners:
+            listener.account_changed(account)
