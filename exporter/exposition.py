@@ -14,7 +14,13 @@ from prometheus_client.openmetrics.exposition import generate_latest as openmetr
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from exporter.collector import ACCOUNT_FAMILIES, Family, account_labels, account_samples
+from exporter.collector import (
+    ACCOUNT_FAMILIES,
+    AccountSample,
+    Family,
+    account_labels,
+    account_samples,
+)
 from exporter.store import AccountState, Store
 
 
@@ -53,6 +59,25 @@ def _header(family: Family, openmetrics: bool) -> bytes:
     return text_latest(registry)
 
 
+class _Rendered:
+    """One account's label strings and the samples its lines were last rendered from."""
+
+    __slots__ = ("key", "labels", "pairs", "plain", "samples")
+
+    def __init__(self, account: AccountState) -> None:
+        self.key = (account.platform, account.labels)
+        self.pairs = list(account_labels(account).items())
+        self.plain = "{" + _labels(self.pairs) + "} "
+        self.labels: dict[tuple[str, str], str] = {}
+        self.samples: list[list[AccountSample] | None] = [None] * len(ACCOUNT_FAMILIES)
+
+    def with_extra(self, extra: tuple[str, str]) -> str:
+        text = self.labels.get(extra)
+        if text is None:
+            text = self.labels[extra] = "{" + _labels([*self.pairs, extra]) + "} "
+        return text
+
+
 class FastExposition:
     """Pre-rendered per-account lines, joined at scrape time, then the exporter-wide tail."""
 
@@ -63,28 +88,34 @@ class FastExposition:
         self._openmetrics_headers = [_header(f, openmetrics=True) for f in ACCOUNT_FAMILIES]
         # One dict per family: account id -> that account's lines, in store order.
         self._lines: list[dict[str, bytes]] = [{} for _ in ACCOUNT_FAMILIES]
+        self._rendered: dict[str, _Rendered] = {}
         for account in store.accounts.values():
             self.account_changed(account)
         store.listeners.append(self)
 
     def account_changed(self, account: AccountState) -> None:
-        """Re-render one account's lines."""
-        base = list(account_labels(account).items())
-        plain = "{" + _labels(base) + "} "
-        for lines, spec, samples in zip(
-            self._lines, ACCOUNT_FAMILIES, account_samples(account), strict=True
-        ):
-            rendered = "".join(
-                spec.sample
-                + (("{" + _labels([*base, extra]) + "} ") if extra else plain)
+        """Re-render the families whose samples changed for this account."""
+        rendered = self._rendered.get(account.id)
+        if rendered is None or rendered.key != (account.platform, account.labels):
+            rendered = self._rendered[account.id] = _Rendered(account)
+        previous = rendered.samples
+        for index, samples in enumerate(account_samples(account)):
+            if samples == previous[index]:
+                continue
+            previous[index] = samples
+            name = ACCOUNT_FAMILIES[index].sample
+            text = "".join(
+                name
+                + (rendered.with_extra(extra) if extra else rendered.plain)
                 + _go_float(value)
                 + "\n"
                 for extra, value in samples
             )
-            lines[account.id] = rendered.encode()
+            self._lines[index][account.id] = text.encode()
 
     def account_removed(self, account_id: str) -> None:
         """Forget an account: its series disappear from the next scrape."""
+        self._rendered.pop(account_id, None)
         for lines in self._lines:
             lines.pop(account_id, None)
 

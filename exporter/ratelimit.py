@@ -22,6 +22,8 @@ DEFAULT_RETRY_AFTER = 30.0
 DECREASE_FACTOR = 0.5
 INCREASE_FACTOR = 1.02
 LOW_WATERMARK_FRACTION = 0.1
+# How late (at most) a slot may be taken and still count as on time.
+LATENESS_TOLERANCE = 0.02
 
 
 class Budget:
@@ -41,14 +43,33 @@ class Budget:
 
     async def acquire(self) -> None:
         """Wait for the next slot; callers are served in order of arrival."""
+        if not self._lock.locked() and self._take():
+            return  # a free slot and nobody queued: no lock, no sleep
         async with self._lock:
-            while True:
+            while not self._take():
                 now = self._clock.monotonic()
-                ready = max(self._next_slot, self.blocked_until)
-                if ready <= now:
-                    self._next_slot = max(now, self._next_slot) + 1.0 / self.rate
-                    return
-                await self._clock.sleep(ready - now)
+                await self._clock.sleep(max(self._next_slot, self.blocked_until) - now)
+
+    def ready_at(self) -> float:
+        """When the next slot can be taken (monotonic seconds)."""
+        return max(self._next_slot, self.blocked_until)
+
+    def try_take(self) -> bool:
+        """Take a slot now if one is free and no caller of acquire() is queued for it."""
+        return not self._lock.locked() and self._take()
+
+    def _take(self) -> bool:
+        now = self._clock.monotonic()
+        if max(self._next_slot, self.blocked_until) > now:
+            return False
+        # A slot a little in the past was missed only by event-loop lateness: keep its place
+        # so the average pace holds. After a real pause, start from now: no catch-up burst.
+        start = self._next_slot if self._next_slot >= now - self._tolerance() else now
+        self._next_slot = start + 1.0 / self.rate
+        return True
+
+    def _tolerance(self) -> float:
+        return min(2.0 / self.rate, LATENESS_TOLERANCE)
 
     def observe(
         self, status: int | None, headers: RateLimitHeaders, retry_after: float | None

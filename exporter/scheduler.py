@@ -14,7 +14,7 @@ import logging
 import math
 import random
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_result, stop_after_attempt
 from tenacity.stop import stop_base
@@ -104,7 +104,9 @@ class Scheduler:
         self._rng = rng or random.Random()
         self._heap: list[tuple[float, int, str]] = []
         self._seq = itertools.count()
-        self._wakeup = asyncio.Event()
+        self._woken: asyncio.Future[None] | None = None
+        # When the sleeping loop means to look again (-inf: it is not sleeping).
+        self._waiting_until = -math.inf
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._account_configs: dict[str, AccountConfig] = {}
         self._demand: dict[str, float] = {}
@@ -150,17 +152,18 @@ class Scheduler:
         if not self._heap:
             await self._wait(None)
             return
-        due = self._heap[0][0]
-        if due > now:
-            await self._wait(due - now)
+        # One sleep until both the most overdue account and a budget slot are ready.
+        ready = max(self._heap[0][0], self.budget.ready_at())
+        if ready > now:
+            await self._wait(ready - now)
             return
-        await self.budget.acquire()
-        now = self.clock.monotonic()
-        if self._auth_paused and (self._probe_inflight or now < self._paused_until):
+        if not self.budget.try_take():
+            # A retry is queued for the slot: it goes first; look again one slot later.
+            await self._wait(1.0 / self.budget.rate)
             return
-        if not self._heap or self._heap[0][0] > now:
-            return
-        _, _, account_id = heapq.heappop(self._heap)
+        self._dispatch(heapq.heappop(self._heap)[2])
+
+    def _dispatch(self, account_id: str) -> None:
         if account_id not in self.store.accounts or account_id in self._inflight:
             return
         probe = self._auth_paused
@@ -171,15 +174,24 @@ class Scheduler:
 
     async def _wait(self, seconds: float | None) -> None:
         """Sleep for `seconds` (None: indefinitely) or until the schedule changes."""
-        self._wakeup.clear()
-        waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wakeup.wait())]
+        # A bare future and timer, not a sleeping task: this runs once per poll.
+        woken = self._woken = asyncio.get_running_loop().create_future()
+        timer = None
+        self._waiting_until = math.inf
         if seconds is not None:
-            waiters.append(asyncio.ensure_future(self.clock.sleep(seconds)))
+            timer = self.clock.call_later(seconds, self._wake)
+            self._waiting_until = self.clock.monotonic() + seconds
         try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            await woken
         finally:
-            for waiter in waiters:
-                waiter.cancel()
+            self._waiting_until = -math.inf
+            if timer is not None:
+                timer.cancel()
+
+    def _wake(self) -> None:
+        """The schedule changed: let the loop look again."""
+        if self._woken is not None and not self._woken.done():
+            self._woken.set_result(None)
 
     # -- one poll ---------------------------------------------------------------------------
 
@@ -200,37 +212,28 @@ class Scheduler:
                 self._probe_inflight = False
         if account_id in self.store.accounts:
             self._apply(account, outcome, probe)
-        self._wakeup.set()
+        if probe:
+            self._wake()  # the loop waits for the probe's verdict
 
     async def _fetch(self, account: AccountState, attempts: int) -> Outcome:
         """One poll: up to `attempts` requests, retrying transient failures with backoff."""
-        first = True
-        last: Outcome | None = None
+        # The loop already took this request's budget slot.
+        outcome = await self._attempt(account)
+        if attempts <= 1 or not _is_transient(outcome):
+            return outcome  # the common case, without building a retry loop
+        last: Outcome = outcome
+        known: Outcome | None = outcome
 
         async def attempt() -> Outcome:
-            nonlocal first, last
-            if not first:
-                await self.budget.acquire()
-                if self._auth_paused and last is not None:
-                    return last
-            first = False
-            outcome = self._interpret(await self.client.get_account_metrics(account.id))
-            last = outcome
-            if isinstance(outcome, ApiError):
-                account.api_errors[outcome.code] = account.api_errors.get(outcome.code, 0) + 1
-                self.store.changed(account)
-                log.debug(
-                    "request failed",
-                    extra={
-                        "fields": {
-                            "account_id": account.id,
-                            "code": outcome.code,
-                            "http_status": outcome.http_status,
-                            "detail": outcome.message,
-                        }
-                    },
-                )
-            return outcome
+            nonlocal last, known
+            if known is not None:  # tenacity's first attempt is the one already made
+                result, known = known, None
+                return result
+            await self.budget.acquire()
+            if self._auth_paused:
+                return last
+            last = await self._attempt(account)
+            return last
 
         retrying = AsyncRetrying(
             # A workspace pause (401/403 seen elsewhere) also ends the retries: one probe per step.
@@ -242,6 +245,24 @@ class Scheduler:
         )
         result: Outcome = await retrying(attempt)
         return result
+
+    async def _attempt(self, account: AccountState) -> Outcome:
+        outcome = self._interpret(await self.client.get_account_metrics(account.id))
+        if isinstance(outcome, ApiError):
+            account.api_errors[outcome.code] = account.api_errors.get(outcome.code, 0) + 1
+            self.store.changed(account)
+            log.debug(
+                "request failed",
+                extra={
+                    "fields": {
+                        "account_id": account.id,
+                        "code": outcome.code,
+                        "http_status": outcome.http_status,
+                        "detail": outcome.message,
+                    }
+                },
+            )
+        return outcome
 
     def _interpret(self, raw: RawResponse) -> Outcome:
         if raw.status is None:
@@ -324,8 +345,11 @@ class Scheduler:
             else:
                 delay *= 1.0 + self._rng.uniform(0.0, JITTER)
         now = self.clock.monotonic()
-        heapq.heappush(self._heap, (now + delay, next(self._seq), account.id))
+        due = now + delay
+        heapq.heappush(self._heap, (due, next(self._seq), account.id))
         account.next_poll_wall = self.clock.wall() + delay
+        if due < self._waiting_until:
+            self._wake()  # only when the loop sleeps past this account's turn
 
     def _backoff(self, account: AccountState) -> float:
         base = self._base_interval(account)
@@ -392,6 +416,7 @@ class Scheduler:
         self._auth_step = 0
         self._paused_until = -math.inf
         log.warning("UniPost accepts the API key again; polling resumes")
+        self._wake()
 
     # -- accounts ---------------------------------------------------------------------------
 

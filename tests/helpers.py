@@ -30,13 +30,21 @@ async def settle(rounds: int = 30) -> None:
         await asyncio.sleep(0)
 
 
+class _FakeTimer:
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self.callback: Callable[[], None] | None = callback
+
+    def cancel(self) -> None:
+        self.callback = None
+
+
 class FakeClock:
-    """Time that moves only when a test advances it; sleeps wake in order."""
+    """Time that moves only when a test advances it; timers fire in order."""
 
     def __init__(self, start: float = 1000.0, wall_offset: float = 1_800_000_000.0) -> None:
         self.now = start
         self.wall_offset = wall_offset
-        self._timers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._timers: list[tuple[float, int, _FakeTimer]] = []
         self._seq = itertools.count()
 
     def monotonic(self) -> float:
@@ -45,24 +53,29 @@ class FakeClock:
     def wall(self) -> float:
         return self.wall_offset + self.now
 
+    def call_later(self, seconds: float, callback: Callable[[], None]) -> _FakeTimer:
+        timer = _FakeTimer(callback)
+        heapq.heappush(self._timers, (self.now + max(0.0, seconds), next(self._seq), timer))
+        return timer
+
     async def sleep(self, seconds: float) -> None:
         if seconds <= 0:
             await asyncio.sleep(0)
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._timers, (self.now + seconds, next(self._seq), future))
+        self.call_later(seconds, lambda: future.done() or future.set_result(None))
         await future
 
     async def advance(self, seconds: float) -> None:
-        """Move time forward, waking each sleeper at its own time."""
+        """Move time forward, firing each timer at its own time."""
         target = self.now + seconds
         await settle()
         while self._timers and self._timers[0][0] <= target:
-            when, _, future = heapq.heappop(self._timers)
-            if future.done():
+            when, _, timer = heapq.heappop(self._timers)
+            if timer.callback is None:
                 continue
             self.now = max(self.now, when)
-            future.set_result(None)
+            timer.callback()
             await settle()
         self.now = target
         await settle()
