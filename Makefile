@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= config.yaml
 ARGS ?=
 
-.PHONY: demo run simulate test lint format dashboards clean
+.PHONY: demo run simulate test lint format dashboards bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run $(ARGS)
 
 dashboards: $(STAMP)
 	$(BIN)/python grafana/generate.py

@@ -63,8 +63,16 @@ def main() -> None:
             dumps=json.dumps,
         )
 
+    async def unlimited(request: web.Request) -> web.Response:
+        # For the naive baseline poller: the same answer, outside the limiter and the stats.
+        account_id = request.match_info["account_id"]
+        return web.Response(
+            text=BODY.format(id=account_id, followers=1000), content_type="application/json"
+        )
+
     app = web.Application()
     app.router.add_get("/v1/accounts/{account_id}/metrics", metrics)
+    app.router.add_get("/unlimited/v1/accounts/{account_id}/metrics", unlimited)
     app.router.add_get("/stats", stats)
     web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None)
 

@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 from exporter import __version__
 from exporter.config import UniPostConfig
@@ -34,7 +35,6 @@ class RawResponse:
 def make_session(config: UniPostConfig) -> aiohttp.ClientSession:
     """A session that authenticates, identifies itself and times out as configured."""
     return aiohttp.ClientSession(
-        base_url=config.base_url + "/",
         headers={"Authorization": f"Bearer {config.api_key}", "User-Agent": USER_AGENT},
         timeout=aiohttp.ClientTimeout(total=config.timeout),
         raise_for_status=False,
@@ -44,23 +44,21 @@ def make_session(config: UniPostConfig) -> aiohttp.ClientSession:
 class UniPostClient:
     """Sends requests to UniPost and records each in the API stats."""
 
-    def __init__(self, session: aiohttp.ClientSession, stats: ApiStats) -> None:
+    def __init__(self, session: aiohttp.ClientSession, stats: ApiStats, base_url: str) -> None:
         self._session = session
         self._stats = stats
-        self._paths: dict[str, str] = {}
+        self._base_url = base_url.rstrip("/")
 
     async def get_account_metrics(self, account_id: str) -> RawResponse:
         """GET /v1/accounts/{id}/metrics."""
-        path = self._paths.get(account_id)
-        if path is None:
-            # Built once per account: quoting and URL parsing are a visible share of a poll.
-            path = self._paths[account_id] = f"v1/accounts/{quote(account_id, safe='')}/metrics"
-        return await self._get(path, ACCOUNT_METRICS)
+        # An absolute, already-encoded URL: no base_url join or re-quoting inside aiohttp.
+        path = f"/v1/accounts/{quote(account_id, safe='')}/metrics"
+        return await self._get(URL(self._base_url + path, encoded=True), ACCOUNT_METRICS)
 
-    async def _get(self, path: str, endpoint: str) -> RawResponse:
+    async def _get(self, url: URL, endpoint: str) -> RawResponse:
         started = time.perf_counter()
         try:
-            async with self._session.get(path, allow_redirects=False) as response:
+            async with self._session.get(url, allow_redirects=False) as response:
                 body = await _read_capped(response)
                 result = RawResponse(
                     status=response.status,

@@ -16,7 +16,6 @@ from prometheus_client.utils import floatToGoString
 
 from exporter.collector import (
     ACCOUNT_FAMILIES,
-    AccountSample,
     Family,
     account_labels,
     account_samples,
@@ -60,22 +59,25 @@ def _header(family: Family, openmetrics: bool) -> bytes:
 
 
 class _Rendered:
-    """One account's label strings and the samples its lines were last rendered from."""
+    """What one account's lines were last rendered from: label text and change keys."""
 
-    __slots__ = ("key", "labels", "pairs", "plain", "samples")
+    __slots__ = ("key", "meta", "pairs", "plain", "snapshot", "tallies")
 
     def __init__(self, account: AccountState) -> None:
         self.key = (account.platform, account.labels)
         self.pairs = list(account_labels(account).items())
         self.plain = "{" + _labels(self.pairs) + "} "
-        self.labels: dict[tuple[str, str], str] = {}
-        self.samples: list[list[AccountSample] | None] = [None] * len(ACCOUNT_FAMILIES)
+        # Sentinels that never equal an account's values: the first call renders everything.
+        self.snapshot: object = _NEVER
+        self.meta: object = _NEVER
+        self.tallies: object = _NEVER
 
-    def with_extra(self, extra: tuple[str, str]) -> str:
-        text = self.labels.get(extra)
-        if text is None:
-            text = self.labels[extra] = "{" + _labels([*self.pairs, extra]) + "} "
-        return text
+
+_NEVER = object()
+# Which families each change key covers (indexes into ACCOUNT_FAMILIES).
+_SNAPSHOT_FAMILIES = range(0, 5)
+_META_FAMILIES = range(5, 9)
+_TALLY_FAMILIES = range(9, 11)
 
 
 class FastExposition:
@@ -94,22 +96,41 @@ class FastExposition:
         store.listeners.append(self)
 
     def account_changed(self, account: AccountState) -> None:
-        """Re-render the families whose samples changed for this account."""
+        """Re-render the families whose inputs changed for this account."""
         rendered = self._rendered.get(account.id)
         if rendered is None or rendered.key != (account.platform, account.labels):
             rendered = self._rendered[account.id] = _Rendered(account)
-        previous = rendered.samples
-        for index, samples in enumerate(account_samples(account)):
-            if samples == previous[index]:
-                continue
-            previous[index] = samples
+        changed: list[int] = []
+        if account.snapshot is not rendered.snapshot:
+            rendered.snapshot = account.snapshot
+            changed.extend(_SNAPSHOT_FAMILIES)
+        meta = (
+            account.status,
+            account.account_name,
+            account.interval,
+            account.consecutive_failures,
+        )
+        if meta != rendered.meta:
+            rendered.meta = meta
+            changed.extend(_META_FAMILIES)
+        tallies = (
+            tuple(account.upstream_failures.items()) if account.upstream_failures else (),
+            tuple(account.api_errors.items()) if account.api_errors else (),
+        )
+        if tallies != rendered.tallies:
+            rendered.tallies = tallies
+            changed.extend(_TALLY_FAMILIES)
+        if not changed:
+            return
+        samples = account_samples(account)
+        for index in changed:
             name = ACCOUNT_FAMILIES[index].sample
             text = "".join(
                 name
-                + (rendered.with_extra(extra) if extra else rendered.plain)
+                + (("{" + _labels([*rendered.pairs, extra]) + "} ") if extra else rendered.plain)
                 + _go_float(value)
                 + "\n"
-                for extra, value in samples
+                for extra, value in samples[index]
             )
             self._lines[index][account.id] = text.encode()
 
@@ -120,11 +141,15 @@ class FastExposition:
             lines.pop(account_id, None)
 
     def render(self, openmetrics: bool = False) -> bytes:
-        """The whole body in the text format (0.0.4) or OpenMetrics."""
+        """The whole body in the text format (0.0.4) or OpenMetrics.
+
+        Safe to call from a worker thread: each step that reads the shared dicts is a single
+        C call under the GIL, so a poll landing meanwhile shows up whole or not at all.
+        """
         headers = self._openmetrics_headers if openmetrics else self._text_headers
         parts: list[bytes] = []
         for header, lines in zip(headers, self._lines, strict=True):
             parts.append(header)
-            parts.append(b"".join(lines.values()))
+            parts.extend(lines.values())  # one copy of the body in all, by the final join
         parts.append(_openmetrics(self.tail) if openmetrics else text_latest(self.tail))
         return b"".join(parts)

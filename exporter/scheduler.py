@@ -287,7 +287,7 @@ class Scheduler:
         self.store.changed(account)
 
     def _apply_outcome(self, account: AccountState, outcome: Outcome, probe: bool) -> None:
-        base = self._base_interval(account)
+        base = account.interval
         is_auth_error = isinstance(outcome, ApiError) and outcome.kind is ErrorKind.AUTH
         answered = not (isinstance(outcome, ApiError) and outcome.http_status is None)
         if self._auth_paused and not is_auth_error:
@@ -308,7 +308,7 @@ class Scheduler:
             account.snapshot = outcome
             account.consecutive_failures = 0
             self._set_status(account, OK, "ok")
-            delay = self._base_interval(account)
+            delay = account.interval
         elif isinstance(outcome, UpstreamFailure):
             self._learn_platform(account, outcome.platform)
             status = outcome.upstream_status
@@ -352,7 +352,7 @@ class Scheduler:
             self._wake()  # only when the loop sleeps past this account's turn
 
     def _backoff(self, account: AccountState) -> float:
-        base = self._base_interval(account)
+        base = account.interval
         exponent = min(account.consecutive_failures, MAX_BACKOFF_EXPONENT)
         return max(base, min(self.config.polling.max_backoff, base * 2.0**exponent))
 
@@ -382,7 +382,7 @@ class Scheduler:
         elif account.status == NOT_SUPPORTED:
             period = RECHECK_DAILY
         else:
-            period = self._base_interval(account)
+            period = account.interval
         demand = 1.0 / period
         self._demand_total += demand - self._demand.get(account.id, 0.0)
         self._demand[account.id] = demand

@@ -31,7 +31,7 @@ async def test_requests_carry_the_key_the_user_agent_and_an_escaped_id(
     stats = ApiStats()
     with aioresponses() as mocked:
         mocked.get(f"{BASE}/v1/accounts/sa_we%2Fird%20id/metrics", status=200, body=b"{}")
-        raw = await UniPostClient(session, stats).get_account_metrics("sa_we/ird id")
+        raw = await UniPostClient(session, stats, BASE).get_account_metrics("sa_we/ird id")
         ((method, url), calls) = next(iter(mocked.requests.items()))
     assert raw.status == 200
     assert method == "GET"
@@ -55,7 +55,7 @@ async def test_no_answer_is_counted_as_status_error(
     store = Store()
     with aioresponses() as mocked:
         mocked.get(f"{BASE}/v1/accounts/a/metrics", exception=exception)
-        raw = await UniPostClient(session, store.api).get_account_metrics("a")
+        raw = await UniPostClient(session, store.api, BASE).get_account_metrics("a")
     assert (raw.status, raw.transport_error) == (None, code)
     samples = scrape(store)
     assert value(samples, "unipost_api_requests_total", status_code="error") == 1
@@ -64,7 +64,7 @@ async def test_no_answer_is_counted_as_status_error(
 
 async def test_every_answer_is_counted_by_status(session: aiohttp.ClientSession) -> None:
     store = Store()
-    client = UniPostClient(session, store.api)
+    client = UniPostClient(session, store.api, BASE)
     with aioresponses() as mocked:
         for status in (200, 200, 429, 502):
             mocked.get(f"{BASE}/v1/accounts/a/metrics", status=status, body=b"{}")
