@@ -26,12 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import yaml
 from aiohttp import web
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.config import parse_config
+from exporter.config import AccountConfig, Config, PollingConfig, UniPostConfig
 from exporter.server import EXPOSITION, STORE, build_registry, create_app
 
 ROOT = Path(__file__).parent.parent
@@ -142,17 +141,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         except aiohttp.ClientError:
             await asyncio.sleep(0.1)
     interval = max(1.0, n / (2 * rate))  # demand is twice the budget: intervals stretch
-    config = parse_config(
-        yaml.safe_dump(
-            {
-                "unipost": {"base_url": base, "api_key": "up_test_bench",
-                            "requests_per_minute": rate * 60, "timeout": "10s"},
-                "polling": {"interval": f"{int(interval * 1000)}ms", "max_backoff": "1m"},
-                "accounts": [{"id": f"sa_instagram_{i}"} for i in range(n)],
-            }
+    # Built directly: parsing a 100,000-entry YAML file would leave its garbage in the RSS.
+    config = Config(
+        unipost=UniPostConfig(
+            api_key="up_test_bench", base_url=base, timeout=10.0, requests_per_minute=rate * 60
         ),
-        {},
-    )  # fmt: skip
+        polling=PollingConfig(interval=interval, max_backoff=60.0),
+        accounts=tuple(AccountConfig(id=f"sa_instagram_{i}") for i in range(n)),
+    )
     out: dict[str, Any] = {"accounts": n, "rate": rate}
     monitor = StallMonitor()
     monitor.start()

@@ -96,7 +96,7 @@ def classify(status: int, body: bytes) -> Outcome:
     """Turn an HTTP status and body from the metrics endpoint into what it means."""
     if 200 <= status < 300:
         try:
-            return parse_snapshot(json.loads(body.decode("utf-8")))
+            return parse_snapshot(json.loads(body))  # bytes: json decodes UTF-8 itself
         except UnicodeDecodeError:
             return _invalid(status, "body is not UTF-8")
         except (json.JSONDecodeError, RecursionError):

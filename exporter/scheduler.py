@@ -357,9 +357,15 @@ class Scheduler:
         return max(base, min(self.config.polling.max_backoff, base * 2.0**exponent))
 
     def _stretch(self) -> float:
-        """How much every interval is lengthened so that demand fits the budget."""
+        """How much every interval is lengthened so that demand fits the budget.
+
+        Against the configured budget, not the pace learned from 429s: a temporary slowdown
+        must not push every next poll far out and leave the budget idle once it recovers.
+        While the server allows less, accounts simply come due faster than the pace, and the
+        most overdue goes first.
+        """
         demand = self._demand_total
-        stretch = max(1.0, demand / self.budget.rate) if self.budget.rate > 0 else 1.0
+        stretch = max(1.0, demand / self.budget.configured_rate)
         if stretch > 1.0 and not self._stretch_warned:
             self._stretch_warned = True
             log.warning(
@@ -368,7 +374,7 @@ class Scheduler:
                 extra={
                     "fields": {
                         "requests_per_minute_wanted": round(demand * 60, 2),
-                        "requests_per_minute_budget": round(self.budget.rate * 60, 2),
+                        "requests_per_minute_budget": round(self.budget.configured_rate * 60, 2),
                         "stretch_factor": round(stretch, 3),
                     }
                 },

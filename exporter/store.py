@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -61,10 +62,9 @@ class Histogram:
     def observe(self, value: float) -> None:
         self.count += 1
         self.total += value
-        for i, bound in enumerate(DURATION_BUCKETS):
-            if value <= bound:
-                self.bucket_counts[i] += 1
-                break
+        index = bisect_left(DURATION_BUCKETS, value)  # the first bound >= value
+        if index < len(DURATION_BUCKETS):
+            self.bucket_counts[index] += 1
 
 
 @dataclass(slots=True)

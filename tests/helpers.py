@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import json
 import os
 import shutil
-from collections.abc import Callable
+import socket
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from multidict import CIMultiDict, CIMultiDictProxy
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -193,3 +197,42 @@ def require_binary(name: str) -> str:
             pytest.fail(f"{name} is missing in CI: .ci/run must apt-get install prometheus")
         pytest.skip(f"{name} not installed (apt-get install prometheus)")
     return path
+
+
+@contextlib.asynccontextmanager
+async def real_prometheus(
+    tmp_path: Path, exporter_port: int, rule_files: Sequence[Path] = ()
+) -> AsyncIterator[str]:
+    """Debian's Prometheus scraping the exporter (job "unipost") every second; yields its URL."""
+    binary = require_binary("prometheus")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": [str(path) for path in rule_files],
+                "scrape_configs": [
+                    {
+                        "job_name": "unipost",
+                        "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}],
+                    }
+                ],
+            }
+        )
+    )
+    process = await asyncio.create_subprocess_exec(
+        binary,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={tmp_path / 'prometheus-data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        await process.wait()

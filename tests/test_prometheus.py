@@ -9,11 +9,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-import yaml
 
 from tests.fake_unipost import API_KEY, FakeUniPost, Reply, snapshot, zero_filled
-from tests.helpers import require_binary
-from tests.test_cli import free_port, start_process, stop
+from tests.helpers import real_prometheus
+from tests.test_cli import start_process, stop
 
 pytestmark = pytest.mark.promtool
 
@@ -39,34 +38,12 @@ async def query(session: aiohttp.ClientSession, base: str, promql: str) -> list[
 
 
 async def test_prometheus_scrapes_the_exporter(fake: FakeUniPost, tmp_path: Path) -> None:
-    binary = require_binary("prometheus")
     process, _ = await start_process(fake, tmp_path)
-    prom_port = free_port()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                "scrape_configs": [
-                    {
-                        "job_name": "unipost",
-                        "static_configs": [{"targets": [f"127.0.0.1:{process.port}"]}],
-                    }
-                ],
-            }
-        )
-    )
-    prom = await asyncio.create_subprocess_exec(
-        binary,
-        f"--config.file={config}",
-        f"--storage.tsdb.path={tmp_path / 'data'}",
-        f"--web.listen-address=127.0.0.1:{prom_port}",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{prom_port}"
     try:
-        async with aiohttp.ClientSession() as session:
+        async with (
+            real_prometheus(tmp_path, process.port) as base,
+            aiohttp.ClientSession() as session,
+        ):
             followers: list[Any] = []
             for _ in range(300):
                 try:
@@ -90,8 +67,6 @@ async def test_prometheus_scrapes_the_exporter(fake: FakeUniPost, tmp_path: Path
             status = await query(session, base, 'unipost_account_status{status="ok"}')
             assert len(status) == 3
     finally:
-        prom.terminate()
-        await prom.wait()
         code, _ = await stop(process)
     assert code == 0
     assert API_KEY.encode() not in process.stderr

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 import yaml
 
-from tests.helpers import require_binary
+from tests.helpers import real_prometheus
 from tests.test_cli import free_port
 from tests.test_demo import finish, spawn
 
@@ -60,42 +60,19 @@ def with_fast_groups(source: Path, target: Path) -> Path:
 
 @pytest.fixture
 async def prometheus(tmp_path: Path) -> AsyncIterator[Prometheus]:
-    binary = require_binary("prometheus")
-    exporter_port, prom_port = free_port(), free_port()
+    exporter_port = free_port()
     exporter = await spawn("--demo", "--web.listen-address", f"127.0.0.1:{exporter_port}")
-    config = tmp_path / "prometheus.yml"
     rule_files = [
-        str(with_fast_groups(ROOT / "prometheus" / name, tmp_path / name))
+        with_fast_groups(ROOT / "prometheus" / name, tmp_path / name)
         for name in ("alerts.yml", "recording.yml")
     ]
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                "rule_files": rule_files,
-                "scrape_configs": [
-                    {
-                        "job_name": "unipost",
-                        "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}],
-                    }
-                ],
-            }
-        )
-    )
-    prom = await asyncio.create_subprocess_exec(
-        binary,
-        f"--config.file={config}",
-        f"--storage.tsdb.path={tmp_path / 'data'}",
-        f"--web.listen-address=127.0.0.1:{prom_port}",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
     try:
-        async with aiohttp.ClientSession() as session:
-            yield Prometheus(session, f"http://127.0.0.1:{prom_port}")
+        async with (
+            real_prometheus(tmp_path, exporter_port, rule_files) as base,
+            aiohttp.ClientSession() as session,
+        ):
+            yield Prometheus(session, base)
     finally:
-        prom.terminate()
-        await prom.wait()
         await finish(exporter)
 
 
