@@ -160,9 +160,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", exporter_port).start()
     store = app[STORE]
-    # The benchmark watches the store from outside, as a reader would: polling is the point.
-    while sum(1 for a in store.accounts.values() if a.snapshot is not None) < n:  # noqa: ASYNC110
-        await asyncio.sleep(0.05)
+    # Watched from the fake UniPost's side: scanning the store here would cost the exporter's
+    # own event loop milliseconds per look at 100,000 accounts.
+    while (await stats())["accounts"] < n:  # noqa: ASYNC110
+        await asyncio.sleep(0.2)
     out["first_round_s"] = time.perf_counter() - started
     first = await stats(arrivals=True)
     arrivals = first["arrivals"][:n]

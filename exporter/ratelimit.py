@@ -4,7 +4,8 @@ Every request (first attempts, retries, probes) takes a slot from one Budget.
 Slots are spaced evenly at the current rate, so there are no bursts. The rate
 starts at the configured `requests_per_minute` and learns the real limit:
 a 429 blocks every request until `Retry-After` has passed and halves the
-rate; each answer that is not a 429 lets it climb back by 2%; and when the
+rate (once per refusal episode); each answer that is not a 429 lets it climb
+back by 2% (plus 0.5% of the budget); and when the
 `X-UniPost-RateLimit-*` headers say the bucket is nearly empty, the rate is
 held at the bucket's refill rate so the exporter stops before it is refused.
 """
@@ -21,6 +22,7 @@ from exporter.parse import RateLimitHeaders
 DEFAULT_RETRY_AFTER = 30.0
 DECREASE_FACTOR = 0.5
 INCREASE_FACTOR = 1.02
+INCREASE_STEP = 0.005
 LOW_WATERMARK_FRACTION = 0.1
 # How late (at most) a slot may be taken and still count as on time.
 LATENESS_TOLERANCE = 0.02
@@ -85,14 +87,23 @@ class Budget:
                 wait = headers.reset - self._clock.wall()
             if wait is None or wait <= 0:
                 wait = DEFAULT_RETRY_AFTER
+            if now >= self.blocked_until:
+                # One decrease per refusal episode: the other requests already in flight when
+                # UniPost began refusing say nothing new, and halving for each of them would
+                # collapse the pace to the floor.
+                self.rate = max(self.min_rate, self.rate * DECREASE_FACTOR)
             self.blocked_until = max(self.blocked_until, now + min(wait, self.max_wait))
-            self.rate = max(self.min_rate, self.rate * DECREASE_FACTOR)
             return
         refill = self._refill_rate_if_low(headers)
         if refill is not None:
             self.rate = max(self.min_rate, min(self.rate, refill))
         else:
-            self.rate = min(self.configured_rate, self.rate * INCREASE_FACTOR)
+            # Multiplicative, plus a small constant so a pace near the floor recovers in
+            # minutes rather than hours.
+            self.rate = min(
+                self.configured_rate,
+                self.rate * INCREASE_FACTOR + self.configured_rate * INCREASE_STEP,
+            )
 
     def _refill_rate_if_low(self, headers: RateLimitHeaders) -> float | None:
         limit, remaining, reset = headers.limit, headers.remaining, headers.reset
