@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import html
 import zlib
 from collections.abc import AsyncIterator, Callable
@@ -33,6 +34,7 @@ DEMO_NOTE = web.AppKey("demo_note", str)
 # Level 1 compresses an exposition about 4x faster than 6 for ~1.5x the bytes: CPU is
 # the scarcer resource on the exporter, bytes are cheap between it and Prometheus.
 GZIP_LEVEL = 1
+WRITE_SIZE = 64 * 1024
 SessionFactory = Callable[[UniPostConfig], aiohttp.ClientSession]
 
 
@@ -81,6 +83,10 @@ def create_app(
             config, store, UniPostClient(session, store.api, config.unipost.base_url), the_clock
         )
         app[SCHEDULER] = scheduler
+        # Modules, config and every account's state exist now and live as long as the
+        # process: keep them out of the collector's full passes, which otherwise stall the
+        # event loop for tens of milliseconds at 10,000 accounts.
+        gc.freeze()
         task = asyncio.create_task(scheduler.run(), name="scheduler")
         try:
             yield
@@ -125,9 +131,12 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     response.content_length = sum(len(chunk) for chunk in chunks)
     await response.prepare(request)
     for chunk in chunks:
-        await response.write(chunk)
-        # The kernel may take every piece at once; let polls run between them anyway.
-        await asyncio.sleep(0)
+        view = memoryview(chunk)
+        for start in range(0, len(chunk), WRITE_SIZE):
+            # On loopback the kernel delivers a send within the call: keep each one small,
+            # and let polls run between them.
+            await response.write(view[start : start + WRITE_SIZE])
+            await asyncio.sleep(0)
     await response.write_eof()
     return response
 
