@@ -20,6 +20,7 @@ USER_AGENT = f"unipost-exporter/{__version__}"
 # A metrics snapshot is a few hundred bytes; anything near this is not one.
 MAX_BODY_BYTES = 1024 * 1024
 ACCOUNT_METRICS = "account_metrics"
+ACCOUNTS = "accounts"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,13 @@ class UniPostClient:
         # An absolute, already-encoded URL: no base_url join or re-quoting inside aiohttp.
         path = f"/v1/accounts/{quote(account_id, safe='')}/metrics"
         return await self._get(URL(self._base_url + path, encoded=True), ACCOUNT_METRICS)
+
+    async def list_accounts(self, platform: str | None = None) -> RawResponse:
+        """GET /v1/accounts, optionally filtered to one platform."""
+        url = URL(self._base_url + "/v1/accounts", encoded=True)
+        if platform is not None:
+            url = url.with_query(platform=platform)
+        return await self._get(url, ACCOUNTS)
 
     async def _get(self, url: URL, endpoint: str) -> RawResponse:
         started = time.perf_counter()

@@ -107,6 +107,18 @@ def account_samples(account: AccountState) -> tuple[list[AccountSample], ...]:
     )
 
 
+# The family that also carries failed account listings (account_id="").
+ERRORS_FAMILY = 10
+
+
+def discovery_error_samples(store: Store) -> list[tuple[dict[str, str], float]]:
+    """Failed GET /v1/accounts refreshes: on unipost_api_errors_total with account_id=""."""
+    return [
+        ({"account_id": "", "code": code, "platform": ""}, float(count))
+        for code, count in sorted(store.discovery_errors.items())
+    ]
+
+
 def account_labels(account: AccountState) -> dict[str, str]:
     """The labels every series of the account carries."""
     labels = {"account_id": account.id, "platform": account.platform}
@@ -131,6 +143,8 @@ class AccountCollector(Collector):
                     family.add_sample(
                         spec.sample, {**labels, extra[0]: extra[1]} if extra else labels, value
                     )
+        for labels, value in discovery_error_samples(self.store):
+            families[ERRORS_FAMILY].add_sample("unipost_api_errors_total", labels, value)
         yield from families
 
 

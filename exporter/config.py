@@ -22,6 +22,7 @@ DEFAULT_INTERVAL = 300.0
 # X's free tier allows about one user lookup per account per 15 minutes.
 DEFAULT_PLATFORM_INTERVALS: Mapping[str, float] = {"twitter": 900.0}
 DEFAULT_MAX_BACKOFF = 6 * 3600.0
+DEFAULT_REFRESH_INTERVAL = 3600.0
 
 KNOWN_PLATFORMS = frozenset(
     {
@@ -94,12 +95,23 @@ class AccountConfig:
 
 
 @dataclass(frozen=True)
+class DiscoveryConfig:
+    """Whether and how to find accounts with GET /v1/accounts."""
+
+    enabled: bool = False
+    platforms: tuple[str, ...] = ()  # empty: all platforms
+    refresh_interval: float = DEFAULT_REFRESH_INTERVAL
+    exclude: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration."""
 
     unipost: UniPostConfig
     polling: PollingConfig
     accounts: tuple[AccountConfig, ...]
+    discovery: DiscoveryConfig = DiscoveryConfig()
 
 
 def parse_duration(text: str) -> float:
@@ -228,15 +240,52 @@ class _Validator:
         if raw is None:
             self.err("", "config is empty")
             return None
-        top = self.mapping(raw, "", {"unipost", "polling", "accounts"})
+        top = self.mapping(raw, "", {"unipost", "polling", "accounts", "discovery"})
         if top is None:
             return None
         unipost = self.unipost(top.get("unipost"), "unipost")
         polling = self.polling(top.get("polling"), "polling")
-        accounts = self.accounts(top.get("accounts"), "accounts")
-        if unipost is None or polling is None:
+        discovery = self.discovery(top.get("discovery"), "discovery")
+        accounts = self.accounts(
+            top.get("accounts"), "accounts", required=discovery is None or not discovery.enabled
+        )
+        if unipost is None or polling is None or discovery is None:
             return None
-        return Config(unipost=unipost, polling=polling, accounts=accounts)
+        return Config(unipost=unipost, polling=polling, accounts=accounts, discovery=discovery)
+
+    def discovery(self, node: Any, where: str) -> DiscoveryConfig | None:
+        m = self.mapping(node, where, {"enabled", "platforms", "refresh_interval", "exclude"})
+        if m is None:
+            return None
+        enabled = m.get("enabled", False)
+        if not isinstance(enabled, bool):
+            self.err(f"{where}.enabled", f"{enabled!r} is not true or false")
+            enabled = False
+        platforms = self.names(m.get("platforms"), f"{where}.platforms", _LABEL_NAME)
+        exclude = self.names(m.get("exclude"), f"{where}.exclude", None)
+        refresh = self.duration(
+            m.get("refresh_interval"), f"{where}.refresh_interval", DEFAULT_REFRESH_INTERVAL
+        )
+        return DiscoveryConfig(
+            enabled=enabled,
+            platforms=tuple(platforms),
+            refresh_interval=refresh,
+            exclude=frozenset(exclude),
+        )
+
+    def names(self, node: Any, where: str, pattern: re.Pattern[str] | None) -> list[str]:
+        if node is None:
+            return []
+        if not isinstance(node, list):
+            self.err(where, f"must be a list, not {_kind(node)}")
+            return []
+        out = []
+        for i, item in enumerate(node):
+            if not isinstance(item, str) or not item or (pattern and not pattern.match(item)):
+                self.err(f"{where}[{i}]", f"{item!r} is not a valid name")
+                continue
+            out.append(item)
+        return out
 
     def unipost(self, node: Any, where: str) -> UniPostConfig | None:
         if node is None:
@@ -339,15 +388,18 @@ class _Validator:
                 floors[platform] = self.duration(value, loc, floors.get(platform, 0.0))
         return PollingConfig(interval=interval, platform_intervals=floors, max_backoff=max_backoff)
 
-    def accounts(self, node: Any, where: str) -> tuple[AccountConfig, ...]:
+    def accounts(self, node: Any, where: str, required: bool) -> tuple[AccountConfig, ...]:
+        hint = "list at least one account (- id: sa_...) or enable discovery"
         if node is None:
-            self.err(where, "is required: list at least one account (- id: sa_...)")
+            if required:
+                self.err(where, f"is required: {hint}")
             return ()
         if not isinstance(node, list):
             self.err(where, f"must be a list, not {_kind(node)}")
             return ()
         if not node:
-            self.err(where, "is empty: list at least one account (- id: sa_...)")
+            if required:
+                self.err(where, f"is empty: {hint}")
             return ()
         seen: dict[str, int] = {}
         out = []

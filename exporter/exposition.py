@@ -16,9 +16,11 @@ from prometheus_client.utils import floatToGoString
 
 from exporter.collector import (
     ACCOUNT_FAMILIES,
+    ERRORS_FAMILY,
     Family,
     account_labels,
     account_samples,
+    discovery_error_samples,
 )
 from exporter.store import AccountState, Store
 
@@ -153,9 +155,15 @@ class FastExposition:
         loop can yield between pieces and polls stay on time during a scrape.
         """
         headers = self._openmetrics_headers if openmetrics else self._text_headers
-        for header, lines in zip(headers, self._lines, strict=True):
+        for index, (header, lines) in enumerate(zip(headers, self._lines, strict=True)):
             yield header
             values = list(lines.values())
             for start in range(0, len(values), ACCOUNTS_PER_CHUNK):
                 yield b"".join(values[start : start + ACCOUNTS_PER_CHUNK])
+            if index == ERRORS_FAMILY and self.store.discovery_errors:
+                yield "".join(
+                    f"unipost_api_errors_total{{{_labels(list(labels.items()))}}} "
+                    f"{_go_float(value)}\n"
+                    for labels, value in discovery_error_samples(self.store)
+                ).encode()
         yield _openmetrics(self.tail) if openmetrics else text_latest(self.tail)

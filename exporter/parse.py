@@ -144,6 +144,46 @@ def parse_snapshot(payload: Any) -> Snapshot | UpstreamFailure:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ListedAccount:
+    """One connected account from GET /v1/accounts."""
+
+    id: str
+    platform: str | None
+    name: str
+    status: str
+
+
+def classify_listing(status: int, body: bytes) -> list[ListedAccount] | ApiError:
+    """Turn an answer from GET /v1/accounts into the accounts it lists, or an error."""
+    if not 200 <= status < 300:
+        return classify_error(status, body)
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return _invalid(status, "body is not JSON")
+    rows = payload.get("data") if isinstance(payload, dict) else None
+    if not isinstance(rows, list):
+        return _invalid(status, 'not the {"data": [...]} envelope')
+    accounts = []
+    for row in rows:
+        if not isinstance(row, dict) or not isinstance(row.get("id"), str) or not row["id"]:
+            return _invalid(status, "an account without an id")
+        platform = row.get("platform")
+        name = row.get("account_name")
+        accounts.append(
+            ListedAccount(
+                id=row["id"],
+                platform=platform.lower()
+                if isinstance(platform, str) and _PLATFORM.match(platform.lower())
+                else None,
+                name=name if isinstance(name, str) else "",
+                status=row["status"] if isinstance(row.get("status"), str) else "",
+            )
+        )
+    return accounts
+
+
 def parse_retry_after(value: str | None, now_wall: float) -> float | None:
     """Seconds to wait from a Retry-After header (delta-seconds or HTTP date); None if unusable."""
     if value is None:

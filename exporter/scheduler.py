@@ -13,7 +13,7 @@ import itertools
 import logging
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_result, stop_after_attempt
@@ -22,11 +22,18 @@ from tenacity.wait import wait_random_exponential
 
 from exporter.client import RawResponse
 from exporter.clock import Clock
-from exporter.config import AccountConfig, Config, format_duration, platform_from_id
+from exporter.config import (
+    AccountConfig,
+    Config,
+    DiscoveryConfig,
+    format_duration,
+    platform_from_id,
+)
 from exporter.parse import (
     INVALID_RESPONSE,
     ApiError,
     ErrorKind,
+    ListedAccount,
     Outcome,
     Snapshot,
     UpstreamFailure,
@@ -118,6 +125,9 @@ class Scheduler:
         self._paused_until = -math.inf
         self._probe_inflight = False
         store.budget_requests_per_minute = self.budget.rate * 60
+        # Accounts from the config are always polled; discovered ones follow the listing.
+        self._configured = {account.id: account for account in config.accounts}
+        self._discovered: set[str] = set()
         now = clock.monotonic()
         for account in config.accounts:
             self._add_account(account, now)
@@ -265,6 +275,11 @@ class Scheduler:
         return outcome
 
     def _interpret(self, raw: RawResponse) -> Outcome:
+        failed = self.observe_response(raw)
+        return failed if failed is not None else classify(raw.status or 0, raw.body)
+
+    def observe_response(self, raw: RawResponse) -> ApiError | None:
+        """Learn the limiter's state from any answer; the error if there is no usable body."""
         if raw.status is None:
             return ApiError(raw.transport_error or "CONNECTION_ERROR", ErrorKind.TRANSIENT)
         headers = parse_ratelimit_headers(raw.headers)
@@ -275,10 +290,8 @@ class Scheduler:
         self.budget.observe(raw.status, headers, retry_after)
         self.store.budget_requests_per_minute = self.budget.rate * 60
         if raw.transport_error == INVALID_RESPONSE:
-            return ApiError(
-                INVALID_RESPONSE, ErrorKind.INVALID, raw.status, "body larger than any snapshot"
-            )
-        return classify(raw.status, raw.body)
+            return ApiError(INVALID_RESPONSE, ErrorKind.INVALID, raw.status, "body too large")
+        return None
 
     # -- applying a result ------------------------------------------------------------------
 
@@ -439,6 +452,46 @@ class Scheduler:
         self._update_demand(state)
         heapq.heappush(self._heap, (now, next(self._seq), account.id))
         state.next_poll_wall = self.clock.wall()
+        if now < self._waiting_until:
+            self._wake()
+
+    def _remove_account(self, account_id: str) -> None:
+        """Stop polling an account; its series go with it (a poll in flight is discarded)."""
+        self.store.remove(account_id)
+        self._account_configs.pop(account_id, None)
+        self._demand_total -= self._demand.pop(account_id, 0.0)
+        log.info("account removed", extra={"fields": {"account_id": account_id}})
+
+    def sync_listing(self, listed: Sequence[ListedAccount], discovery: DiscoveryConfig) -> None:
+        """Make the polled accounts follow a fresh GET /v1/accounts listing."""
+        now = self.clock.monotonic()
+        wanted: dict[str, ListedAccount] = {}
+        for item in listed:
+            platform = item.platform or platform_from_id(item.id)
+            if item.id in discovery.exclude:
+                continue
+            if discovery.platforms and platform not in discovery.platforms:
+                continue
+            wanted[item.id] = item
+        for account_id, item in wanted.items():
+            account = self.store.accounts.get(account_id)
+            if account is None:
+                configured = self._configured.get(account_id)
+                self._add_account(configured or AccountConfig(id=account_id), now)
+                account = self.store.accounts[account_id]
+                if configured is None:
+                    log.info("account discovered", extra={"fields": {"account_id": account_id}})
+            self._discovered.add(account_id)
+            if item.platform and item.platform != account.platform:
+                self._learn_platform(account, item.platform)
+                self._update_demand(account)
+            account.account_name = item.name
+            self.store.changed(account)
+        for account_id in list(self._discovered):
+            if account_id not in wanted:
+                self._discovered.discard(account_id)
+                if account_id not in self._configured:
+                    self._remove_account(account_id)
 
     def _base_interval(self, account: AccountState) -> float:
         """The account's interval, raised to its platform's floor."""

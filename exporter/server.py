@@ -23,6 +23,7 @@ from exporter.client import UniPostClient, make_session
 from exporter.clock import Clock, SystemClock
 from exporter.collector import AccountCollector, ApiCollector
 from exporter.config import Config, UniPostConfig
+from exporter.discovery import Discoverer
 from exporter.exposition import FastExposition
 from exporter.scheduler import Scheduler
 from exporter.store import Store
@@ -79,21 +80,25 @@ def create_app(
 
     async def polling(app: web.Application) -> AsyncIterator[None]:
         session = session_factory(config.unipost)
-        scheduler = Scheduler(
-            config, store, UniPostClient(session, store.api, config.unipost.base_url), the_clock
-        )
+        client = UniPostClient(session, store.api, config.unipost.base_url)
+        scheduler = Scheduler(config, store, client, the_clock)
         app[SCHEDULER] = scheduler
         # Modules, config and every account's state exist now and live as long as the
         # process: keep them out of the collector's full passes, which otherwise stall the
         # event loop for tens of milliseconds at 10,000 accounts.
         gc.freeze()
-        task = asyncio.create_task(scheduler.run(), name="scheduler")
+        tasks = [asyncio.create_task(scheduler.run(), name="scheduler")]
+        if config.discovery.enabled:
+            discoverer = Discoverer(config.discovery, client, scheduler, store, the_clock)
+            tasks.append(asyncio.create_task(discoverer.run(), name="discovery"))
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             store.polling_started = False
             await session.close()
 

@@ -199,7 +199,10 @@ class Simulator:
         self.clock = clock
         self.started = clock()
         self.state = SimulatorState(tokens=scenario.rate_limit_capacity, updated=self.started)
+        # The workspace's accounts; tests may connect and disconnect some while it runs.
         self.accounts = {a.id: a for a in scenario.accounts}
+        # When set, GET /v1/accounts answers 500 INTERNAL_ERROR (a failing refresh).
+        self.fail_listing = False
         self._rng = random.Random(scenario.seed)
         self._request_ids = itertools.count(1)
 
@@ -349,6 +352,8 @@ class Simulator:
         return False
 
     async def _list_accounts(self, request: web.Request) -> web.Response:
+        if self.fail_listing:
+            raise _ApiError(500, "INTERNAL_ERROR", "listing accounts failed")
         platform = request.query.get("platform")
         external = request.query.get("external_user_id")
         rows = [
@@ -364,7 +369,7 @@ class Simulator:
                 "connected_at": "2026-04-02T10:00:00Z",
                 "external_user_id": a.external_user_id,
             }
-            for a in self.scenario.accounts
+            for a in list(self.accounts.values())
             if (platform is None or a.platform == platform)
             and (external is None or a.external_user_id == external)
         ]

@@ -45,6 +45,18 @@ def test_the_example_config_is_valid() -> None:
     assert config.accounts
 
 
+def test_discovery_makes_accounts_optional() -> None:
+    config = parse_config(
+        "unipost: {api_key: k}\n"
+        "discovery: {enabled: true, platforms: [twitter], refresh_interval: 10m, exclude: [sa_x]}",
+        {},
+    )
+    assert config.accounts == ()
+    assert config.discovery.enabled and config.discovery.platforms == ("twitter",)
+    assert config.discovery.refresh_interval == 600
+    assert config.discovery.exclude == frozenset({"sa_x"})
+
+
 def test_platform_intervals_merge_over_the_built_in_floor() -> None:
     config = parse_config(GOOD + "polling:\n  platform_intervals: {instagram: 10m}\n", ENV)
     assert dict(config.polling.platform_intervals) == {"twitter": 900, "instagram": 600}
@@ -136,11 +148,11 @@ def test_the_api_key_never_appears_in_the_config_repr() -> None:
         ),
         (
             "unipost: {api_key: k}\naccounts: []",
-            ["accounts: is empty: list at least one account (- id: sa_...)"],
+            ["accounts: is empty: list at least one account (- id: sa_...) or enable discovery"],
         ),
         (
             "unipost: {api_key: k}",
-            ["accounts: is required: list at least one account (- id: sa_...)"],
+            ["accounts: is required: list at least one account (- id: sa_...) or enable discovery"],
         ),
         (
             "unipost: {api_key: k}\naccounts: [{interval: 5m}]",
@@ -161,6 +173,16 @@ def test_the_api_key_never_appears_in_the_config_repr() -> None:
             "polling: {platform_intervals: {twitter: fast}}\n"
             "accounts: [{id: a}]",
             ['polling.platform_intervals.twitter: "fast" is not a duration'],
+        ),
+        (
+            "unipost: {api_key: k}\ndiscovery: {enabled: yes please, platforms: [x-y], extra: 1}",
+            [
+                "discovery.extra: unknown key",
+                "discovery.enabled: 'yes please' is not true or false",
+                "discovery.platforms[0]: 'x-y' is not a valid name",
+                "accounts: is required: list at least one account (- id: sa_...) "
+                "or enable discovery",
+            ],
         ),
         (
             # Every problem at once, not just the first.

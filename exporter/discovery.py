@@ -1,0 +1,89 @@
+"""Account discovery: keep the polled accounts in step with GET /v1/accounts."""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from exporter.client import RawResponse
+from exporter.clock import Clock
+from exporter.config import DiscoveryConfig, format_duration
+from exporter.parse import ApiError, ListedAccount, classify_listing
+from exporter.scheduler import Scheduler
+from exporter.store import Store
+
+log = logging.getLogger("exporter.discovery")
+
+# After a failed refresh, try again sooner than refresh_interval: 1m, 2m, 4m, ...
+RETRY_FIRST = 60.0
+
+
+class ListingClient(Protocol):
+    """What discovery needs from the HTTP client."""
+
+    async def list_accounts(self, platform: str | None = None) -> RawResponse: ...
+
+
+class Discoverer:
+    """Lists the workspace's accounts every refresh_interval and syncs the scheduler."""
+
+    def __init__(
+        self,
+        config: DiscoveryConfig,
+        client: ListingClient,
+        scheduler: Scheduler,
+        store: Store,
+        clock: Clock,
+    ) -> None:
+        self.config = config
+        self.client = client
+        self.scheduler = scheduler
+        self.store = store
+        self.clock = clock
+        self._failures = 0
+
+    async def run(self) -> None:
+        """Refresh now, then every refresh_interval (sooner after a failure), until cancelled."""
+        while True:
+            if await self.refresh():
+                delay = self.config.refresh_interval
+            else:
+                delay = min(self.config.refresh_interval, RETRY_FIRST * 2 ** (self._failures - 1))
+            await self.clock.sleep(delay)
+
+    async def refresh(self) -> bool:
+        """One refresh; on failure the last good list stays. True when it worked."""
+        # One call per platform when exactly one is wanted (the API filters one platform);
+        # otherwise a single unfiltered call, filtered here.
+        platforms = self.config.platforms if len(self.config.platforms) == 1 else (None,)
+        listed: list[ListedAccount] = []
+        for platform in platforms:
+            await self.scheduler.budget.acquire()  # listing spends from the same budget
+            raw = await self.client.list_accounts(platform)
+            failed = self.scheduler.observe_response(raw)
+            result = failed if failed is not None else classify_listing(raw.status or 0, raw.body)
+            if isinstance(result, ApiError):
+                self._failed(result)
+                return False
+            listed.extend(result)
+        if self._failures:
+            log.info("account listing works again", extra={"fields": {"accounts": len(listed)}})
+        self._failures = 0
+        self.scheduler.sync_listing(listed, self.config)
+        return True
+
+    def _failed(self, error: ApiError) -> None:
+        errors = self.store.discovery_errors
+        errors[error.code] = errors.get(error.code, 0) + 1
+        self._failures += 1
+        if self._failures == 1:  # once per streak, not at every retry
+            log.warning(
+                "listing accounts failed; keeping the last good list",
+                extra={
+                    "fields": {
+                        "code": error.code,
+                        "http_status": error.http_status,
+                        "retry_in": format_duration(RETRY_FIRST),
+                    }
+                },
+            )
