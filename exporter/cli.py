@@ -16,6 +16,7 @@ from exporter import __version__, demo
 from exporter.config import Config, ConfigError, format_duration, load_config
 from exporter.logs import LEVELS, setup_logging
 from exporter.server import create_app
+from exporter.sharding import Shard, ordinal_from_hostname
 
 DEFAULT_PORT = 9863
 DEFAULT_LISTEN_ADDRESS = f":{DEFAULT_PORT}"
@@ -63,6 +64,27 @@ def build_parser() -> argparse.ArgumentParser:
         default="logfmt",
         choices=["logfmt", "json"],
         help="log line format (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--shard",
+        type=int,
+        default=0,
+        metavar="N",
+        help="this replica's shard, zero-indexed (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--total-shards",
+        dest="total_shards",
+        type=int,
+        default=1,
+        metavar="M",
+        help="how many replicas split the accounts (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--shard.from-hostname",
+        dest="shard_from_hostname",
+        action="store_true",
+        help="take the shard from the hostname's -<ordinal> suffix (a StatefulSet pod)",
     )
     parser.add_argument(
         "--demo",
@@ -113,9 +135,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.config_check:
         print(f"{args.config_file}: OK ({_summary(config)})")
         return 0
+    try:
+        index = ordinal_from_hostname() if args.shard_from_hostname else args.shard
+        shard = Shard(index, args.total_shards)
+    except ValueError as exc:
+        print(f"unipost-exporter: {exc}", file=sys.stderr)
+        return 1
     formatter = setup_logging(args.log_level, args.log_format)
     formatter.secrets.append(config.unipost.api_key)
-    return _run(serve(config, host, port))
+    return _run(serve(config, host, port, shard=shard))
 
 
 def _run(main_coroutine: Coroutine[Any, Any, int]) -> int:
@@ -139,7 +167,12 @@ def _summary(config: Config) -> str:
 
 
 async def serve(
-    config: Config, host: str | None, port: int, demo_note: str = "", banner: str = ""
+    config: Config,
+    host: str | None,
+    port: int,
+    demo_note: str = "",
+    banner: str = "",
+    shard: Shard | None = None,
 ) -> int:
     """Serve until SIGTERM or SIGINT, then stop polling and close connections."""
     address = f"{host or ''}:{port}"
@@ -151,10 +184,11 @@ async def serve(
                 "version": __version__,
                 "accounts": len(config.accounts),
                 "base_url": config.unipost.base_url,
+                "shard": f"{(shard or Shard()).index}/{(shard or Shard()).total}",
             }
         },
     )
-    app = create_app(config, demo_note=demo_note)
+    app = create_app(config, demo_note=demo_note, shard=shard)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, shutdown_timeout=SHUTDOWN_TIMEOUT)

@@ -157,6 +157,17 @@ class ApiCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield from self._api_families()
+        for name, number, help_text in (
+            ("unipost_exporter_shard", self.store.shard, "This replica's shard (zero-indexed)."),
+            (
+                "unipost_exporter_total_shards",
+                self.store.total_shards,
+                "How many shards the accounts are split into (1: not sharded).",
+            ),
+        ):
+            family = Metric(name, help_text, "gauge")
+            family.add_sample(name, {}, float(number))
+            yield family
         build = Metric(
             "unipost_exporter_build_info", "Always 1; the exporter's version as a label.", "gauge"
         )

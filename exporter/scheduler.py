@@ -102,8 +102,10 @@ class Scheduler:
         client: MetricsClient,
         clock: Clock,
         rng: random.Random | None = None,
+        owns: Callable[[str], bool] = lambda account_id: True,
     ) -> None:
         self.config = config
+        self.owns = owns  # whether this replica's shard polls an account
         self.store = store
         self.client = client
         self.clock = clock
@@ -471,6 +473,8 @@ class Scheduler:
             if item.id in discovery.exclude:
                 continue
             if discovery.platforms and platform not in discovery.platforms:
+                continue
+            if not self.owns(item.id):
                 continue
             wanted[item.id] = item
         for account_id, item in wanted.items():

@@ -26,6 +26,7 @@ from exporter.config import Config, UniPostConfig
 from exporter.discovery import Discoverer
 from exporter.exposition import FastExposition
 from exporter.scheduler import Scheduler
+from exporter.sharding import Shard
 from exporter.store import Store
 
 STORE = web.AppKey("store", Store)
@@ -69,11 +70,14 @@ def create_app(
     clock: Clock | None = None,
     session_factory: SessionFactory = make_session,
     demo_note: str = "",
+    shard: Shard | None = None,
 ) -> web.Application:
     """The exporter as an aiohttp application; polling starts with the app and stops with it."""
     app = web.Application()
     app[DEMO_NOTE] = demo_note
-    store = Store()
+    shard = shard or Shard()
+    config = shard.apply(config)
+    store = Store(shard=shard.index, total_shards=shard.total)
     app[STORE] = store
     app[EXPOSITION] = FastExposition(store, build_tail_registry(store))
     the_clock = clock or SystemClock()
@@ -81,7 +85,7 @@ def create_app(
     async def polling(app: web.Application) -> AsyncIterator[None]:
         session = session_factory(config.unipost)
         client = UniPostClient(session, store.api, config.unipost.base_url)
-        scheduler = Scheduler(config, store, client, the_clock)
+        scheduler = Scheduler(config, store, client, the_clock, owns=shard.owns)
         app[SCHEDULER] = scheduler
         # Modules, config and every account's state exist now and live as long as the
         # process: keep them out of the collector's full passes, which otherwise stall the

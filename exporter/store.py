@@ -115,6 +115,8 @@ class Store:
     interval_stretch_factor: float = 1.0
     polling_started: bool = False
     listeners: list[StoreListener] = field(default_factory=list)
+    shard: int = 0
+    total_shards: int = 1
     # Failed GET /v1/accounts refreshes by code, exported with account_id="".
     discovery_errors: dict[str, int] = field(default_factory=dict)
 
