@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= config.yaml
 ARGS ?=
 
-.PHONY: demo run simulate test lint format dashboards bench clean
+.PHONY: demo run simulate test lint format dashboards prometheusrule bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,9 @@ bench: $(STAMP)
 
 dashboards: $(STAMP)
 	$(BIN)/python grafana/generate.py
+
+prometheusrule: $(STAMP)
+	$(BIN)/python deploy/kubernetes/prometheusrule.py
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
