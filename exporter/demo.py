@@ -31,6 +31,8 @@ def demo_config(scenario: Scenario, base_url: str) -> Config:
             "max_backoff": "30s",
         },
         "accounts": accounts,
+        # The listing fills in account names (the accounts above keep their team labels).
+        "discovery": {"enabled": True, "refresh_interval": "1m"},
     }
     return parse_config(yaml.safe_dump(raw), {})
 

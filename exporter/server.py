@@ -177,7 +177,14 @@ async def landing_page(request: web.Request) -> web.Response:
         next_poll = (
             "polling now" if account.next_poll_wall is None else _when(account.next_poll_wall)
         )
-        cells = (account.id, account.platform, account.status, _when(last), next_poll)
+        cells = (
+            account.id,
+            account.account_name,
+            account.platform,
+            account.status,
+            _when(last),
+            next_poll,
+        )
         rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     note = request.app[DEMO_NOTE]
     demo = (
@@ -195,7 +202,7 @@ td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}</style></head>
 Health: <a href="-/healthy">/-/healthy</a>, <a href="-/ready">/-/ready</a>.</p>
 <p>Values come from background polls of UniPost; a scrape never calls UniPost.</p>
 <h2>Accounts ({len(rows)})</h2>
-<table><tr><th>account</th><th>platform</th><th>status</th><th>last success</th>
+<table><tr><th>account</th><th>name</th><th>platform</th><th>status</th><th>last success</th>
 <th>next poll</th></tr>
 {"".join(rows)}
 </table></body></html>
