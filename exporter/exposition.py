@@ -151,19 +151,28 @@ class FastExposition:
     def iter_chunks(self, openmetrics: bool = False) -> Iterator[bytes]:
         """The body in pieces of a few hundred kilobytes, in order.
 
-        Each piece is one short join (well under a millisecond), so a caller on the event
-        loop can yield between pieces and polls stay on time during a scrape.
+        Everything is taken from the store in one synchronous step, before the first piece:
+        a poll that lands while the caller yields between pieces is not half in this scrape.
+        Each piece is then one short join (well under a millisecond), so a caller on the
+        event loop can yield between pieces and polls stay on time during a scrape.
         """
         headers = self._openmetrics_headers if openmetrics else self._text_headers
-        for index, (header, lines) in enumerate(zip(headers, self._lines, strict=True)):
+        frozen = [list(lines.values()) for lines in self._lines]
+        discovery = "".join(
+            f"unipost_api_errors_total{{{_labels(list(labels.items()))}}} {_go_float(value)}\n"
+            for labels, value in discovery_error_samples(self.store)
+        ).encode()
+        tail = _openmetrics(self.tail) if openmetrics else text_latest(self.tail)
+        return self._pieces(headers, frozen, discovery, tail)
+
+    @staticmethod
+    def _pieces(
+        headers: list[bytes], frozen: list[list[bytes]], discovery: bytes, tail: bytes
+    ) -> Iterator[bytes]:
+        for index, (header, values) in enumerate(zip(headers, frozen, strict=True)):
             yield header
-            values = list(lines.values())
             for start in range(0, len(values), ACCOUNTS_PER_CHUNK):
                 yield b"".join(values[start : start + ACCOUNTS_PER_CHUNK])
-            if index == ERRORS_FAMILY and self.store.discovery_errors:
-                yield "".join(
-                    f"unipost_api_errors_total{{{_labels(list(labels.items()))}}} "
-                    f"{_go_float(value)}\n"
-                    for labels, value in discovery_error_samples(self.store)
-                ).encode()
-        yield _openmetrics(self.tail) if openmetrics else text_latest(self.tail)
+            if index == ERRORS_FAMILY and discovery:
+                yield discovery
+        yield tail

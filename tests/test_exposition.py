@@ -100,3 +100,17 @@ def test_a_removed_account_leaves_no_series() -> None:
     store.remove("sa_twitter_1")
     assert b"sa_twitter_1" not in fast.render()
     assert_identical(store, fast)
+
+
+def test_a_poll_landing_mid_scrape_is_not_half_in_it() -> None:
+    store = fixed_store()
+    fast = FastExposition(store, build_tail_registry(store, with_process_metrics=False))
+    before = fast.render()
+    chunks = fast.iter_chunks()
+    first = next(chunks)
+    # The account disappears upstream while the scrape is being written.
+    account = store.accounts["sa_twitter_1"]
+    account.snapshot = None
+    account.status = "not_found"
+    store.changed(account)
+    assert first + b"".join(chunks) == before
