@@ -14,48 +14,61 @@ from exporter.store import DURATION_BUCKETS, AccountState, Store
 _FROM_POLLS = "Read from the last background poll of UniPost, not fetched at scrape time."
 
 
+# What a family's samples are made from: the last good snapshot, the account's other
+# state, or its failure tallies. The fast exposition re-renders a family when that changes.
+SNAPSHOT, STATE, TALLIES = "snapshot", "state", "tallies"
+
+
 @dataclass(frozen=True, slots=True)
 class Family:
-    """One per-account metric family: its name, sample name, type and help."""
+    """One per-account metric family: its name, sample name, type, help and inputs."""
 
     name: str
     sample: str
     type: str
     help: str
+    inputs: str
 
 
-def _account_gauge(name: str, help_text: str) -> Family:
-    return Family(name, name, "gauge", f"{help_text} {_FROM_POLLS}")
+def _account_gauge(name: str, help_text: str, inputs: str) -> Family:
+    return Family(name, name, "gauge", f"{help_text} {_FROM_POLLS}", inputs)
 
 
 # The per-account families, in exposition order. Both renderers (AccountCollector through
 # prometheus_client, and the fast exposition) take names, help and samples from here.
 ACCOUNT_FAMILIES: tuple[Family, ...] = (
-    _account_gauge("unipost_account_followers", "Followers in the last good snapshot."),
-    _account_gauge("unipost_account_following", "Accounts followed, in the last good snapshot."),
-    _account_gauge("unipost_account_posts", "Lifetime posts in the last good snapshot."),
+    _account_gauge("unipost_account_followers", "Followers in the last good snapshot.", SNAPSHOT),
+    _account_gauge(
+        "unipost_account_following", "Accounts followed, in the last good snapshot.", SNAPSHOT
+    ),
+    _account_gauge("unipost_account_posts", "Lifetime posts in the last good snapshot.", SNAPSHOT),
     _account_gauge(
         "unipost_account_platform_value",
         "Each numeric platform_specific field of the last good snapshot, by field.",
+        SNAPSHOT,
     ),
     _account_gauge(
         "unipost_account_last_success_timestamp_seconds",
         "Unix time at which UniPost fetched the last good snapshot (its fetched_at).",
+        SNAPSHOT,
     ),
     _account_gauge(
         "unipost_account_status",
         "1 for the account's current status: pending, ok, upstream_failing, disconnected, "
         "needs_reconnect, not_supported, not_found, unauthorized or error.",
+        STATE,
     ),
-    _account_gauge("unipost_account_info", "Always 1; the account's name as a label."),
+    _account_gauge("unipost_account_info", "Always 1; the account's name as a label.", STATE),
     _account_gauge(
         "unipost_account_poll_interval_seconds",
         "The account's polling interval after platform floors, before backoff and stretch.",
+        STATE,
     ),
     _account_gauge(
         "unipost_account_consecutive_failures",
         "Polls in a row that brought no good snapshot (zero-filled, timeouts, 5xx, invalid "
         "bodies); 0 after a success.",
+        STATE,
     ),
     Family(
         "unipost_upstream_failures",
@@ -63,6 +76,7 @@ ACCOUNT_FAMILIES: tuple[Family, ...] = (
         "counter",
         "Zero-filled snapshots received (the platform call failed), by the platform's "
         f"HTTP status; none of them became data. {_FROM_POLLS}",
+        TALLIES,
     ),
     Family(
         "unipost_api_errors",
@@ -70,6 +84,7 @@ ACCOUNT_FAMILIES: tuple[Family, ...] = (
         "counter",
         "Failed requests for this account, by UniPost error.code, or TIMEOUT, "
         f"CONNECTION_ERROR, INVALID_RESPONSE. {_FROM_POLLS}",
+        TALLIES,
     ),
 )
 
@@ -108,7 +123,7 @@ def account_samples(account: AccountState) -> tuple[list[AccountSample], ...]:
 
 
 # The family that also carries failed account listings (account_id="").
-ERRORS_FAMILY = 10
+ERRORS_FAMILY = next(i for i, f in enumerate(ACCOUNT_FAMILIES) if f.name == "unipost_api_errors")
 
 
 def discovery_error_samples(store: Store) -> list[tuple[dict[str, str], float]]:

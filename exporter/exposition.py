@@ -17,6 +17,9 @@ from prometheus_client.utils import floatToGoString
 from exporter.collector import (
     ACCOUNT_FAMILIES,
     ERRORS_FAMILY,
+    SNAPSHOT,
+    STATE,
+    TALLIES,
     Family,
     account_labels,
     account_samples,
@@ -79,9 +82,10 @@ _NEVER = object()
 # Accounts per rendered piece: ~100 bytes a line, so a piece is a fraction of a megabyte.
 ACCOUNTS_PER_CHUNK = 2048
 # Which families each change key covers (indexes into ACCOUNT_FAMILIES).
-_SNAPSHOT_FAMILIES = range(0, 5)
-_META_FAMILIES = range(5, 9)
-_TALLY_FAMILIES = range(9, 11)
+_FAMILIES_BY_INPUTS = {
+    inputs: [i for i, family in enumerate(ACCOUNT_FAMILIES) if family.inputs == inputs]
+    for inputs in (SNAPSHOT, STATE, TALLIES)
+}
 
 
 class FastExposition:
@@ -107,7 +111,7 @@ class FastExposition:
         changed: list[int] = []
         if account.snapshot is not rendered.snapshot:
             rendered.snapshot = account.snapshot
-            changed.extend(_SNAPSHOT_FAMILIES)
+            changed.extend(_FAMILIES_BY_INPUTS[SNAPSHOT])
         meta = (
             account.status,
             account.account_name,
@@ -116,14 +120,14 @@ class FastExposition:
         )
         if meta != rendered.meta:
             rendered.meta = meta
-            changed.extend(_META_FAMILIES)
+            changed.extend(_FAMILIES_BY_INPUTS[STATE])
         tallies = (
             tuple(account.upstream_failures.items()) if account.upstream_failures else (),
             tuple(account.api_errors.items()) if account.api_errors else (),
         )
         if tallies != rendered.tallies:
             rendered.tallies = tallies
-            changed.extend(_TALLY_FAMILIES)
+            changed.extend(_FAMILIES_BY_INPUTS[TALLIES])
         if not changed:
             return
         samples = account_samples(account)
