@@ -175,6 +175,7 @@ async def serve(
     shard: Shard | None = None,
 ) -> int:
     """Serve until SIGTERM or SIGINT, then stop polling and close connections."""
+    shard = shard or Shard()
     address = f"{host or ''}:{port}"
     # The first line says what this process is, before any poll can log.
     log.info(
@@ -184,7 +185,7 @@ async def serve(
                 "version": __version__,
                 "accounts": len(config.accounts),
                 "base_url": config.unipost.base_url,
-                "shard": f"{(shard or Shard()).index}/{(shard or Shard()).total}",
+                "shard": f"{shard.index}/{shard.total}",
             }
         },
     )

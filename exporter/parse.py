@@ -125,12 +125,7 @@ def parse_snapshot(payload: Any) -> Snapshot | UpstreamFailure:
     specific = data.get("platform_specific")
     if specific is not None and not isinstance(specific, dict):
         raise InvalidResponse("platform_specific is not an object")
-    raw_platform = data.get("platform")
-    platform = (
-        raw_platform.lower()
-        if isinstance(raw_platform, str) and _PLATFORM.match(raw_platform.lower())
-        else None
-    )
+    platform = _platform(data.get("platform"))
     if specific and "upstream_status" in specific:
         return UpstreamFailure(platform, _upstream_status_label(specific["upstream_status"]))
     followers, following, posts = (_count(data, name) for name in _COUNT_FIELDS)
@@ -169,14 +164,11 @@ def classify_listing(status: int, body: bytes) -> list[ListedAccount] | ApiError
     for row in rows:
         if not isinstance(row, dict) or not isinstance(row.get("id"), str) or not row["id"]:
             return _invalid(status, "an account without an id")
-        platform = row.get("platform")
         name = row.get("account_name")
         accounts.append(
             ListedAccount(
                 id=row["id"],
-                platform=platform.lower()
-                if isinstance(platform, str) and _PLATFORM.match(platform.lower())
-                else None,
+                platform=_platform(row.get("platform")),
                 name=name if isinstance(name, str) else "",
                 status=row["status"] if isinstance(row.get("status"), str) else "",
             )
@@ -248,6 +240,13 @@ def _error_envelope(body: bytes) -> tuple[str | None, str]:
             code = None
     message = error.get("message")
     return code, message[:200] if isinstance(message, str) else ""
+
+
+def _platform(value: Any) -> str | None:
+    """A usable, normalized platform name, or None."""
+    if isinstance(value, str) and _PLATFORM.match(value.lower()):
+        return value.lower()
+    return None
 
 
 def _kind_by_status(status: int) -> ErrorKind:

@@ -38,7 +38,6 @@ class Budget:
         self.min_rate = min(self.configured_rate, 1 / 60.0)
         self.max_wait = max_wait
         self.blocked_until = -math.inf
-        self.throttled_total = 0
         self._clock = clock
         self._next_slot = -math.inf
         self._lock = asyncio.Lock()
@@ -49,8 +48,7 @@ class Budget:
             return  # a free slot and nobody queued: no lock, no sleep
         async with self._lock:
             while not self._take():
-                now = self._clock.monotonic()
-                await self._clock.sleep(max(self._next_slot, self.blocked_until) - now)
+                await self._clock.sleep(self.ready_at() - self._clock.monotonic())
 
     def ready_at(self) -> float:
         """When the next slot can be taken (monotonic seconds)."""
@@ -62,7 +60,7 @@ class Budget:
 
     def _take(self) -> bool:
         now = self._clock.monotonic()
-        if max(self._next_slot, self.blocked_until) > now:
+        if self.ready_at() > now:
             return False
         # A slot a little in the past was missed only by event-loop lateness: keep its place
         # so the average pace holds. After a real pause, start from now: no catch-up burst.
@@ -81,7 +79,6 @@ class Budget:
             return
         now = self._clock.monotonic()
         if status == 429:
-            self.throttled_total += 1
             wait = retry_after
             if wait is None and headers.reset is not None:
                 wait = headers.reset - self._clock.wall()

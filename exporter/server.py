@@ -103,7 +103,6 @@ def create_app(
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            store.polling_started = False
             await session.close()
 
     app.cleanup_ctx.append(polling)
