@@ -30,8 +30,14 @@ from aiohttp import web
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.config import AccountConfig, Config, PollingConfig, UniPostConfig
-from exporter.server import EXPOSITION, STORE, build_registry, create_app
+from exporter.config import (
+    AccountConfig,
+    Config,
+    PollingConfig,
+    UniPostConfig,
+    WorkspaceConfig,
+)
+from exporter.server import EXPOSITION, STORES, build_registry, create_app
 
 ROOT = Path(__file__).parent.parent
 
@@ -142,12 +148,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(0.1)
     interval = max(1.0, n / (2 * rate))  # demand is twice the budget: intervals stretch
     # Built directly: parsing a 100,000-entry YAML file would leave its garbage in the RSS.
-    config = Config(
+    workspace = WorkspaceConfig(
         unipost=UniPostConfig(
             api_key="up_test_bench", base_url=base, timeout=10.0, requests_per_minute=rate * 60
         ),
-        polling=PollingConfig(interval=interval, max_backoff=60.0),
         accounts=tuple(AccountConfig(id=f"sa_instagram_{i}") for i in range(n)),
+    )
+    config = Config(
+        polling=PollingConfig(interval=interval, max_backoff=60.0), workspaces=(workspace,)
     )
     out: dict[str, Any] = {"accounts": n, "rate": rate}
     monitor = StallMonitor()
@@ -159,7 +167,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", exporter_port).start()
-    store = app[STORE]
+    stores = app[STORES]
     # Watched from the fake UniPost's side: scanning the store here would cost the exporter's
     # own event loop milliseconds per look at 100,000 accounts.
     while (await stats())["accounts"] < n:  # noqa: ASYNC110
@@ -213,7 +221,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     await monitor.stop()
     await runner.cleanup()
     exposition = app[EXPOSITION]
-    reference = build_registry(store, with_process_metrics=True)
+    reference = build_registry(stores, with_process_metrics=True)
     out["generate_latest_ms"] = median_time(lambda: generate_latest(reference), 3) * 1000
     out["fast_render_ms"] = median_time(exposition.render, 10) * 1000
     fast_text = exposition.render().decode()

@@ -142,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"unipost-exporter: {exc}", file=sys.stderr)
         return 1
     formatter = setup_logging(args.log_level, args.log_format)
-    formatter.secrets.append(config.unipost.api_key)
+    formatter.secrets.extend(ws.unipost.api_key for ws in config.workspaces)
     return _run(serve(config, host, port, shard=shard))
 
 
@@ -158,12 +158,15 @@ def _run(main_coroutine: Coroutine[Any, Any, int]) -> int:
 
 
 def _summary(config: Config) -> str:
-    count = len(config.accounts)
-    return (
-        f"{count} account{'s' if count != 1 else ''}, "
-        f"interval {format_duration(config.polling.interval)}, "
-        f"budget {config.unipost.requests_per_minute:g} requests/minute"
-    )
+    parts = []
+    for ws in config.workspaces:
+        count = len(ws.accounts)
+        found = " + discovery" if ws.discovery.enabled else ""
+        parts.append(
+            f"{ws.name + ': ' if ws.name else ''}{count} account{'s' if count != 1 else ''}"
+            f"{found}, budget {ws.unipost.requests_per_minute:g} requests/minute"
+        )
+    return "; ".join(parts) + f"; interval {format_duration(config.polling.interval)}"
 
 
 async def serve(
@@ -183,8 +186,9 @@ async def serve(
         extra={
             "fields": {
                 "version": __version__,
-                "accounts": len(config.accounts),
-                "base_url": config.unipost.base_url,
+                "workspaces": len(config.workspaces),
+                "accounts": config.account_count,
+                "base_url": ",".join(sorted({ws.unipost.base_url for ws in config.workspaces})),
                 "shard": f"{shard.index}/{shard.total}",
             }
         },

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from prometheus_client.metrics_core import Metric
@@ -129,7 +129,7 @@ ERRORS_FAMILY = next(i for i, f in enumerate(ACCOUNT_FAMILIES) if f.name == "uni
 def discovery_error_samples(store: Store) -> list[tuple[dict[str, str], float]]:
     """Failed GET /v1/accounts refreshes: on unipost_api_errors_total with account_id=""."""
     return [
-        ({"account_id": "", "code": code, "platform": ""}, float(count))
+        ({"account_id": "", "code": code, "platform": "", **store.workspace_labels}, float(count))
         for code, count in sorted(store.discovery_errors.items())
     ]
 
@@ -142,41 +142,52 @@ def account_labels(account: AccountState) -> dict[str, str]:
 
 
 class AccountCollector(Collector):
-    """The per-account families, built by prometheus_client from the store at scrape time."""
+    """The per-account families, built by prometheus_client from the stores at scrape time."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, stores: Sequence[Store]) -> None:
+        self.stores = stores
 
     def collect(self) -> Iterator[Metric]:
         families = [Metric(f.name, f.help, f.type) for f in ACCOUNT_FAMILIES]
-        for account in list(self.store.accounts.values()):
-            labels = account_labels(account)
-            for family, spec, samples in zip(
-                families, ACCOUNT_FAMILIES, account_samples(account), strict=True
-            ):
-                for extra, value in samples:
-                    family.add_sample(
-                        spec.sample, {**labels, extra[0]: extra[1]} if extra else labels, value
-                    )
-        for labels, value in discovery_error_samples(self.store):
-            families[ERRORS_FAMILY].add_sample("unipost_api_errors_total", labels, value)
+        for store in self.stores:
+            for account in list(store.accounts.values()):
+                labels = account_labels(account)
+                for family, spec, samples in zip(
+                    families, ACCOUNT_FAMILIES, account_samples(account), strict=True
+                ):
+                    for extra, value in samples:
+                        family.add_sample(
+                            spec.sample, {**labels, extra[0]: extra[1]} if extra else labels, value
+                        )
+        for store in self.stores:
+            for labels, value in discovery_error_samples(store):
+                families[ERRORS_FAMILY].add_sample("unipost_api_errors_total", labels, value)
         yield from families
 
 
 class ApiCollector(Collector):
-    """Exporter-wide families: requests, latency, rate-limit state, pace, build info."""
+    """Exporter-wide families: requests, latency, rate-limit state and pace (per workspace in
+    the several-workspaces form), then sharding and build info."""
 
-    def __init__(self, store: Store, version: str = __version__) -> None:
-        self.store = store
+    def __init__(
+        self,
+        stores: Sequence[Store],
+        shard: int = 0,
+        total_shards: int = 1,
+        version: str = __version__,
+    ) -> None:
+        self.stores = stores
+        self.shard = shard
+        self.total_shards = total_shards
         self.version = version
 
     def collect(self) -> Iterator[Metric]:
         yield from self._api_families()
         for name, number, help_text in (
-            ("unipost_exporter_shard", self.store.shard, "This replica's shard (zero-indexed)."),
+            ("unipost_exporter_shard", self.shard, "This replica's shard (zero-indexed)."),
             (
                 "unipost_exporter_total_shards",
-                self.store.total_shards,
+                self.total_shards,
                 "How many shards the accounts are split into (1: not sharded).",
             ),
         ):
@@ -190,90 +201,86 @@ class ApiCollector(Collector):
         yield build
 
     def _api_families(self) -> Iterator[Metric]:
-        api = self.store.api
         requests = Metric(
             "unipost_api_requests",
             "Requests the background poller sent to UniPost, by endpoint and HTTP status "
             "(`error`: no answer).",
             "counter",
         )
-        for (endpoint, status_code), count in sorted(api.requests.items()):
-            requests.add_sample(
-                "unipost_api_requests_total",
-                {"endpoint": endpoint, "status_code": status_code},
-                float(count),
-            )
-        yield requests
-
         duration = Metric(
             "unipost_api_request_duration_seconds",
             "Latency of the background poller's requests to UniPost, by endpoint.",
             "histogram",
         )
-        for endpoint, hist in sorted(api.durations.items()):
-            cumulative = 0
-            for bound, count in zip(DURATION_BUCKETS, hist.bucket_counts, strict=True):
-                cumulative += count
+        gauges = [
+            Metric(name, help_text, "gauge")
+            for name, help_text in (
+                (
+                    "unipost_api_ratelimit_limit",
+                    "X-UniPost-RateLimit-Limit in the last background poll that carried it.",
+                ),
+                (
+                    "unipost_api_ratelimit_remaining",
+                    "X-UniPost-RateLimit-Remaining in the last background poll that carried it.",
+                ),
+                (
+                    "unipost_api_ratelimit_reset_timestamp_seconds",
+                    "X-UniPost-RateLimit-Reset (Unix seconds) in the last background poll "
+                    "that carried it.",
+                ),
+                (
+                    "unipost_exporter_budget_requests_per_minute",
+                    "The pace at which the exporter currently sends requests to UniPost: the "
+                    "configured requests_per_minute, lowered while UniPost signals rate limiting.",
+                ),
+                (
+                    "unipost_exporter_interval_stretch_factor",
+                    "How much every polling interval is lengthened so the accounts fit the "
+                    "budget (1: not at all).",
+                ),
+            )
+        ]
+        for store in self.stores:
+            ws = store.workspace_labels
+            api = store.api
+            for (endpoint, status_code), count in sorted(api.requests.items()):
+                requests.add_sample(
+                    "unipost_api_requests_total",
+                    {"endpoint": endpoint, "status_code": status_code, **ws},
+                    float(count),
+                )
+            for endpoint, hist in sorted(api.durations.items()):
+                labels = {"endpoint": endpoint, **ws}
+                cumulative = 0
+                for bound, count in zip(DURATION_BUCKETS, hist.bucket_counts, strict=True):
+                    cumulative += count
+                    duration.add_sample(
+                        "unipost_api_request_duration_seconds_bucket",
+                        {**labels, "le": _float_label(bound)},
+                        float(cumulative),
+                    )
                 duration.add_sample(
                     "unipost_api_request_duration_seconds_bucket",
-                    {"endpoint": endpoint, "le": _float_label(bound)},
-                    float(cumulative),
+                    {**labels, "le": "+Inf"},
+                    float(hist.count),
                 )
-            duration.add_sample(
-                "unipost_api_request_duration_seconds_bucket",
-                {"endpoint": endpoint, "le": "+Inf"},
-                float(hist.count),
-            )
-            duration.add_sample(
-                "unipost_api_request_duration_seconds_count",
-                {"endpoint": endpoint},
-                float(hist.count),
-            )
-            duration.add_sample(
-                "unipost_api_request_duration_seconds_sum", {"endpoint": endpoint}, hist.total
-            )
-        yield duration
-
-        for name, value, help_text in (
-            (
-                "unipost_api_ratelimit_limit",
+                duration.add_sample(
+                    "unipost_api_request_duration_seconds_count", labels, float(hist.count)
+                )
+                duration.add_sample("unipost_api_request_duration_seconds_sum", labels, hist.total)
+            values = (
                 api.ratelimit_limit,
-                "X-UniPost-RateLimit-Limit in the last background poll that carried it.",
-            ),
-            (
-                "unipost_api_ratelimit_remaining",
                 api.ratelimit_remaining,
-                "X-UniPost-RateLimit-Remaining in the last background poll that carried it.",
-            ),
-            (
-                "unipost_api_ratelimit_reset_timestamp_seconds",
                 api.ratelimit_reset,
-                "X-UniPost-RateLimit-Reset (Unix seconds) in the last background poll "
-                "that carried it.",
-            ),
-        ):
-            family = Metric(name, help_text, "gauge")
-            if value is not None:
-                family.add_sample(name, {}, value)
-            yield family
-
-        pace = Metric(
-            "unipost_exporter_budget_requests_per_minute",
-            "The pace at which the exporter currently sends requests to UniPost: the configured "
-            "requests_per_minute, lowered while UniPost signals rate limiting.",
-            "gauge",
-        )
-        if self.store.budget_requests_per_minute is not None:
-            pace.add_sample(pace.name, {}, self.store.budget_requests_per_minute)
-        yield pace
-        stretch = Metric(
-            "unipost_exporter_interval_stretch_factor",
-            "How much every polling interval is lengthened so the accounts fit the budget "
-            "(1: not at all).",
-            "gauge",
-        )
-        stretch.add_sample(stretch.name, {}, self.store.interval_stretch_factor)
-        yield stretch
+                store.budget_requests_per_minute,
+                store.interval_stretch_factor,
+            )
+            for family, value in zip(gauges, values, strict=True):
+                if value is not None:
+                    family.add_sample(family.name, ws, value)
+        yield requests
+        yield duration
+        yield from gauges
 
 
 def _float_label(value: float) -> str:

@@ -42,6 +42,9 @@ KNOWN_PLATFORMS = frozenset(
 RESERVED_LABELS = frozenset(
     {"account_id", "platform", "field", "status", "account_name", "upstream_status", "code"}
 )
+# The label naming the workspace, in the several-workspaces form.
+WORKSPACE_LABEL = "workspace"
+_SINGLE_FORM_KEYS = ("unipost", "accounts", "discovery")
 
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _ENV_VAR = re.compile(r"\$\{([^}]*)\}")
@@ -105,13 +108,27 @@ class DiscoveryConfig:
 
 
 @dataclass(frozen=True)
-class Config:
-    """The whole validated configuration."""
+class WorkspaceConfig:
+    """One UniPost workspace: its key and budget, and the accounts polled with them."""
 
     unipost: UniPostConfig
-    polling: PollingConfig
     accounts: tuple[AccountConfig, ...]
     discovery: DiscoveryConfig = DiscoveryConfig()
+    # None in the single-workspace form, whose series carry no `workspace` label.
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole validated configuration: one or more workspaces, one polling policy."""
+
+    polling: PollingConfig
+    workspaces: tuple[WorkspaceConfig, ...]
+
+    @property
+    def account_count(self) -> int:
+        """Accounts listed in the config, over every workspace."""
+        return sum(len(ws.accounts) for ws in self.workspaces)
 
 
 def parse_duration(text: str) -> float:
@@ -240,18 +257,70 @@ class _Validator:
         if raw is None:
             self.err("", "config is empty")
             return None
-        top = self.mapping(raw, "", {"unipost", "polling", "accounts", "discovery"})
+        top = self.mapping(raw, "", {"polling", "workspaces", *_SINGLE_FORM_KEYS})
         if top is None:
             return None
-        unipost = self.unipost(top.get("unipost"), "unipost")
-        polling = self.polling(top.get("polling"), "polling")
-        discovery = self.discovery(top.get("discovery"), "discovery")
-        accounts = self.accounts(
-            top.get("accounts"), "accounts", required=discovery is None or not discovery.enabled
-        )
-        if unipost is None or polling is None or discovery is None:
+        if "workspaces" in top:
+            polling = self.polling(top.get("polling"), "polling")
+            for key in _SINGLE_FORM_KEYS:
+                if key in top:
+                    self.err(
+                        key,
+                        "cannot be used beside workspaces: move it into each workspace "
+                        "(the single-workspace form and workspaces: never mix)",
+                    )
+            workspaces = self.workspaces(top["workspaces"], "workspaces")
+        else:
+            unipost = self.unipost(top.get("unipost"), "unipost")
+            polling = self.polling(top.get("polling"), "polling")
+            single = self.workspace(top, "", None, unipost)
+            workspaces = (single,) if single is not None else ()
+        if polling is None or not workspaces:
             return None
-        return Config(unipost=unipost, polling=polling, accounts=accounts, discovery=discovery)
+        return Config(polling=polling, workspaces=workspaces)
+
+    def workspaces(self, node: Any, where: str) -> tuple[WorkspaceConfig, ...]:
+        if not isinstance(node, list) or not node:
+            what = "an empty list" if node == [] else _kind(node)
+            self.err(where, f"must be a list of workspaces (- name: ...), not {what}")
+            return ()
+        seen: dict[str, int] = {}
+        out = []
+        for i, item in enumerate(node):
+            loc = f"{where}[{i}]"
+            m = self.mapping(item, loc, {"name", *_SINGLE_FORM_KEYS})
+            if m is None:
+                continue
+            name = m.get("name")
+            if not isinstance(name, str) or not name.strip():
+                self.err(f"{loc}.name", "is required and must be a non-empty string")
+                continue
+            name = name.strip()
+            if name in seen:
+                self.err(
+                    f"{loc}.name", f'duplicate workspace "{name}" (also {where}[{seen[name]}])'
+                )
+                continue
+            seen[name] = i
+            unipost = self.unipost(m.get("unipost"), f"{loc}.unipost")
+            workspace = self.workspace(m, loc, name, unipost)
+            if workspace is not None:
+                out.append(workspace)
+        return tuple(out) if len(out) == len(node) else ()
+
+    def workspace(
+        self, m: dict[str, Any], where: str, name: str | None, unipost: UniPostConfig | None
+    ) -> WorkspaceConfig | None:
+        discovery = self.discovery(m.get("discovery"), _join(where, "discovery"))
+        accounts = self.accounts(
+            m.get("accounts"),
+            _join(where, "accounts"),
+            required=discovery is None or not discovery.enabled,
+            reserved=RESERVED_LABELS if name is None else RESERVED_LABELS | {WORKSPACE_LABEL},
+        )
+        if unipost is None or discovery is None:
+            return None
+        return WorkspaceConfig(unipost=unipost, accounts=accounts, discovery=discovery, name=name)
 
     def discovery(self, node: Any, where: str) -> DiscoveryConfig | None:
         m = self.mapping(node, where, {"enabled", "platforms", "refresh_interval", "exclude"})
@@ -388,7 +457,9 @@ class _Validator:
                 floors[platform] = self.duration(value, loc, floors.get(platform, 0.0))
         return PollingConfig(interval=interval, platform_intervals=floors, max_backoff=max_backoff)
 
-    def accounts(self, node: Any, where: str, required: bool) -> tuple[AccountConfig, ...]:
+    def accounts(
+        self, node: Any, where: str, required: bool, reserved: frozenset[str]
+    ) -> tuple[AccountConfig, ...]:
         hint = "list at least one account (- id: sa_...) or enable discovery"
         if node is None:
             if required:
@@ -405,7 +476,7 @@ class _Validator:
         out = []
         for i, item in enumerate(node):
             loc = f"{where}[{i}]"
-            account = self.account(item, loc)
+            account = self.account(item, loc, reserved)
             if account is None:
                 continue
             if account.id in seen:
@@ -418,7 +489,7 @@ class _Validator:
             out.append(account)
         return tuple(out)
 
-    def account(self, node: Any, where: str) -> AccountConfig | None:
+    def account(self, node: Any, where: str, reserved: frozenset[str]) -> AccountConfig | None:
         m = self.mapping(node, where, {"id", "interval", "labels"})
         if m is None:
             return None
@@ -430,12 +501,14 @@ class _Validator:
         interval = None
         if m.get("interval") is not None:
             interval = self.duration(m["interval"], f"{where}.interval", DEFAULT_INTERVAL)
-        labels = self.labels(m.get("labels"), f"{where}.labels")
+        labels = self.labels(m.get("labels"), f"{where}.labels", reserved)
         if not ok or not isinstance(account_id, str):
             return None
         return AccountConfig(id=account_id.strip(), interval=interval, labels=labels)
 
-    def labels(self, node: Any, where: str) -> tuple[tuple[str, str], ...]:
+    def labels(
+        self, node: Any, where: str, reserved: frozenset[str]
+    ) -> tuple[tuple[str, str], ...]:
         if node is None:
             return ()
         if not isinstance(node, dict):
@@ -447,7 +520,7 @@ class _Validator:
             if not isinstance(name, str) or not _LABEL_NAME.match(name) or name.startswith("__"):
                 self.err(where, f'"{name}" is not a valid Prometheus label name')
                 continue
-            if name in RESERVED_LABELS:
+            if name in reserved:
                 self.err(where, f'"{name}" is set by the exporter and cannot be a static label')
                 continue
             if isinstance(value, bool) or not isinstance(value, str | int | float):

@@ -8,6 +8,7 @@ from typing import Protocol
 from exporter.client import RawResponse
 from exporter.clock import Clock
 from exporter.config import DiscoveryConfig, format_duration
+from exporter.logs import WorkspaceLogger
 from exporter.parse import ApiError, ListedAccount, classify_listing
 from exporter.scheduler import Scheduler
 from exporter.store import Store
@@ -41,6 +42,7 @@ class Discoverer:
         self.store = store
         self.clock = clock
         self._failures = 0
+        self.log = WorkspaceLogger(log, store.workspace)
 
     async def run(self) -> None:
         """Refresh now, then every refresh_interval (sooner after a failure), until cancelled."""
@@ -67,7 +69,9 @@ class Discoverer:
                 return False
             listed.extend(result)
         if self._failures:
-            log.info("account listing works again", extra={"fields": {"accounts": len(listed)}})
+            self.log.info(
+                "account listing works again", extra={"fields": {"accounts": len(listed)}}
+            )
         self._failures = 0
         self.scheduler.sync_listing(listed, self.config)
         return True
@@ -77,7 +81,7 @@ class Discoverer:
         errors[error.code] = errors.get(error.code, 0) + 1
         self._failures += 1
         if self._failures == 1:  # once per streak, not at every retry
-            log.warning(
+            self.log.warning(
                 "listing accounts failed; keeping the last good list",
                 extra={
                     "fields": {

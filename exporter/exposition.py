@@ -5,7 +5,8 @@ store (tests compare them); exporter-wide families are rendered by prometheus_cl
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from itertools import chain
 
 from prometheus_client import CollectorRegistry
 from prometheus_client import generate_latest as text_latest
@@ -88,16 +89,12 @@ _FAMILIES_BY_INPUTS = {
 }
 
 
-class FastExposition:
-    """Pre-rendered per-account lines, joined at scrape time, then the exporter-wide tail."""
+class _StoreLines:
+    """One store's pre-rendered lines: one dict per family, account id -> its lines."""
 
-    def __init__(self, store: Store, tail: CollectorRegistry) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
-        self.tail = tail
-        self._text_headers = [_header(f, openmetrics=False) for f in ACCOUNT_FAMILIES]
-        self._openmetrics_headers = [_header(f, openmetrics=True) for f in ACCOUNT_FAMILIES]
-        # One dict per family: account id -> that account's lines, in store order.
-        self._lines: list[dict[str, bytes]] = [{} for _ in ACCOUNT_FAMILIES]
+        self.lines: list[dict[str, bytes]] = [{} for _ in ACCOUNT_FAMILIES]
         self._rendered: dict[str, _Rendered] = {}
         for account in store.accounts.values():
             self.account_changed(account)
@@ -140,13 +137,23 @@ class FastExposition:
                 + "\n"
                 for extra, value in samples[index]
             )
-            self._lines[index][account.id] = text.encode()
+            self.lines[index][account.id] = text.encode()
 
     def account_removed(self, account_id: str) -> None:
         """Forget an account: its series disappear from the next scrape."""
         self._rendered.pop(account_id, None)
-        for lines in self._lines:
+        for lines in self.lines:
             lines.pop(account_id, None)
+
+
+class FastExposition:
+    """Pre-rendered per-account lines, joined at scrape time, then the exporter-wide tail."""
+
+    def __init__(self, stores: Sequence[Store], tail: CollectorRegistry) -> None:
+        self.stores = [_StoreLines(store) for store in stores]
+        self.tail = tail
+        self._text_headers = [_header(f, openmetrics=False) for f in ACCOUNT_FAMILIES]
+        self._openmetrics_headers = [_header(f, openmetrics=True) for f in ACCOUNT_FAMILIES]
 
     def render(self, openmetrics: bool = False) -> bytes:
         """The whole body in the text format (0.0.4) or OpenMetrics."""
@@ -155,16 +162,21 @@ class FastExposition:
     def iter_chunks(self, openmetrics: bool = False) -> Iterator[bytes]:
         """The body in pieces of a few hundred kilobytes, in order.
 
-        Everything is taken from the store in one synchronous step, before the first piece:
+        Everything is taken from the stores in one synchronous step, before the first piece:
         a poll that lands while the caller yields between pieces is not half in this scrape.
         Each piece is then one short join (well under a millisecond), so a caller on the
         event loop can yield between pieces and polls stay on time during a scrape.
         """
         headers = self._openmetrics_headers if openmetrics else self._text_headers
-        frozen = [list(lines.values()) for lines in self._lines]
+        # Per family, every store's lines in store order: as AccountCollector walks them.
+        frozen = [
+            list(chain.from_iterable(store.lines[index].values() for store in self.stores))
+            for index in range(len(ACCOUNT_FAMILIES))
+        ]
         discovery = "".join(
             f"unipost_api_errors_total{{{_labels(list(labels.items()))}}} {_go_float(value)}\n"
-            for labels, value in discovery_error_samples(self.store)
+            for store in self.stores
+            for labels, value in discovery_error_samples(store.store)
         ).encode()
         tail = _openmetrics(self.tail) if openmetrics else text_latest(self.tail)
         return self._pieces(headers, frozen, discovery, tail)

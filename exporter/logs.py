@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -77,6 +77,23 @@ class RedactingFormatter(logging.Formatter):
         for secret in self.secrets:
             text = text.replace(secret, REDACTED)
         return text
+
+
+class WorkspaceLogger(logging.LoggerAdapter[logging.Logger]):
+    """A logger whose lines name the workspace first (none in the single-workspace form)."""
+
+    def __init__(self, logger: logging.Logger, workspace: str | None) -> None:
+        super().__init__(logger, {})
+        self.workspace = workspace
+
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
+        if self.workspace is not None:
+            extra = dict(kwargs.get("extra") or {})
+            extra["fields"] = {"workspace": self.workspace, **extra.get("fields", {})}
+            kwargs["extra"] = extra
+        return msg, kwargs
 
 
 def _logfmt_value(value: Any) -> str:

@@ -24,11 +24,13 @@ from exporter.client import RawResponse
 from exporter.clock import Clock
 from exporter.config import (
     AccountConfig,
-    Config,
     DiscoveryConfig,
+    PollingConfig,
+    WorkspaceConfig,
     format_duration,
     platform_from_id,
 )
+from exporter.logs import WorkspaceLogger
 from exporter.parse import (
     INVALID_RESPONSE,
     ApiError,
@@ -93,23 +95,30 @@ class MetricsClient(Protocol):
 
 
 class Scheduler:
-    """Polls every configured account at its cadence, within one workspace budget."""
+    """Polls one workspace's accounts at their cadence, within that workspace's budget.
+
+    Each workspace has its own scheduler: its own budget, limiter state, backoff and pauses,
+    so one workspace's 401 or 429 never slows another.
+    """
 
     def __init__(
         self,
-        config: Config,
+        workspace: WorkspaceConfig,
+        polling: PollingConfig,
         store: Store,
         client: MetricsClient,
         clock: Clock,
         rng: random.Random | None = None,
         owns: Callable[[str], bool] = lambda account_id: True,
     ) -> None:
-        self.config = config
+        self.workspace = workspace
+        self.polling = polling
         self.owns = owns  # whether this replica's shard polls an account
         self.store = store
         self.client = client
         self.clock = clock
-        self.budget = Budget(config.unipost.requests_per_minute, clock, config.polling.max_backoff)
+        self.log = WorkspaceLogger(log, workspace.name)
+        self.budget = Budget(workspace.unipost.requests_per_minute, clock, polling.max_backoff)
         self._rng = rng or random.Random()
         self._heap: list[tuple[float, int, str]] = []
         self._seq = itertools.count()
@@ -128,10 +137,10 @@ class Scheduler:
         self._probe_inflight = False
         store.budget_requests_per_minute = self.budget.rate * 60
         # Accounts from the config are always polled; discovered ones follow the listing.
-        self._configured = {account.id: account for account in config.accounts}
+        self._configured = {account.id: account for account in workspace.accounts}
         self._discovered: set[str] = set()
         now = clock.monotonic()
-        for account in config.accounts:
+        for account in workspace.accounts:
             self._add_account(account, now)
 
     # -- the loop ---------------------------------------------------------------------------
@@ -144,7 +153,7 @@ class Scheduler:
                 await self._step()
         except Exception:
             # A bug, not an API failure: say so loudly and stop reporting ready.
-            log.critical("polling stopped: unexpected error", exc_info=True)
+            self.log.critical("polling stopped: unexpected error", exc_info=True)
             raise
         finally:
             self.store.polling_started = False
@@ -216,7 +225,9 @@ class Scheduler:
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("poll failed unexpectedly", extra={"fields": {"account_id": account_id}})
+            self.log.exception(
+                "poll failed unexpectedly", extra={"fields": {"account_id": account_id}}
+            )
             outcome = ApiError("INTERNAL", ErrorKind.TRANSIENT)
         finally:
             self._inflight.pop(account_id, None)
@@ -263,7 +274,7 @@ class Scheduler:
         if isinstance(outcome, ApiError):
             account.api_errors[outcome.code] = account.api_errors.get(outcome.code, 0) + 1
             self.store.changed(account)
-            log.debug(
+            self.log.debug(
                 "request failed",
                 extra={
                     "fields": {
@@ -369,7 +380,7 @@ class Scheduler:
     def _backoff(self, account: AccountState) -> float:
         base = account.interval
         exponent = min(account.consecutive_failures, MAX_BACKOFF_EXPONENT)
-        return max(base, min(self.config.polling.max_backoff, base * 2.0**exponent))
+        return max(base, min(self.polling.max_backoff, base * 2.0**exponent))
 
     def _stretch(self) -> float:
         """How much every interval is lengthened so that demand fits the budget.
@@ -383,7 +394,7 @@ class Scheduler:
         stretch = max(1.0, demand / self.budget.configured_rate)
         if stretch > 1.0 and not self._stretch_warned:
             self._stretch_warned = True
-            log.warning(
+            self.log.warning(
                 "configured intervals ask for more requests than the budget allows; "
                 "stretching every interval evenly",
                 extra={
@@ -414,7 +425,7 @@ class Scheduler:
         if not self._auth_paused:
             self._auth_paused = True
             self._auth_step = 0
-            log.warning(
+            self.log.warning(
                 "UniPost rejected the API key; pausing all polling for this workspace",
                 extra={"fields": {"code": code, "accounts": len(self.store.accounts)}},
             )
@@ -426,17 +437,17 @@ class Scheduler:
         else:
             return
         pause = min(
-            self.config.polling.max_backoff,
+            self.polling.max_backoff,
             AUTH_PAUSE_FIRST * 2.0 ** min(self._auth_step, MAX_BACKOFF_EXPONENT),
         )
         self._paused_until = self.clock.monotonic() + pause
-        log.info("workspace paused", extra={"fields": {"probe_in": format_duration(pause)}})
+        self.log.info("workspace paused", extra={"fields": {"probe_in": format_duration(pause)}})
 
     def _resume_auth(self) -> None:
         self._auth_paused = False
         self._auth_step = 0
         self._paused_until = -math.inf
-        log.warning("UniPost accepts the API key again; polling resumes")
+        self.log.warning("UniPost accepts the API key again; polling resumes")
         self._wake()
 
     # -- accounts ---------------------------------------------------------------------------
@@ -445,7 +456,7 @@ class Scheduler:
         state = AccountState(
             id=account.id,
             platform=platform_from_id(account.id),
-            labels=account.labels,
+            labels=tuple(sorted((*account.labels, *self.store.workspace_labels.items()))),
             interval=0.0,
         )
         self._account_configs[account.id] = account
@@ -462,7 +473,7 @@ class Scheduler:
         self.store.remove(account_id)
         self._account_configs.pop(account_id, None)
         self._demand_total -= self._demand.pop(account_id, 0.0)
-        log.info("account removed", extra={"fields": {"account_id": account_id}})
+        self.log.info("account removed", extra={"fields": {"account_id": account_id}})
 
     def sync_listing(self, listed: Sequence[ListedAccount], discovery: DiscoveryConfig) -> None:
         """Make the polled accounts follow a fresh GET /v1/accounts listing."""
@@ -484,7 +495,9 @@ class Scheduler:
                 self._add_account(configured or AccountConfig(id=account_id), now)
                 account = self.store.accounts[account_id]
                 if configured is None:
-                    log.info("account discovered", extra={"fields": {"account_id": account_id}})
+                    self.log.info(
+                        "account discovered", extra={"fields": {"account_id": account_id}}
+                    )
             self._discovered.add(account_id)
             if item.platform and item.platform != account.platform:
                 self._learn_platform(account, item.platform)
@@ -500,12 +513,12 @@ class Scheduler:
     def _base_interval(self, account: AccountState) -> float:
         """The account's interval, raised to its platform's floor."""
         configured = self._account_configs[account.id].interval
-        wanted = configured if configured is not None else self.config.polling.interval
-        floor = self.config.polling.floor_for(account.platform)
+        wanted = configured if configured is not None else self.polling.interval
+        floor = self.polling.floor_for(account.platform)
         key = (account.id, account.platform)
         if wanted < floor and configured is not None and key not in self._floor_logged:
             self._floor_logged.add((account.id, account.platform))
-            log.info(
+            self.log.info(
                 "interval raised to the platform's floor",
                 extra={
                     "fields": {
@@ -531,7 +544,7 @@ class Scheduler:
         if account.status == status:
             return
         previous, account.status = account.status, status
-        log.log(
+        self.log.log(
             logging.DEBUG if quiet else logging.INFO,
             "account status changed",
             extra={

@@ -7,7 +7,7 @@ import contextlib
 import gc
 import html
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 
 import aiohttp
@@ -29,9 +29,10 @@ from exporter.scheduler import Scheduler
 from exporter.sharding import Shard
 from exporter.store import Store
 
-STORE = web.AppKey("store", Store)
+# One store and one scheduler per workspace, in the config's order.
+STORES = web.AppKey("stores", list[Store])
 EXPOSITION = web.AppKey("exposition", FastExposition)
-SCHEDULER = web.AppKey("scheduler", Scheduler)
+SCHEDULERS = web.AppKey("schedulers", list[Scheduler])
 DEMO_NOTE = web.AppKey("demo_note", str)
 # Level 1 compresses an exposition about 4x faster than 6 for ~1.5x the bytes: CPU is
 # the scarcer resource on the exporter, bytes are cheap between it and Prometheus.
@@ -40,24 +41,30 @@ WRITE_SIZE = 64 * 1024
 SessionFactory = Callable[[UniPostConfig], aiohttp.ClientSession]
 
 
-def build_registry(store: Store, with_process_metrics: bool = True) -> CollectorRegistry:
+def build_registry(
+    stores: Sequence[Store], shard: Shard | None = None, with_process_metrics: bool = True
+) -> CollectorRegistry:
     """Everything /metrics shows, rendered by prometheus_client: the reference the fast
-    exposition must match, and the way to render the store in tests."""
+    exposition must match, and the way to render the stores in tests."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(AccountCollector(store))
-    _add_tail(registry, store, with_process_metrics)
+    registry.register(AccountCollector(stores))
+    _add_tail(registry, stores, shard or Shard(), with_process_metrics)
     return registry
 
 
-def build_tail_registry(store: Store, with_process_metrics: bool = True) -> CollectorRegistry:
+def build_tail_registry(
+    stores: Sequence[Store], shard: Shard | None = None, with_process_metrics: bool = True
+) -> CollectorRegistry:
     """What follows the per-account families: exporter-wide and process metrics."""
     registry = CollectorRegistry(auto_describe=False)
-    _add_tail(registry, store, with_process_metrics)
+    _add_tail(registry, stores, shard or Shard(), with_process_metrics)
     return registry
 
 
-def _add_tail(registry: CollectorRegistry, store: Store, with_process_metrics: bool) -> None:
-    registry.register(ApiCollector(store))
+def _add_tail(
+    registry: CollectorRegistry, stores: Sequence[Store], shard: Shard, with_process_metrics: bool
+) -> None:
+    registry.register(ApiCollector(stores, shard.index, shard.total))
     if with_process_metrics:
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
@@ -77,24 +84,34 @@ def create_app(
     app[DEMO_NOTE] = demo_note
     shard = shard or Shard()
     config = shard.apply(config)
-    store = Store(shard=shard.index, total_shards=shard.total)
-    app[STORE] = store
-    app[EXPOSITION] = FastExposition(store, build_tail_registry(store))
+    stores = [Store(workspace=ws.name) for ws in config.workspaces]
+    app[STORES] = stores
+    app[EXPOSITION] = FastExposition(stores, build_tail_registry(stores, shard))
+    app[SCHEDULERS] = []
     the_clock = clock or SystemClock()
 
     async def polling(app: web.Application) -> AsyncIterator[None]:
-        session = session_factory(config.unipost)
-        client = UniPostClient(session, store.api, config.unipost.base_url)
-        scheduler = Scheduler(config, store, client, the_clock, owns=shard.owns)
-        app[SCHEDULER] = scheduler
+        # Per workspace: its own session (key, timeout, connections), budget and scheduler.
+        sessions = []
+        tasks = []
+        for workspace, store in zip(config.workspaces, stores, strict=True):
+            session = session_factory(workspace.unipost)
+            sessions.append(session)
+            client = UniPostClient(session, store.api, workspace.unipost.base_url)
+            scheduler = Scheduler(
+                workspace, config.polling, store, client, the_clock, owns=shard.owns
+            )
+            app[SCHEDULERS].append(scheduler)
+            tasks.append(asyncio.create_task(scheduler.run(), name=f"scheduler {workspace.name}"))
+            if workspace.discovery.enabled:
+                discoverer = Discoverer(workspace.discovery, client, scheduler, store, the_clock)
+                tasks.append(
+                    asyncio.create_task(discoverer.run(), name=f"discovery {workspace.name}")
+                )
         # Modules, config and every account's state exist now and live as long as the
         # process: keep them out of the collector's full passes, which otherwise stall the
         # event loop for tens of milliseconds at 10,000 accounts.
         gc.freeze()
-        tasks = [asyncio.create_task(scheduler.run(), name="scheduler")]
-        if config.discovery.enabled:
-            discoverer = Discoverer(config.discovery, client, scheduler, store, the_clock)
-            tasks.append(asyncio.create_task(discoverer.run(), name="discovery"))
         try:
             yield
         finally:
@@ -103,7 +120,8 @@ def create_app(
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            await session.close()
+            for session in sessions:
+                await session.close()
 
     app.cleanup_ctx.append(polling)
     app.router.add_get("/metrics", metrics)
@@ -156,7 +174,7 @@ async def healthy(request: web.Request) -> web.Response:
 
 async def ready(request: web.Request) -> web.Response:
     """200 once the config is loaded and polling runs."""
-    if request.app[STORE].polling_started:
+    if all(store.polling_started for store in request.app[STORES]):
         return web.Response(text="Ready.\n")
     return web.Response(status=503, text="Not ready: polling has not started.\n")
 
@@ -169,22 +187,26 @@ def _when(timestamp: float | None) -> str:
 
 async def landing_page(request: web.Request) -> web.Response:
     """Name, version, a link to /metrics, and every account's status and schedule."""
-    store = request.app[STORE]
+    stores = request.app[STORES]
+    named = any(store.workspace is not None for store in stores)
     rows = []
-    for account in store.accounts.values():
-        last = account.snapshot.fetched_at if account.snapshot else None
-        next_poll = (
-            "polling now" if account.next_poll_wall is None else _when(account.next_poll_wall)
-        )
-        cells = (
-            account.id,
-            account.account_name,
-            account.platform,
-            account.status,
-            _when(last),
-            next_poll,
-        )
-        rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    for store in stores:
+        for account in store.accounts.values():
+            last = account.snapshot.fetched_at if account.snapshot else None
+            next_poll = (
+                "polling now" if account.next_poll_wall is None else _when(account.next_poll_wall)
+            )
+            cells = (
+                *([store.workspace or ""] if named else []),
+                account.id,
+                account.account_name,
+                account.platform,
+                account.status,
+                _when(last),
+                next_poll,
+            )
+            rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    workspace_th = "<th>workspace</th>" if named else ""
     note = request.app[DEMO_NOTE]
     demo = (
         f'<p style="background:#fff3cd;border:1px solid #e0b000;padding:.6em">'
@@ -201,8 +223,8 @@ td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}</style></head>
 Health: <a href="-/healthy">/-/healthy</a>, <a href="-/ready">/-/ready</a>.</p>
 <p>Values come from background polls of UniPost; a scrape never calls UniPost.</p>
 <h2>Accounts ({len(rows)})</h2>
-<table><tr><th>account</th><th>name</th><th>platform</th><th>status</th><th>last success</th>
-<th>next poll</th></tr>
+<table><tr>{workspace_th}<th>account</th><th>name</th><th>platform</th><th>status</th>
+<th>last success</th><th>next poll</th></tr>
 {"".join(rows)}
 </table></body></html>
 """

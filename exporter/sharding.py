@@ -6,7 +6,7 @@ import re
 import socket
 from dataclasses import dataclass, replace
 
-from exporter.config import Config, UniPostConfig
+from exporter.config import Config, WorkspaceConfig
 
 _ORDINAL = re.compile(r"-(\d+)$")
 
@@ -35,14 +35,18 @@ class Shard:
         return self.total == 1 or fnv1a_32(account_id) % self.total == self.index
 
     def apply(self, config: Config) -> Config:
-        """This replica's accounts, and its share of the workspace budget."""
+        """This replica's accounts, and its share of each workspace's budget."""
         if self.total == 1:
             return config
-        unipost: UniPostConfig = replace(
-            config.unipost, requests_per_minute=config.unipost.requests_per_minute / self.total
+        return replace(config, workspaces=tuple(self._apply(ws) for ws in config.workspaces))
+
+    def _apply(self, workspace: WorkspaceConfig) -> WorkspaceConfig:
+        rpm = workspace.unipost.requests_per_minute / self.total
+        return replace(
+            workspace,
+            unipost=replace(workspace.unipost, requests_per_minute=rpm),
+            accounts=tuple(a for a in workspace.accounts if self.owns(a.id)),
         )
-        accounts = tuple(a for a in config.accounts if self.owns(a.id))
-        return replace(config, unipost=unipost, accounts=accounts)
 
 
 def ordinal_from_hostname(hostname: str | None = None) -> int:

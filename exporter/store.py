@@ -103,22 +103,28 @@ class StoreListener(Protocol):
 
 @dataclass(slots=True)
 class Store:
-    """Everything the exposition shows; the scheduler is its only writer.
+    """Everything the exposition shows about one workspace; its scheduler is the only writer.
 
     The writer calls `changed(account)` after mutating an account, so listeners (the fast
     exposition) can re-render just that account instead of everything at every scrape.
     """
 
+    # The workspace's name in the several-workspaces form, which labels every series with it;
+    # None in the single-workspace form.
+    workspace: str | None = None
     accounts: dict[str, AccountState] = field(default_factory=dict)
     api: ApiStats = field(default_factory=ApiStats)
     budget_requests_per_minute: float | None = None
     interval_stretch_factor: float = 1.0
     polling_started: bool = False
     listeners: list[StoreListener] = field(default_factory=list)
-    shard: int = 0
-    total_shards: int = 1
     # Failed GET /v1/accounts refreshes by code, exported with account_id="".
     discovery_errors: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def workspace_labels(self) -> dict[str, str]:
+        """The `workspace` label of this workspace's series, or none in the single form."""
+        return {} if self.workspace is None else {"workspace": self.workspace}
 
     def add(self, account: AccountState) -> None:
         """Start tracking an account (at the end of the exposition order)."""

@@ -21,7 +21,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.client import RawResponse
-from exporter.config import platform_from_id
+from exporter.config import Config, PollingConfig, WorkspaceConfig, platform_from_id
 from exporter.server import build_registry
 from exporter.store import Store
 
@@ -160,6 +160,12 @@ class ScriptedClient:
         return [t for t, a in self.calls if a == account_id]
 
 
+def only(config: Config) -> tuple[WorkspaceConfig, PollingConfig]:
+    """A single-workspace config's workspace and polling policy: what a Scheduler takes."""
+    (workspace,) = config.workspaces
+    return workspace, config.polling
+
+
 def parse_exposition(text: str) -> Samples:
     """Every sample in an exposition, keyed by name and label set."""
     samples: Samples = {}
@@ -171,7 +177,7 @@ def parse_exposition(text: str) -> Samples:
 
 def scrape(store: Store) -> Samples:
     """What Prometheus would read from this store."""
-    registry = build_registry(store, with_process_metrics=False)
+    registry = build_registry([store], with_process_metrics=False)
     return parse_exposition(generate_latest(registry).decode())
 
 

@@ -27,22 +27,24 @@ ENV = {"UNIPOST_API_KEY": "up_live_abc"}
 
 def test_a_minimal_config_gets_the_documented_defaults() -> None:
     config = parse_config(GOOD, ENV)
-    assert config.unipost.api_key == "up_live_abc"
-    assert config.unipost.base_url == "https://api.unipost.dev"
-    assert config.unipost.timeout == 10
-    assert config.unipost.requests_per_minute == 60
+    (ws,) = config.workspaces
+    assert ws.name is None
+    assert ws.unipost.api_key == "up_live_abc"
+    assert ws.unipost.base_url == "https://api.unipost.dev"
+    assert ws.unipost.timeout == 10
+    assert ws.unipost.requests_per_minute == 60
     assert config.polling.interval == 300
     assert dict(config.polling.platform_intervals) == {"twitter": 900}
     assert config.polling.max_backoff == 6 * 3600
-    assert [a.id for a in config.accounts] == ["sa_twitter_1", "sa_instagram_2"]
-    assert config.accounts[1].interval == 1800
-    assert config.accounts[1].labels == (("team", "growth"),)
+    assert [a.id for a in ws.accounts] == ["sa_twitter_1", "sa_instagram_2"]
+    assert ws.accounts[1].interval == 1800
+    assert ws.accounts[1].labels == (("team", "growth"),)
 
 
 def test_the_example_config_is_valid() -> None:
     example = Path(__file__).parent.parent / "config.example.yaml"
     config = load_config(example, env=ENV)
-    assert config.accounts
+    assert config.account_count
 
 
 def test_discovery_makes_accounts_optional() -> None:
@@ -51,10 +53,11 @@ def test_discovery_makes_accounts_optional() -> None:
         "discovery: {enabled: true, platforms: [twitter], refresh_interval: 10m, exclude: [sa_x]}",
         {},
     )
-    assert config.accounts == ()
-    assert config.discovery.enabled and config.discovery.platforms == ("twitter",)
-    assert config.discovery.refresh_interval == 600
-    assert config.discovery.exclude == frozenset({"sa_x"})
+    (ws,) = config.workspaces
+    assert ws.accounts == ()
+    assert ws.discovery.enabled and ws.discovery.platforms == ("twitter",)
+    assert ws.discovery.refresh_interval == 600
+    assert ws.discovery.exclude == frozenset({"sa_x"})
 
 
 def test_platform_intervals_merge_over_the_built_in_floor() -> None:
@@ -65,7 +68,7 @@ def test_platform_intervals_merge_over_the_built_in_floor() -> None:
 def test_env_vars_expand_anywhere_in_the_file() -> None:
     text = GOOD.replace("- id: sa_twitter_1", "- id: ${FIRST}") + "polling:\n  interval: ${IV}\n"
     config = parse_config(text, {**ENV, "FIRST": "sa_twitter_9", "IV": "2m"})
-    assert config.accounts[0].id == "sa_twitter_9"
+    assert config.workspaces[0].accounts[0].id == "sa_twitter_9"
     assert config.polling.interval == 120
 
 
@@ -73,7 +76,7 @@ def test_api_key_file_is_read_and_stripped(tmp_path: Path) -> None:
     secret = tmp_path / "key"
     secret.write_text("up_live_from_file\n")
     config = parse_config(f"unipost: {{api_key_file: {secret}}}\naccounts: [{{id: a}}]\n", {})
-    assert config.unipost.api_key == "up_live_from_file"
+    assert config.workspaces[0].unipost.api_key == "up_live_from_file"
 
 
 def test_the_api_key_never_appears_in_the_config_repr() -> None:

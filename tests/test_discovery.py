@@ -26,6 +26,7 @@ from tests.helpers import (
     api_error,
     good,
     json_response,
+    only,
     parse_exposition,
     scrape,
     series,
@@ -170,9 +171,9 @@ async def test_refreshes_spend_the_budget_and_retry_sooner_after_a_failure() -> 
         ),
         {},
     )
-    scheduler = Scheduler(config, store, client, clock)
-    fast = FastExposition(store, build_tail_registry(store, with_process_metrics=False))
-    discoverer = Discoverer(config.discovery, client, scheduler, store, clock)
+    scheduler = Scheduler(*only(config), store, client, clock)
+    fast = FastExposition([store], build_tail_registry([store], with_process_metrics=False))
+    discoverer = Discoverer(config.workspaces[0].discovery, client, scheduler, store, clock)
     tasks = [asyncio.create_task(scheduler.run()), asyncio.create_task(discoverer.run())]
     try:
         await clock.advance(5)
@@ -190,7 +191,7 @@ async def test_refreshes_spend_the_budget_and_retry_sooner_after_a_failure() -> 
         samples = scrape(store)
         assert value(samples, "unipost_api_errors_total", account_id="", code="UPSTREAM_ERROR") == 1
         assert series(samples, "unipost_account_status") == []
-        assert fast.render() == generate_latest(build_registry(store, with_process_metrics=False))
+        assert fast.render() == generate_latest(build_registry([store], with_process_metrics=False))
     finally:
         for task in tasks:
             task.cancel()

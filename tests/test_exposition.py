@@ -15,20 +15,28 @@ from exporter.exposition import FastExposition
 from exporter.scheduler import Scheduler
 from exporter.server import build_registry, build_tail_registry
 from exporter.store import Store
-from tests.helpers import FakeClock, ScriptedClient, api_error, good, json_response, zero_filled
+from tests.helpers import (
+    FakeClock,
+    ScriptedClient,
+    api_error,
+    good,
+    json_response,
+    only,
+    zero_filled,
+)
 from tests.test_golden import fixed_store
 from tests.test_scheduler import make_config
 
 
 def assert_identical(store: Store, fast: FastExposition) -> None:
-    reference = build_registry(store, with_process_metrics=False)
+    reference = build_registry([store], with_process_metrics=False)
     assert fast.render() == generate_latest(reference)
     assert fast.render(openmetrics=True) == openmetrics_latest(reference)
 
 
 def test_the_golden_store_renders_identically_in_both_formats() -> None:
     store = fixed_store()
-    fast = FastExposition(store, build_tail_registry(store, with_process_metrics=False))
+    fast = FastExposition([store], build_tail_registry([store], with_process_metrics=False))
     assert_identical(store, fast)
 
 
@@ -75,13 +83,13 @@ async def test_every_state_the_scheduler_reaches_renders_identically(seed: int) 
     store = Store()
     client = ScriptedClient(clock, random_answer(rng))
     scheduler = Scheduler(
-        make_config(ids, interval="10s", floors={"twitter": "10s"}, max_backoff="1m"),
+        *only(make_config(ids, interval="10s", floors={"twitter": "10s"}, max_backoff="1m")),
         store,
         client,
         clock,
         rng=rng,
     )
-    fast = FastExposition(store, build_tail_registry(store, with_process_metrics=False))
+    fast = FastExposition([store], build_tail_registry([store], with_process_metrics=False))
     task = asyncio.create_task(scheduler.run())
     try:
         for _ in range(120):
@@ -96,7 +104,7 @@ async def test_every_state_the_scheduler_reaches_renders_identically(seed: int) 
 
 def test_a_removed_account_leaves_no_series() -> None:
     store = fixed_store()
-    fast = FastExposition(store, build_tail_registry(store, with_process_metrics=False))
+    fast = FastExposition([store], build_tail_registry([store], with_process_metrics=False))
     store.remove("sa_twitter_1")
     assert b"sa_twitter_1" not in fast.render()
     assert_identical(store, fast)
@@ -104,7 +112,7 @@ def test_a_removed_account_leaves_no_series() -> None:
 
 def test_a_poll_landing_mid_scrape_is_not_half_in_it() -> None:
     store = fixed_store()
-    fast = FastExposition(store, build_tail_registry(store, with_process_metrics=False))
+    fast = FastExposition([store], build_tail_registry([store], with_process_metrics=False))
     before = fast.render()
     chunks = fast.iter_chunks()
     first = next(chunks)

@@ -71,7 +71,7 @@ def fixed_store() -> Store:
 
 
 def render() -> bytes:
-    return generate_latest(build_registry(fixed_store(), with_process_metrics=False))
+    return generate_latest(build_registry([fixed_store()], with_process_metrics=False))
 
 
 def test_exposition_matches_the_golden_file() -> None:

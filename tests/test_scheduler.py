@@ -22,6 +22,7 @@ from tests.helpers import (
     ScriptedClient,
     api_error,
     good,
+    only,
     scrape,
     series,
     value,
@@ -55,7 +56,7 @@ class Harness:
         self.store = Store()
         self.client = ScriptedClient(self.clock, respond, latency)
         self.scheduler = Scheduler(
-            config, self.store, self.client, self.clock, rng=random.Random(7)
+            *only(config), self.store, self.client, self.clock, rng=random.Random(7)
         )
         self.start = self.clock.now
 
@@ -283,7 +284,7 @@ async def test_a_budget_five_times_the_servers_limit_draws_few_429s(headers: boo
     h = Harness(config, bucket)
     h.clock = clock
     h.client.clock = clock
-    h.scheduler = Scheduler(config, h.store, h.client, clock, rng=random.Random(1))
+    h.scheduler = Scheduler(*only(config), h.store, h.client, clock, rng=random.Random(1))
     async with h.running():
         await clock.advance(1800)
     late = [status for t, status in bucket.answers if t - h.start > 30]
@@ -396,7 +397,7 @@ async def test_a_slow_account_never_delays_the_others() -> None:
     h = Harness(make_config(ids, requests_per_minute=60, interval="10s"), always_good)
     h.client = SlowForOne(h.clock, always_good)
     h.scheduler = Scheduler(
-        make_config(ids, requests_per_minute=60, interval="10s"),
+        *only(make_config(ids, requests_per_minute=60, interval="10s")),
         h.store,
         h.client,
         h.clock,

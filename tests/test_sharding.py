@@ -44,8 +44,10 @@ def test_a_shard_polls_its_accounts_with_its_share_of_the_budget() -> None:
         {},
     )
     parts = [Shard(i, 3).apply(config) for i in range(3)]
-    assert [p.unipost.requests_per_minute for p in parts] == [30, 30, 30]
-    assert sorted(a.id for p in parts for a in p.accounts) == sorted(a.id for a in config.accounts)
+    assert [p.workspaces[0].unipost.requests_per_minute for p in parts] == [30, 30, 30]
+    assert sorted(a.id for p in parts for a in p.workspaces[0].accounts) == sorted(
+        a.id for a in config.workspaces[0].accounts
+    )
 
 
 @pytest.mark.parametrize(
