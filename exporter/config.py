@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+import secrets
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,6 +174,18 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
 
 def parse_config(text: str, env: Mapping[str, str]) -> Config:
     """Validate config text; raise ConfigError listing every problem."""
+    # `${VAR}` is hidden behind a plain word while YAML parses, so it may stand unquoted
+    # anywhere, flow mappings included (`unipost: {api_key: ${KEY}}`), and is expanded
+    # afterwards, in parsed strings only: a value can never change the file's structure.
+    refs: list[str] = []
+    nonce = secrets.token_hex(6)
+
+    def hide(match: re.Match[str]) -> str:
+        refs.append(match.group(0))
+        return f"ENV{nonce}R{len(refs) - 1}Z"
+
+    text = _ENV_VAR.sub(hide, text)
+    hidden = re.compile(f"ENV{nonce}R(\\d+)Z")
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -180,7 +193,7 @@ def parse_config(text: str, env: Mapping[str, str]) -> Config:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise ConfigError([f"invalid YAML{where}: {problem}"]) from None
-    v = _Validator(env)
+    v = _Validator(env, lambda s: hidden.sub(lambda m: refs[int(m.group(1))], s))
     raw = v.expand(raw, "")
     config = v.config(raw)
     if v.problems or config is None:
@@ -191,8 +204,9 @@ def parse_config(text: str, env: Mapping[str, str]) -> Config:
 class _Validator:
     """Walks the raw YAML tree, collecting problems instead of stopping at the first."""
 
-    def __init__(self, env: Mapping[str, str]) -> None:
+    def __init__(self, env: Mapping[str, str], unhide: Callable[[str], str]) -> None:
         self.env = env
+        self.unhide = unhide  # puts the `${VAR}` references hidden from YAML back
         self.problems: list[str] = []
         # Locations whose ${VAR} could not be expanded: already reported once.
         self.unexpanded: set[str] = set()
@@ -208,10 +222,16 @@ class _Validator:
         if isinstance(node, list):
             return [self.expand(item, f"{where}[{i}]") for i, item in enumerate(node)]
         if isinstance(node, dict):
-            return {k: self.expand(v, _join(where, str(k))) for k, v in node.items()}
+            out = {}
+            for key, value in node.items():
+                key = self.unhide(key) if isinstance(key, str) else key
+                out[key] = self.expand(value, _join(where, str(key)))
+            return out
         return node
 
     def _expand_str(self, text: str, where: str) -> str:
+        text = self.unhide(text)
+
         def substitute(match: re.Match[str]) -> str:
             name = match.group(1)
             if not _VAR_NAME.match(name):
