@@ -203,6 +203,8 @@ class Simulator:
         self.accounts = {a.id: a for a in scenario.accounts}
         # When set, GET /v1/accounts answers 500 INTERNAL_ERROR (a failing refresh).
         self.fail_listing = False
+        # The key the workspace accepts; tests revoke or rotate it while the simulator runs.
+        self.api_key = scenario.api_key
         self._rng = random.Random(scenario.seed)
         self._request_ids = itertools.count(1)
 
@@ -286,7 +288,7 @@ class Simulator:
         self.state.requests += 1
         request_id = f"req_sim_{next(self._request_ids):06d}"
         _request_id.set(request_id)
-        if request.headers.get("Authorization") != f"Bearer {self.scenario.api_key}":
+        if request.headers.get("Authorization") != f"Bearer {self.api_key}":
             return _error(401, "UNAUTHORIZED", "invalid or missing API key", request_id, {})
         allowed, headers = self._take_token()
         if not allowed:

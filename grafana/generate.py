@@ -19,19 +19,23 @@ from grafana_foundation_sdk.models.dashboard import (
     DataTransformerConfig,
     Threshold,
     ThresholdsMode,
+    VariableOption,
     VariableRefresh,
     VariableSort,
 )
 
 OUT = Path(__file__).parent / "dashboards"
 DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
-# Every per-account selector honours the template variables.
-SEL = 'platform=~"$platform", team=~"$team"'
-ACCOUNT_SEL = 'account_id=~"$account"'
+# Every per-account selector honours the template variables. `workspace` is only set in the
+# several-workspaces form; its "All" (.*) also matches series without the label.
+WS = 'workspace=~"$workspace"'
+SEL = f'{WS}, platform=~"$platform", team=~"$team"'
+ACCOUNT_SEL = f'{WS}, account_id=~"$account"'
 # Join account_name from unipost_account_info (the ID when the name is not known yet).
 NAMES = (
-    'max by (account_id, account_name) (unipost_account_info{account_name!=""})'
-    ' or label_replace(max by (account_id, account_name) (unipost_account_info{account_name=""}),'
+    'max by (workspace, account_id, account_name) (unipost_account_info{account_name!=""})'
+    " or label_replace(max by (workspace, account_id, account_name)"
+    ' (unipost_account_info{account_name=""}),'
     ' "account_name", "$1", "account_id", "(.+)")'
 )
 
@@ -118,10 +122,23 @@ def big_number(
 def variables(with_account: bool) -> list[Any]:
     out: list[Any] = [
         dash.DatasourceVariable("datasource").label("Data source").type("prometheus"),
+        dash.QueryVariable("workspace")
+        .label("Workspace")
+        .description(
+            "The exporter config's workspaces (several-workspaces form); All when it has one."
+        )
+        .datasource(DATASOURCE)
+        .query("label_values(unipost_account_info, workspace)")
+        .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(VariableSort.ALPHABETICAL_ASC)
+        .multi(True)
+        .include_all(True)
+        .all_value(".*")
+        .current(VariableOption(selected=True, text="All", value="$__all")),
         dash.QueryVariable("platform")
         .label("Platform")
         .datasource(DATASOURCE)
-        .query("label_values(unipost_account_info, platform)")
+        .query(f"label_values(unipost_account_info{{{WS}}}, platform)")
         .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
         .sort(VariableSort.ALPHABETICAL_ASC)
         .multi(True)
@@ -131,7 +148,7 @@ def variables(with_account: bool) -> list[Any]:
         .label("Team")
         .description("The static `team` label set in the exporter's config, where there is one.")
         .datasource(DATASOURCE)
-        .query('label_values(unipost_account_info{platform=~"$platform"}, team)')
+        .query(f'label_values(unipost_account_info{{{WS}, platform=~"$platform"}}, team)')
         .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
         .sort(VariableSort.ALPHABETICAL_ASC)
         .multi(True)
@@ -209,7 +226,7 @@ def overview() -> dash.Dashboard:
                 "s",
                 [
                     (
-                        f"sort_desc(topk(15, time() - max by (account_id, platform) "
+                        f"sort_desc(topk(15, time() - max by (workspace, account_id, platform) "
                         f"(unipost_account_last_success_timestamp_seconds{{{SEL}}})))",
                         "{{account_id}}",
                     )
@@ -266,7 +283,8 @@ def overview() -> dash.Dashboard:
                 "reqps",
                 [
                     (
-                        "sum by (status_code) (rate(unipost_api_requests_total[$__rate_interval]))",
+                        "sum by (status_code) "
+                        f"(rate(unipost_api_requests_total{{{WS}}}[$__rate_interval]))",
                         "{{status_code}}",
                     )
                 ],
@@ -282,12 +300,12 @@ def overview() -> dash.Dashboard:
                 [
                     (
                         "histogram_quantile(0.5, sum by (le) "
-                        "(rate(unipost_api_request_duration_seconds_bucket[$__rate_interval])))",
+                        f"(rate(unipost_api_request_duration_seconds_bucket{{{WS}}}[$__rate_interval])))",
                         "p50",
                     ),
                     (
                         "histogram_quantile(0.95, sum by (le) "
-                        "(rate(unipost_api_request_duration_seconds_bucket[$__rate_interval])))",
+                        f"(rate(unipost_api_request_duration_seconds_bucket{{{WS}}}[$__rate_interval])))",
                         "p95",
                     ),
                 ],
@@ -302,9 +320,18 @@ def overview() -> dash.Dashboard:
                 "and the pace the exporter allows itself (lowered after 429s).",
                 "short",
                 [
-                    ("max(unipost_api_ratelimit_remaining)", "remaining"),
-                    ("max(unipost_api_ratelimit_limit)", "limit"),
-                    ("max(unipost_exporter_budget_requests_per_minute)", "exporter pace / min"),
+                    (
+                        f"max by (workspace) (unipost_api_ratelimit_remaining{{{WS}}})",
+                        "remaining {{workspace}}",
+                    ),
+                    (
+                        f"max by (workspace) (unipost_api_ratelimit_limit{{{WS}}})",
+                        "limit {{workspace}}",
+                    ),
+                    (
+                        f"max by (workspace) (unipost_exporter_budget_requests_per_minute{{{WS}}})",
+                        "exporter pace / min {{workspace}}",
+                    ),
                 ],
                 limits=thresholds((None, "red"), (1, "orange"), (10, "green")),
                 width=8,
@@ -315,7 +342,8 @@ def overview() -> dash.Dashboard:
 
 def joined(metric: str, legend: str = "{{account_name}}") -> Query:
     return (
-        f"{metric}{{{ACCOUNT_SEL}}} * on (account_id) group_left (account_name) ({NAMES})",
+        f"{metric}{{{ACCOUNT_SEL}}}"
+        f" * on (workspace, account_id) group_left (account_name) ({NAMES})",
         legend,
     )
 

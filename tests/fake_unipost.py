@@ -111,7 +111,9 @@ class FakeUniPost:
     async def _metrics(self, request: web.Request) -> web.StreamResponse:
         self.requests.append((request.path, dict(request.headers)))
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":
-            reply = error(401, "UNAUTHORIZED", "invalid API key")
+            # Echoes what it was sent, as careless servers do: the exporter must scrub it.
+            presented = request.headers.get("Authorization", "")
+            reply = error(401, "UNAUTHORIZED", f"invalid API key in {presented!r}")
         else:
             reply = self.handler(request.match_info["account_id"])
         body = reply.raw if reply.raw is not None else json.dumps(reply.body).encode()

@@ -10,7 +10,7 @@ import json
 import os
 import shutil
 import socket
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -164,6 +164,23 @@ def only(config: Config) -> tuple[WorkspaceConfig, PollingConfig]:
     """A single-workspace config's workspace and polling policy: what a Scheduler takes."""
     (workspace,) = config.workspaces
     return workspace, config.polling
+
+
+async def scrape_until(
+    scrape: Callable[[], Awaitable[Samples]],
+    check: Callable[[Samples], bool],
+    seconds: float = 10,
+    show: Callable[[Samples], object] = repr,
+) -> Samples:
+    """Scrape every 50 ms until `check` holds; fail with `show(last scrape)` after `seconds`."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        samples = await scrape()
+        if check(samples):
+            return samples
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met in {seconds}s; last scrape: {show(samples)}")
+        await asyncio.sleep(0.05)
 
 
 def parse_exposition(text: str) -> Samples:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -46,6 +47,22 @@ def test_config_check_accepts_the_example() -> None:
     )
     assert result.returncode == 0
     assert result.stdout.startswith("config.example.yaml: OK (2 accounts")
+
+
+def test_config_check_summarises_each_workspace(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.yaml"
+    path.write_text(
+        "workspaces:\n"
+        "  - {name: acme, unipost: {api_key: ${ACME}, requests_per_minute: 30}, "
+        "accounts: [{id: sa_x_1}]}\n"
+        "  - {name: globex, unipost: {api_key: k2}, discovery: {enabled: true}}\n"
+    )
+    result = run("--config.file", str(path), "--config.check", env={"ACME": "k1"})
+    assert (result.returncode, result.stdout) == (
+        0,
+        f"{path}: OK (acme: 1 account, budget 30 requests/minute; "
+        "globex: 0 accounts + discovery, budget 60 requests/minute; interval 5m)\n",
+    )
 
 
 def test_config_check_names_every_problem_and_exits_1(tmp_path: Path) -> None:
@@ -118,29 +135,44 @@ async def fake() -> AsyncIterator[FakeUniPost]:
         yield fake
 
 
-async def start_process(fake: FakeUniPost, tmp_path: Path, *args: str) -> tuple[Process, Path]:
+def workspace_for(fake: FakeUniPost, key_file: Path) -> dict[str, Any]:
+    return {
+        "unipost": {
+            "base_url": fake.base_url,
+            "api_key_file": str(key_file),
+            "requests_per_minute": 600,
+            "timeout": "1s",
+        },
+        "accounts": [
+            {"id": "sa_twitter_1", "labels": {"team": "growth"}},
+            {"id": "sa_twitter_2"},
+            {"id": "sa_instagram_3"},
+            {"id": "sa_youtube_4"},
+        ],
+    }
+
+
+async def start_process(
+    fake: FakeUniPost, tmp_path: Path, *args: str, second_key: str | None = None
+) -> tuple[Process, Path]:
+    """The exporter as a process; with `second_key`, a second workspace polls with that key."""
     key_file = tmp_path / "key"
     key_file.write_text(API_KEY + "\n")
+    polling = {"interval": "1s", "platform_intervals": {"twitter": "1s"}}
+    if second_key is None:
+        raw: dict[str, Any] = {"polling": polling, **workspace_for(fake, key_file)}
+    else:
+        second_file = tmp_path / "second"
+        second_file.write_text(second_key)
+        raw = {
+            "polling": polling,
+            "workspaces": [
+                {"name": "acme", **workspace_for(fake, key_file)},
+                {"name": "globex", **workspace_for(fake, second_file)},
+            ],
+        }
     config = tmp_path / "config.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "unipost": {
-                    "base_url": fake.base_url,
-                    "api_key_file": str(key_file),
-                    "requests_per_minute": 600,
-                    "timeout": "1s",
-                },
-                "polling": {"interval": "1s", "platform_intervals": {"twitter": "1s"}},
-                "accounts": [
-                    {"id": "sa_twitter_1", "labels": {"team": "growth"}},
-                    {"id": "sa_twitter_2"},
-                    {"id": "sa_instagram_3"},
-                    {"id": "sa_youtube_4"},
-                ],
-            }
-        )
-    )
+    config.write_text(yaml.safe_dump(raw))
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -211,6 +243,38 @@ async def test_the_process_serves_logs_in_logfmt_and_stops_on_sigterm(
     changes = [line for line in lines if "account status changed" in line]
     assert len(changes) <= 8
     assert lines[-1].endswith("msg=stopped")
+
+
+@pytest.mark.process
+async def test_no_workspace_key_surfaces_anywhere(fake: FakeUniPost, tmp_path: Path) -> None:
+    second = "up_live_globex_SECOND_secret"
+    process, _ = await start_process(fake, tmp_path, "--log.level", "debug", second_key=second)
+    try:
+        for _ in range(100):
+            _, text = await process.get("/metrics")
+            samples = parse_exposition(text)
+            rejected = series(
+                samples, "unipost_account_status", workspace="globex", status="unauthorized"
+            )
+            if len(rejected) == 4 and value(
+                samples, "unipost_account_followers", workspace="acme", account_id="sa_twitter_1"
+            ):
+                break
+            await asyncio.sleep(0.1)
+        assert len(rejected) == 4
+        _, page = await process.get("/")
+        for body in (text, page):
+            assert API_KEY not in body and second not in body
+    finally:
+        code, _ = await stop(process)
+    assert code == 0
+    log = process.stderr.decode()
+    assert API_KEY not in log and second not in log
+    assert "Bearer <redacted>" in log, "globex's key, echoed in the 401 body, was scrubbed"
+    assert any(
+        "UniPost rejected the API key" in line and "workspace=globex" in line
+        for line in log.splitlines()
+    )
 
 
 @pytest.mark.process

@@ -72,6 +72,16 @@ def test_env_vars_expand_anywhere_in_the_file() -> None:
     assert config.polling.interval == 120
 
 
+def test_env_vars_work_unquoted_in_flow_mappings_and_never_change_the_structure() -> None:
+    hostile = "k}, accounts: [{id: injected}], x: {"
+    config = parse_config(
+        "unipost: {api_key: ${KEY}, timeout: 5s}\naccounts: [{id: a}]", {"KEY": hostile}
+    )
+    (ws,) = config.workspaces
+    assert ws.unipost.api_key == hostile
+    assert [a.id for a in ws.accounts] == ["a"]
+
+
 def test_api_key_file_is_read_and_stripped(tmp_path: Path) -> None:
     secret = tmp_path / "key"
     secret.write_text("up_live_from_file\n")
@@ -81,6 +91,100 @@ def test_api_key_file_is_read_and_stripped(tmp_path: Path) -> None:
 
 def test_the_api_key_never_appears_in_the_config_repr() -> None:
     assert "up_live_abc" not in repr(parse_config(GOOD, ENV))
+
+
+WORKSPACES = """
+polling: {interval: 10m}
+workspaces:
+  - name: acme
+    unipost: {api_key: ${ACME_KEY}, requests_per_minute: 60}
+    accounts: [{id: sa_twitter_1, labels: {team: growth}}]
+    discovery: {enabled: true, platforms: [twitter]}
+  - name: globex
+    unipost: {api_key_file: KEY_FILE, base_url: "https://eu.unipost.dev/"}
+    discovery: {enabled: true}
+"""
+
+
+def test_several_workspaces_each_get_their_own_key_budget_and_accounts(tmp_path: Path) -> None:
+    key_file = tmp_path / "globex"
+    key_file.write_text("up_live_globex\n")
+    config = parse_config(WORKSPACES.replace("KEY_FILE", str(key_file)), {"ACME_KEY": "up_acme"})
+    acme, globex = config.workspaces
+    assert (acme.name, acme.unipost.api_key, acme.unipost.requests_per_minute) == (
+        "acme",
+        "up_acme",
+        60,
+    )
+    assert [a.id for a in acme.accounts] == ["sa_twitter_1"]
+    assert acme.discovery.platforms == ("twitter",)
+    assert (globex.name, globex.unipost.api_key) == ("globex", "up_live_globex")
+    assert globex.unipost.base_url == "https://eu.unipost.dev"
+    assert globex.unipost.requests_per_minute == 60  # the default, per workspace
+    assert globex.accounts == () and globex.discovery.enabled
+    assert config.polling.interval == 600  # one polling policy for every workspace
+    assert "up_acme" not in repr(config) and "up_live_globex" not in repr(config)
+
+
+def test_workspace_is_a_static_label_only_in_the_single_form() -> None:
+    single = parse_config("unipost: {api_key: k}\naccounts: [{id: a, labels: {workspace: x}}]", {})
+    assert single.workspaces[0].accounts[0].labels == (("workspace", "x"),)
+    with pytest.raises(ConfigError) as caught:
+        parse_config(
+            "workspaces: [{name: w, unipost: {api_key: k}, "
+            "accounts: [{id: a, labels: {workspace: x}}]}]",
+            {},
+        )
+    assert caught.value.problems == [
+        'workspaces[0].accounts[0].labels: "workspace" is set by the exporter and cannot be a '
+        "static label"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "problems"),
+    [
+        (
+            "unipost: {api_key: k}\naccounts: [{id: a}]\n"
+            "workspaces: [{name: w, unipost: {api_key: k}, accounts: [{id: a}]}]",
+            [
+                "unipost: cannot be used beside workspaces: move it into each workspace "
+                "(the single-workspace form and workspaces: never mix)",
+                "accounts: cannot be used beside workspaces: move it into each workspace "
+                "(the single-workspace form and workspaces: never mix)",
+            ],
+        ),
+        (
+            "workspaces: []",
+            ["workspaces: must be a list of workspaces (- name: ...), not an empty list"],
+        ),
+        (
+            "workspaces: {acme: {}}",
+            ["workspaces: must be a list of workspaces (- name: ...), not a mapping"],
+        ),
+        (
+            "workspaces:\n"
+            "  - {name: acme, unipost: {api_key: k}, accounts: [{id: a}]}\n"
+            "  - {name: acme, unipost: {api_key: k}, accounts: [{id: b}]}\n"
+            "  - {unipost: {api_key: k}, accounts: [{id: c}]}\n"
+            "  - {name: bad, unipost: {api_key: k, timeout: x}, polling: {}}\n",
+            [
+                'workspaces[1].name: duplicate workspace "acme" (also workspaces[0])',
+                "workspaces[2].name: is required and must be a non-empty string",
+                "workspaces[3].polling: unknown key",
+                'workspaces[3].unipost.timeout: "x" is not a duration',
+                "workspaces[3].accounts: is required: list at least one account (- id: sa_...) "
+                "or enable discovery",
+            ],
+        ),
+    ],
+)
+def test_bad_workspaces_are_refused_with_every_problem_named(
+    text: str, problems: list[str]
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, {})
+    assert caught.value.problems == problems
 
 
 @pytest.mark.parametrize(

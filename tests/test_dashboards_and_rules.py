@@ -64,10 +64,10 @@ def test_template_variables() -> None:
     boards = dashboards()
     names = {n: [v["name"] for v in b["templating"]["list"]] for n, b in boards.items()}
     assert names == {
-        "account.json": ["datasource", "platform", "team", "account"],
-        "overview.json": ["datasource", "platform", "team"],
+        "account.json": ["datasource", "workspace", "platform", "team", "account"],
+        "overview.json": ["datasource", "workspace", "platform", "team"],
     }
-    account = boards["account.json"]["templating"]["list"][3]
+    account = boards["account.json"]["templating"]["list"][4]
     assert "unipost_account_info" in account["query"]
     assert "(?<text>" in account["regex"], "accounts are listed by name"
 

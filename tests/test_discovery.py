@@ -29,6 +29,7 @@ from tests.helpers import (
     only,
     parse_exposition,
     scrape,
+    scrape_until,
     series,
     value,
 )
@@ -49,17 +50,13 @@ class Stack:
         self.simulator = simulator
         self.client = client
 
+    async def scrape(self) -> Samples:
+        return parse_exposition(await (await self.client.get("/metrics")).text())
+
     async def until(self, check: Any, seconds: float = 10) -> Samples:
-        deadline = asyncio.get_running_loop().time() + seconds
-        while True:
-            samples = parse_exposition(await (await self.client.get("/metrics")).text())
-            if check(samples):
-                return samples
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(
-                    f"not met; statuses: {series(samples, 'unipost_account_info')}"
-                )
-            await asyncio.sleep(0.05)
+        return await scrape_until(
+            self.scrape, check, seconds, lambda s: series(s, "unipost_account_info")
+        )
 
 
 async def stack(**discovery: Any) -> AsyncIterator[Stack]:

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from exporter.config import parse_config
 from exporter.server import create_app
 from tests.fake_unipost import API_KEY, FakeUniPost, Reply, error, snapshot, zero_filled
-from tests.helpers import Samples, parse_exposition, series, value
+from tests.helpers import Samples, parse_exposition, scrape_until, series, value
 
 
 def config_for(fake: FakeUniPost, accounts: list[dict[str, Any]], **unipost: Any) -> Any:
@@ -43,14 +43,7 @@ class Exporter:
         return parse_exposition(await response.text())
 
     async def until(self, check: Callable[[Samples], bool], seconds: float = 10) -> Samples:
-        deadline = asyncio.get_running_loop().time() + seconds
-        while True:
-            samples = await self.scrape()
-            if check(samples):
-                return samples
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError("condition not met; last scrape:\n" + repr(samples))
-            await asyncio.sleep(0.05)
+        return await scrape_until(self.scrape, check, seconds)
 
 
 async def start(

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -28,8 +28,9 @@ from tests.test_golden import fixed_store
 from tests.test_scheduler import make_config
 
 
-def assert_identical(store: Store, fast: FastExposition) -> None:
-    reference = build_registry([store], with_process_metrics=False)
+def assert_identical(store: Store | list[Store], fast: FastExposition) -> None:
+    stores = store if isinstance(store, list) else [store]
+    reference = build_registry(stores, with_process_metrics=False)
     assert fast.render() == generate_latest(reference)
     assert fast.render(openmetrics=True) == openmetrics_latest(reference)
 
@@ -70,8 +71,11 @@ def random_answer(rng: random.Random) -> Any:
     return respond
 
 
+@pytest.mark.parametrize("workspaces", [(None,), ("acme", "globex")], ids=["single", "two"])
 @pytest.mark.parametrize("seed", [1, 2, 3])
-async def test_every_state_the_scheduler_reaches_renders_identically(seed: int) -> None:
+async def test_every_state_the_scheduler_reaches_renders_identically(
+    seed: int, workspaces: tuple[str | None, ...]
+) -> None:
     rng = random.Random(seed)
     ids = [
         {"id": "sa_twitter_1", "labels": {"team": "growth", "zone": 'a "quoted"\\ value'}},
@@ -80,26 +84,37 @@ async def test_every_state_the_scheduler_reaches_renders_identically(seed: int) 
         {"id": "sa_youtube_4"},
     ]
     clock = FakeClock()
-    store = Store()
-    client = ScriptedClient(clock, random_answer(rng))
-    scheduler = Scheduler(
-        *only(make_config(ids, interval="10s", floors={"twitter": "10s"}, max_backoff="1m")),
-        store,
-        client,
-        clock,
-        rng=rng,
+    workspace, polling = only(
+        make_config(ids, interval="10s", floors={"twitter": "10s"}, max_backoff="1m")
     )
-    fast = FastExposition([store], build_tail_registry([store], with_process_metrics=False))
-    task = asyncio.create_task(scheduler.run())
+    # With two workspaces the same account IDs live in both: distinct series by workspace.
+    stores = [Store(workspace=name) for name in workspaces]
+    client = ScriptedClient(clock, random_answer(rng))
+    schedulers = [
+        Scheduler(replace(workspace, name=store.workspace), polling, store, client, clock, rng=rng)
+        for store in stores
+    ]
+    fast = FastExposition(stores, build_tail_registry(stores, with_process_metrics=False))
+    tasks = [asyncio.create_task(scheduler.run()) for scheduler in schedulers]
     try:
         for _ in range(120):
             await clock.advance(rng.uniform(0.1, 200))
-            assert_identical(store, fast)
+            if rng.random() < 0.05:  # a failed account listing in the last workspace
+                stores[-1].discovery_errors["UPSTREAM_ERROR"] = rng.randrange(1, 9)
+            assert_identical(stores, fast)
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    assert len(client.calls) > 25, "the scenario reached many states"
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    assert len(client.calls) > 25 * len(stores), "the scenario reached many states"
+    if len(stores) > 1:
+        text = fast.render().decode()
+        account_lines = [
+            line
+            for line in text.splitlines()
+            if line.startswith(("unipost_account_", "unipost_api_e"))
+        ]
+        assert all('workspace="' in line for line in account_lines)
 
 
 def test_a_removed_account_leaves_no_series() -> None:

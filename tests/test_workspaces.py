@@ -1,0 +1,239 @@
+"""Several workspaces: two simulated UniPost workspaces on loopback, one exporter, each with its
+own key, budget and limiter; read through /metrics, the landing page and the logs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from aiohttp.test_utils import TestClient, TestServer
+
+from exporter.config import parse_config
+from exporter.server import create_app
+from exporter.simulator import Scenario, SimAccount, Simulator
+from tests.helpers import Samples, parse_exposition, scrape_until, series, value
+
+ACME_KEY = "up_live_acme_SECRET"
+GLOBEX_KEY = "up_live_globex_SECRET"
+ACME_IDS = ["sa_instagram_a1", "sa_youtube_a2", "sa_instagram_shared"]
+GLOBEX_IDS = ["sa_instagram_g1", "sa_instagram_g2", "sa_instagram_shared"]
+RPM = 600
+INTERVAL = 1.0
+# Long enough for a few polls per account at a 1s interval, so a count of whole polls
+# measures the pace to within about 10%.
+WINDOW = 4.0
+# Polls per second a workspace of three accounts plans at a 1s interval: jitter lengthens
+# each interval by up to 10%, 5% on average.
+PLAN = 3 / (INTERVAL * 1.05)
+
+
+def scenario(key: str, ids: list[str], **limits: Any) -> Scenario:
+    accounts = tuple(SimAccount(id=i, platform=i.split("_")[1], name=i.upper()) for i in ids)
+    return Scenario(accounts=accounts, api_key=key, upstream_error_rate=0.0, **limits)
+
+
+@dataclass
+class Stack:
+    acme: Simulator
+    globex: Simulator
+    client: TestClient[Any, Any]
+
+    async def scrape(self) -> Samples:
+        response = await self.client.get("/metrics")
+        assert response.status == 200
+        return parse_exposition(await response.text())
+
+    async def until(self, check: Any, seconds: float = 10) -> Samples:
+        return await scrape_until(
+            self.scrape, check, seconds, lambda s: series(s, "unipost_account_status")
+        )
+
+    async def polls_per_second(self, workspace: str) -> float:
+        """Good answers the workspace got per second, over WINDOW seconds."""
+        before = await self.scrape()
+        await asyncio.sleep(WINDOW)
+        after = await self.scrape()
+        return (ok_polls(after, workspace) - ok_polls(before, workspace)) / WINDOW
+
+
+def ok_polls(samples: Samples, workspace: str) -> float:
+    return sum(
+        v
+        for (name, labels), v in samples.items()
+        if name == "unipost_api_requests_total"
+        and ("workspace", workspace) in labels
+        and ("status_code", "200") in labels
+    )
+
+
+def statuses(samples: Samples, workspace: str) -> dict[str, str]:
+    # The exporter exports only the current status of each account (always 1).
+    return {
+        s["account_id"]: s["status"]
+        for s in series(samples, "unipost_account_status", workspace=workspace)
+    }
+
+
+def all_ok(workspace: str, ids: list[str]) -> Any:
+    return lambda samples: statuses(samples, workspace) == dict.fromkeys(ids, "ok")
+
+
+@contextlib.asynccontextmanager
+async def stack(tmp_path: Path, **acme_limits: Any) -> AsyncIterator[Stack]:
+    acme = Simulator(scenario(ACME_KEY, ACME_IDS, **acme_limits))
+    globex = Simulator(scenario(GLOBEX_KEY, GLOBEX_IDS))
+    key_file = tmp_path / "globex"
+    key_file.write_text(GLOBEX_KEY + "\n")
+    async with (
+        TestServer(acme.app(), host="127.0.0.1") as acme_server,
+        TestServer(globex.app(), host="127.0.0.1") as globex_server,
+    ):
+        raw = {
+            "polling": {"interval": "1s", "max_backoff": "5s"},
+            "workspaces": [
+                {
+                    "name": "acme",
+                    "unipost": {
+                        "base_url": str(acme_server.make_url("")).rstrip("/"),
+                        "api_key": "${ACME_KEY}",
+                        "requests_per_minute": RPM,
+                        "timeout": "2s",
+                    },
+                    "accounts": [
+                        {"id": ACME_IDS[0], "labels": {"team": "growth"}},
+                        *({"id": i} for i in ACME_IDS[1:]),
+                    ],
+                },
+                {
+                    "name": "globex",
+                    "unipost": {
+                        "base_url": str(globex_server.make_url("")).rstrip("/"),
+                        "api_key_file": str(key_file),
+                        "requests_per_minute": RPM,
+                        "timeout": "2s",
+                    },
+                    "accounts": [{"id": GLOBEX_IDS[0]}],
+                    # The rest are discovered, as in the issue's example.
+                    "discovery": {"enabled": True, "refresh_interval": "1m"},
+                },
+            ],
+        }
+        config = parse_config(yaml.safe_dump(raw), {"ACME_KEY": ACME_KEY})
+        async with TestClient(TestServer(create_app(config), host="127.0.0.1")) as client:
+            yield Stack(acme, globex, client)
+
+
+PER_ACCOUNT = (
+    "unipost_account_",
+    "unipost_upstream_failures_total",
+    "unipost_api_errors_total",
+)
+API_WIDE = (
+    "unipost_api_requests_total",
+    "unipost_api_request_duration_seconds",
+    "unipost_api_ratelimit_",
+    "unipost_exporter_budget_requests_per_minute",
+    "unipost_exporter_interval_stretch_factor",
+)
+
+
+async def test_every_series_carries_its_workspace(tmp_path: Path) -> None:
+    async with stack(tmp_path) as s:
+        samples = await s.until(
+            lambda x: all_ok("acme", ACME_IDS)(x) and all_ok("globex", GLOBEX_IDS)(x)
+        )
+        for (name, labels), _ in samples.items():
+            workspace = dict(labels).get("workspace")
+            if name.startswith(PER_ACCOUNT + API_WIDE):
+                assert workspace in ("acme", "globex"), f"{name}{dict(labels)} has no workspace"
+            else:
+                assert workspace is None, f"{name} is process-wide, not per workspace"
+        # The same account ID in two workspaces is two accounts.
+        shared = series(samples, "unipost_account_info", account_id="sa_instagram_shared")
+        assert sorted(s["workspace"] for s in shared) == ["acme", "globex"]
+        # Static labels and discovered names keep working inside a workspace.
+        assert series(samples, "unipost_account_followers", team="growth") == [
+            {
+                "account_id": "sa_instagram_a1",
+                "platform": "instagram",
+                "team": "growth",
+                "workspace": "acme",
+            }
+        ]
+        assert value(
+            samples, "unipost_account_info", workspace="globex", account_name="SA_INSTAGRAM_G2"
+        )
+        for workspace in ("acme", "globex"):
+            budget = value(
+                samples, "unipost_exporter_budget_requests_per_minute", workspace=workspace
+            )
+            assert budget == RPM
+        page = await (await s.client.get("/")).text()
+        assert "<th>workspace</th>" in page
+        assert "<td>globex</td><td>sa_instagram_g2</td>" in page
+        assert ACME_KEY not in page and GLOBEX_KEY not in page
+
+
+async def test_a_revoked_key_pauses_only_its_workspace(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with stack(tmp_path) as s:
+        await s.until(lambda x: all_ok("acme", ACME_IDS)(x) and all_ok("globex", GLOBEX_IDS)(x))
+        before = await s.polls_per_second("globex")
+
+        s.acme.api_key = "up_live_acme_ROTATED"  # acme's key is revoked
+        samples = await s.until(
+            lambda x: statuses(x, "acme") == dict.fromkeys(ACME_IDS, "unauthorized")
+        )
+        assert statuses(samples, "globex") == dict.fromkeys(GLOBEX_IDS, "ok")
+        after = await s.polls_per_second("globex")
+        samples = await s.scrape()
+
+    # Globex keeps its full speed.
+    assert after >= 0.8 * PLAN, (before, after)
+    assert after >= 0.85 * before, (before, after)
+    assert statuses(samples, "globex") == dict.fromkeys(GLOBEX_IDS, "ok")
+    refused = value(
+        samples,
+        "unipost_api_requests_total",
+        workspace="acme",
+        status_code="401",
+        endpoint="account_metrics",
+    )
+    # Acme is paused: after the first refusals, one probe per pause step (5s max here).
+    assert refused is not None and refused <= len(ACME_IDS) + 2
+    assert not series(samples, "unipost_api_requests_total", workspace="globex", status_code="401")
+    rejected = [r for r in caplog.records if r.getMessage().startswith("UniPost rejected")]
+    assert [r.fields["workspace"] for r in rejected] == ["acme"]  # type: ignore[attr-defined]
+
+
+async def test_rate_limiting_in_one_workspace_never_slows_another(tmp_path: Path) -> None:
+    # Acme's UniPost allows one request a second, a third of what acme's budget asks for.
+    async with stack(tmp_path, rate_limit_capacity=2, rate_limit_refill_per_second=1.0) as s:
+        await s.until(lambda x: all_ok("globex", GLOBEX_IDS)(x))
+        await s.until(
+            lambda x: (
+                (value(x, "unipost_exporter_budget_requests_per_minute", workspace="acme") or RPM)
+                < RPM
+            )
+        )
+        rate = await s.polls_per_second("globex")
+        samples = await s.scrape()
+
+    assert rate >= 0.8 * PLAN
+    assert value(samples, "unipost_exporter_budget_requests_per_minute", workspace="globex") == RPM
+    assert not series(samples, "unipost_api_requests_total", workspace="globex", status_code="429")
+    # Each workspace learned its own limiter from its own headers; acme's pace came down
+    # (here from the headers alone, before any 429), globex's did not move.
+    assert value(samples, "unipost_api_ratelimit_limit", workspace="acme") == 2
+    assert value(samples, "unipost_api_ratelimit_limit", workspace="globex") == 120
+    acme_pace = value(samples, "unipost_exporter_budget_requests_per_minute", workspace="acme")
+    assert acme_pace is not None and acme_pace < RPM
