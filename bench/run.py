@@ -37,7 +37,7 @@ from exporter.config import (
     UniPostConfig,
     WorkspaceConfig,
 )
-from exporter.server import EXPOSITION, STORES, build_registry, create_app
+from exporter.server import EXPOSITION, RUNTIME, STORES, build_registry, create_app
 
 ROOT = Path(__file__).parent.parent
 
@@ -221,7 +221,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     await monitor.stop()
     await runner.cleanup()
     exposition = app[EXPOSITION]
-    reference = build_registry(stores, with_process_metrics=True)
+    reload_status = app[RUNTIME].reload_status
+    reference = build_registry(stores, with_process_metrics=True, reload=reload_status)
     out["generate_latest_ms"] = median_time(lambda: generate_latest(reference), 3) * 1000
     out["fast_render_ms"] = median_time(exposition.render, 10) * 1000
     fast_text = exposition.render().decode()

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -15,7 +15,8 @@ from aiohttp import web
 from exporter import __version__, demo
 from exporter.config import Config, ConfigError, format_duration, load_config
 from exporter.logs import LEVELS, setup_logging
-from exporter.server import create_app
+from exporter.runtime import ConfigLoader
+from exporter.server import RUNTIME, create_app
 from exporter.sharding import Shard, ordinal_from_hostname
 
 DEFAULT_PORT = 9863
@@ -142,8 +143,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"unipost-exporter: {exc}", file=sys.stderr)
         return 1
     formatter = setup_logging(args.log_level, args.log_format)
-    formatter.secrets.extend(ws.unipost.api_key for ws in config.workspaces)
-    return _run(serve(config, host, port, shard=shard))
+
+    def learn_secrets(keys: Iterable[str]) -> None:
+        # Old keys stay scrubbed too: a request sent before a reload may still log one.
+        formatter.secrets.extend(k for k in keys if k and k not in formatter.secrets)
+
+    learn_secrets(ws.unipost.api_key for ws in config.workspaces)
+    return _run(
+        serve(
+            config,
+            host,
+            port,
+            shard=shard,
+            loader=lambda: load_config(args.config_file),
+            on_secrets=learn_secrets,
+        )
+    )
 
 
 def _run(main_coroutine: Coroutine[Any, Any, int]) -> int:
@@ -176,8 +191,11 @@ async def serve(
     demo_note: str = "",
     banner: str = "",
     shard: Shard | None = None,
+    loader: ConfigLoader | None = None,
+    on_secrets: Callable[[Iterable[str]], None] = lambda keys: None,
 ) -> int:
-    """Serve until SIGTERM or SIGINT, then stop polling and close connections."""
+    """Serve until SIGTERM or SIGINT, then stop polling and close connections; SIGHUP
+    reloads the config."""
     shard = shard or Shard()
     address = f"{host or ''}:{port}"
     # The first line says what this process is, before any poll can log.
@@ -193,7 +211,7 @@ async def serve(
             }
         },
     )
-    app = create_app(config, demo_note=demo_note, shard=shard)
+    app = create_app(config, demo_note=demo_note, shard=shard, loader=loader, on_secrets=on_secrets)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, shutdown_timeout=SHUTDOWN_TIMEOUT)
@@ -208,6 +226,14 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[list[str]]] = set()
+
+    def on_sighup() -> None:
+        task = asyncio.create_task(app[RUNTIME].reload())
+        reloads.add(task)  # held until done: the loop keeps only weak references
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
     await stop.wait()
     log.info("shutting down")
     await runner.cleanup()

@@ -9,7 +9,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from exporter import __version__
-from exporter.store import DURATION_BUCKETS, AccountState, Store
+from exporter.store import DURATION_BUCKETS, AccountState, ReloadStatus, Store
 
 _FROM_POLLS = "Read from the last background poll of UniPost, not fetched at scrape time."
 
@@ -175,14 +175,32 @@ class ApiCollector(Collector):
         shard: int = 0,
         total_shards: int = 1,
         version: str = __version__,
+        reload: ReloadStatus | None = None,
     ) -> None:
         self.stores = stores
         self.shard = shard
         self.total_shards = total_shards
         self.version = version
+        self.reload = reload or ReloadStatus()
 
     def collect(self) -> Iterator[Metric]:
         yield from self._api_families()
+        for name, number, help_text in (
+            (
+                "unipost_exporter_config_last_reload_successful",
+                float(self.reload.successful),
+                "1 if the last config load or reload (SIGHUP, POST /-/reload) worked; 0 if it "
+                "failed and the exporter kept the running config.",
+            ),
+            (
+                "unipost_exporter_config_last_reload_success_timestamp_seconds",
+                self.reload.success_timestamp,
+                "Unix time of the last successful config load or reload.",
+            ),
+        ):
+            family = Metric(name, help_text, "gauge")
+            family.add_sample(name, {}, number)
+            yield family
         for name, number, help_text in (
             ("unipost_exporter_shard", self.shard, "This replica's shard (zero-indexed)."),
             (

@@ -64,6 +64,8 @@ async def serve_demo(host: str | None, port: int) -> int:
             host,
             port,
             demo_note=note,
+            # A reload re-applies the built-in config: there is no file to edit.
+            loader=lambda: demo_config(scenario, base_url),
             banner="DEMO MODE: polling the built-in UniPost simulator, not the real UniPost",
         )
     finally:

@@ -145,15 +145,28 @@ class _StoreLines:
         for lines in self.lines:
             lines.pop(account_id, None)
 
+    def detach(self) -> None:
+        """Stop following the store (it left the config)."""
+        self.store.listeners.remove(self)
+
 
 class FastExposition:
     """Pre-rendered per-account lines, joined at scrape time, then the exporter-wide tail."""
 
     def __init__(self, stores: Sequence[Store], tail: CollectorRegistry) -> None:
+        self._source = stores
         self.stores = [_StoreLines(store) for store in stores]
         self.tail = tail
         self._text_headers = [_header(f, openmetrics=False) for f in ACCOUNT_FAMILIES]
         self._openmetrics_headers = [_header(f, openmetrics=True) for f in ACCOUNT_FAMILIES]
+
+    def sync_stores(self) -> None:
+        """Follow a change to the store list (a reload added or removed workspaces)."""
+        kept: dict[int, _StoreLines | None] = {id(lines.store): lines for lines in self.stores}
+        self.stores = [kept.pop(id(store), None) or _StoreLines(store) for store in self._source]
+        for gone in kept.values():
+            if gone is not None:
+                gone.detach()
 
     def render(self, openmetrics: bool = False) -> bytes:
         """The whole body in the text format (0.0.4) or OpenMetrics."""

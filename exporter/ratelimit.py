@@ -42,6 +42,18 @@ class Budget:
         self._next_slot = -math.inf
         self._lock = asyncio.Lock()
 
+    def reconfigure(self, requests_per_minute: float, max_wait: float) -> None:
+        """A reloaded config: a changed budget applies at once; an unchanged one keeps
+        everything learned from UniPost."""
+        self.max_wait = max_wait
+        rate = requests_per_minute / 60.0
+        if rate == self.configured_rate:
+            return
+        self.configured_rate = self.rate = rate
+        self.min_rate = min(rate, 1 / 60.0)
+        # The next slot follows the new pace, not one spaced at the old one.
+        self._next_slot = min(self._next_slot, self._clock.monotonic() + 1.0 / rate)
+
     async def acquire(self) -> None:
         """Wait for the next slot; callers are served in order of arrival."""
         if not self._lock.locked() and self._take():

@@ -122,6 +122,8 @@ class Scheduler:
         self._rng = rng or random.Random()
         self._heap: list[tuple[float, int, str]] = []
         self._seq = itertools.count()
+        # Each account's live heap entry (its seq); others are stale and skipped.
+        self._entry: dict[str, int] = {}
         self._woken: asyncio.Future[None] | None = None
         # When the sleeping loop means to look again (-inf: it is not sleeping).
         self._waiting_until = -math.inf
@@ -170,6 +172,8 @@ class Scheduler:
         if self._auth_paused and now < self._paused_until:
             await self._wait(self._paused_until - now)
             return
+        while self._heap and self._entry.get(self._heap[0][2]) != self._heap[0][1]:
+            heapq.heappop(self._heap)  # an account removed, or re-added since
         if not self._heap:
             await self._wait(None)
             return
@@ -182,7 +186,9 @@ class Scheduler:
             # A retry is queued for the slot: it goes first; look again one slot later.
             await self._wait(1.0 / self.budget.rate)
             return
-        self._dispatch(heapq.heappop(self._heap)[2])
+        account_id = heapq.heappop(self._heap)[2]
+        del self._entry[account_id]
+        self._dispatch(account_id)
 
     def _dispatch(self, account_id: str) -> None:
         if account_id not in self.store.accounts or account_id in self._inflight:
@@ -233,8 +239,13 @@ class Scheduler:
             self._inflight.pop(account_id, None)
             if probe:
                 self._probe_inflight = False
-        if account_id in self.store.accounts:
+        current = self.store.accounts.get(account_id)
+        if current is account:
             self._apply(account, outcome, probe)
+        elif current is not None and account_id not in self._entry:
+            # Removed and added again while this poll ran: the new one has not been polled.
+            self._push(self.clock.monotonic(), account_id)
+            self._wake()
         if probe:
             self._wake()  # the loop waits for the probe's verdict
 
@@ -372,7 +383,7 @@ class Scheduler:
                 delay *= 1.0 + self._rng.uniform(0.0, JITTER)
         now = self.clock.monotonic()
         due = now + delay
-        heapq.heappush(self._heap, (due, next(self._seq), account.id))
+        self._push(due, account.id)
         account.next_poll_wall = self.clock.wall() + delay
         if due < self._waiting_until:
             self._wake()  # only when the loop sleeps past this account's turn
@@ -450,26 +461,75 @@ class Scheduler:
         self.log.warning("UniPost accepts the API key again; polling resumes")
         self._wake()
 
+    # -- a reloaded config -------------------------------------------------------------------
+
+    def reconfigure(self, workspace: WorkspaceConfig, polling: PollingConfig) -> None:
+        """Apply a reloaded config at once. Unchanged accounts keep their state, counters,
+        backoff and place in the schedule; added ones start; removed ones stop."""
+        old_key = self.workspace.unipost.api_key
+        self.workspace, self.polling = workspace, polling
+        self.budget.reconfigure(workspace.unipost.requests_per_minute, polling.max_backoff)
+        self.store.budget_requests_per_minute = self.budget.rate * 60
+        if self._auth_paused and workspace.unipost.api_key != old_key:
+            # A new key is tried now, by the next probe, not after the pause.
+            self._auth_step = 0
+            self._paused_until = -math.inf
+        now = self.clock.monotonic()
+        wanted = {account.id: account for account in workspace.accounts}
+        for account_id in [a for a in self._configured if a not in wanted]:
+            del self._configured[account_id]
+            if account_id in self._discovered:
+                self._account_configs[account_id] = AccountConfig(id=account_id)
+            else:
+                self._remove_account(account_id)
+        if not workspace.discovery.enabled:
+            for account_id in list(self._discovered):
+                self._discovered.discard(account_id)
+                if account_id not in wanted:
+                    self._remove_account(account_id)
+        for account_id, account in wanted.items():
+            self._configured[account_id] = account
+            if account_id not in self.store.accounts:
+                self._add_account(account, now)
+            else:
+                self._account_configs[account_id] = account
+        for state in self.store.accounts.values():
+            state.labels = self._labels(self._account_configs[state.id])
+            self._base_interval(state)
+            self._update_demand(state)
+            self.store.changed(state)
+        self._stretch_warned = False  # say again if the new config does not fit
+        self._wake()
+
     # -- accounts ---------------------------------------------------------------------------
+
+    def _labels(self, account: AccountConfig) -> tuple[tuple[str, str], ...]:
+        return tuple(sorted((*account.labels, *self.store.workspace_labels.items())))
 
     def _add_account(self, account: AccountConfig, now: float) -> None:
         state = AccountState(
             id=account.id,
             platform=platform_from_id(account.id),
-            labels=tuple(sorted((*account.labels, *self.store.workspace_labels.items()))),
+            labels=self._labels(account),
             interval=0.0,
         )
         self._account_configs[account.id] = account
         state.interval = self._base_interval(state)
         self.store.add(state)
         self._update_demand(state)
-        heapq.heappush(self._heap, (now, next(self._seq), account.id))
+        self._push(now, account.id)
         state.next_poll_wall = self.clock.wall()
         if now < self._waiting_until:
             self._wake()
 
+    def _push(self, due: float, account_id: str) -> None:
+        seq = next(self._seq)
+        self._entry[account_id] = seq
+        heapq.heappush(self._heap, (due, seq, account_id))
+
     def _remove_account(self, account_id: str) -> None:
         """Stop polling an account; its series go with it (a poll in flight is discarded)."""
+        self._entry.pop(account_id, None)
         self.store.remove(account_id)
         self._account_configs.pop(account_id, None)
         self._demand_total -= self._demand.pop(account_id, 0.0)

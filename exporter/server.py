@@ -1,16 +1,15 @@
-"""HTTP: /metrics, the landing page, /-/healthy and /-/ready, and the polling lifecycle."""
+"""HTTP: /metrics, the landing page, /-/healthy, /-/ready and /-/reload, and the polling
+lifecycle."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import html
 import zlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
-import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
@@ -19,52 +18,60 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from exporter import __version__
-from exporter.client import UniPostClient, make_session
+from exporter.client import make_session
 from exporter.clock import Clock, SystemClock
 from exporter.collector import AccountCollector, ApiCollector
-from exporter.config import Config, UniPostConfig
-from exporter.discovery import Discoverer
+from exporter.config import Config
 from exporter.exposition import FastExposition
-from exporter.scheduler import Scheduler
+from exporter.runtime import ConfigLoader, Runtime, SessionFactory
 from exporter.sharding import Shard
-from exporter.store import Store
+from exporter.store import ReloadStatus, Store
 
-# One store and one scheduler per workspace, in the config's order.
+# One store per workspace, in the config's order (changed in place by a reload).
 STORES = web.AppKey("stores", list[Store])
 EXPOSITION = web.AppKey("exposition", FastExposition)
-SCHEDULERS = web.AppKey("schedulers", list[Scheduler])
+RUNTIME = web.AppKey("runtime", Runtime)
 DEMO_NOTE = web.AppKey("demo_note", str)
 # Level 1 compresses an exposition about 4x faster than 6 for ~1.5x the bytes: CPU is
 # the scarcer resource on the exporter, bytes are cheap between it and Prometheus.
 GZIP_LEVEL = 1
 WRITE_SIZE = 64 * 1024
-SessionFactory = Callable[[UniPostConfig], aiohttp.ClientSession]
 
 
 def build_registry(
-    stores: Sequence[Store], shard: Shard | None = None, with_process_metrics: bool = True
+    stores: Sequence[Store],
+    shard: Shard | None = None,
+    with_process_metrics: bool = True,
+    reload: ReloadStatus | None = None,
 ) -> CollectorRegistry:
     """Everything /metrics shows, rendered by prometheus_client: the reference the fast
     exposition must match, and the way to render the stores in tests."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(AccountCollector(stores))
-    _add_tail(registry, stores, shard or Shard(), with_process_metrics)
+    _add_tail(registry, stores, shard or Shard(), with_process_metrics, reload)
     return registry
 
 
 def build_tail_registry(
-    stores: Sequence[Store], shard: Shard | None = None, with_process_metrics: bool = True
+    stores: Sequence[Store],
+    shard: Shard | None = None,
+    with_process_metrics: bool = True,
+    reload: ReloadStatus | None = None,
 ) -> CollectorRegistry:
     """What follows the per-account families: exporter-wide and process metrics."""
     registry = CollectorRegistry(auto_describe=False)
-    _add_tail(registry, stores, shard or Shard(), with_process_metrics)
+    _add_tail(registry, stores, shard or Shard(), with_process_metrics, reload)
     return registry
 
 
 def _add_tail(
-    registry: CollectorRegistry, stores: Sequence[Store], shard: Shard, with_process_metrics: bool
+    registry: CollectorRegistry,
+    stores: Sequence[Store],
+    shard: Shard,
+    with_process_metrics: bool,
+    reload: ReloadStatus | None,
 ) -> None:
-    registry.register(ApiCollector(stores, shard.index, shard.total))
+    registry.register(ApiCollector(stores, shard.index, shard.total, reload=reload))
     if with_process_metrics:
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
@@ -78,36 +85,30 @@ def create_app(
     session_factory: SessionFactory = make_session,
     demo_note: str = "",
     shard: Shard | None = None,
+    loader: ConfigLoader | None = None,
+    on_secrets: Callable[[Iterable[str]], None] = lambda keys: None,
 ) -> web.Application:
-    """The exporter as an aiohttp application; polling starts with the app and stops with it."""
+    """The exporter as an aiohttp application; polling starts with the app and stops with it.
+
+    `loader` re-reads the config for a reload (SIGHUP, POST /-/reload); without one, a
+    reload is refused.
+    """
     app = web.Application()
     app[DEMO_NOTE] = demo_note
     shard = shard or Shard()
-    config = shard.apply(config)
-    stores = [Store(workspace=ws.name) for ws in config.workspaces]
-    app[STORES] = stores
-    app[EXPOSITION] = FastExposition(stores, build_tail_registry(stores, shard))
-    app[SCHEDULERS] = []
-    the_clock = clock or SystemClock()
+    runtime = Runtime(
+        config, clock or SystemClock(), session_factory, shard, loader=loader, on_secrets=on_secrets
+    )
+    app[RUNTIME] = runtime
+    app[STORES] = runtime.stores
+    exposition = FastExposition(
+        runtime.stores, build_tail_registry(runtime.stores, shard, reload=runtime.reload_status)
+    )
+    runtime.stores_changed = exposition.sync_stores
+    app[EXPOSITION] = exposition
 
     async def polling(app: web.Application) -> AsyncIterator[None]:
-        # Per workspace: its own session (key, timeout, connections), budget and scheduler.
-        sessions = []
-        tasks = []
-        for workspace, store in zip(config.workspaces, stores, strict=True):
-            session = session_factory(workspace.unipost)
-            sessions.append(session)
-            client = UniPostClient(session, store.api, workspace.unipost.base_url)
-            scheduler = Scheduler(
-                workspace, config.polling, store, client, the_clock, owns=shard.owns
-            )
-            app[SCHEDULERS].append(scheduler)
-            tasks.append(asyncio.create_task(scheduler.run(), name=f"scheduler {workspace.name}"))
-            if workspace.discovery.enabled:
-                discoverer = Discoverer(workspace.discovery, client, scheduler, store, the_clock)
-                tasks.append(
-                    asyncio.create_task(discoverer.run(), name=f"discovery {workspace.name}")
-                )
+        await runtime.start()
         # Modules, config and every account's state exist now and live as long as the
         # process: keep them out of the collector's full passes, which otherwise stall the
         # event loop for tens of milliseconds at 10,000 accounts.
@@ -115,20 +116,24 @@ def create_app(
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            for session in sessions:
-                await session.close()
+            await runtime.stop()
 
     app.cleanup_ctx.append(polling)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/", landing_page)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
+    app.router.add_post("/-/reload", reload)
     return app
+
+
+async def reload(request: web.Request) -> web.Response:
+    """Re-read the config file, as SIGHUP does: 200, or 500 naming every problem."""
+    problems = await request.app[RUNTIME].reload()
+    if problems:
+        text = "failed to reload config; the running config stays:\n" + "\n".join(problems)
+        return web.Response(status=500, text=text + "\n")
+    return web.Response(text="Reloaded.\n")
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:
@@ -174,7 +179,7 @@ async def healthy(request: web.Request) -> web.Response:
 
 async def ready(request: web.Request) -> web.Response:
     """200 once the config is loaded and polling runs."""
-    if all(store.polling_started for store in request.app[STORES]):
+    if request.app[RUNTIME].polling_started:
         return web.Response(text="Ready.\n")
     return web.Response(status=503, text="Not ready: polling has not started.\n")
 

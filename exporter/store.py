@@ -93,6 +93,14 @@ class ApiStats:
             self.ratelimit_reset = headers.reset
 
 
+@dataclass(slots=True)
+class ReloadStatus:
+    """How the last config reload went (a start counts as a successful load)."""
+
+    successful: bool = True
+    success_timestamp: float = 0.0
+
+
 class StoreListener(Protocol):
     """Told of every change to an account, right after it happens."""
 

@@ -19,7 +19,7 @@ import yaml
 
 from exporter import __version__
 from tests.fake_unipost import API_KEY, FakeUniPost, Reply, error, snapshot, zero_filled
-from tests.helpers import parse_exposition, series, value
+from tests.helpers import Samples, parse_exposition, scrape_until, series, value
 
 ROOT = Path(__file__).parent.parent
 
@@ -275,6 +275,41 @@ async def test_no_workspace_key_surfaces_anywhere(fake: FakeUniPost, tmp_path: P
         "UniPost rejected the API key" in line and "workspace=globex" in line
         for line in log.splitlines()
     )
+
+
+@pytest.mark.process
+async def test_sighup_reloads_the_config_and_a_bad_file_is_kept_out(
+    fake: FakeUniPost, tmp_path: Path
+) -> None:
+    process, config = await start_process(fake, tmp_path)
+
+    async def scrape() -> Samples:
+        return parse_exposition((await process.get("/metrics"))[1])
+
+    try:
+        raw = yaml.safe_load(config.read_text())
+        raw["accounts"].append({"id": "sa_bluesky_added"})
+        config.write_text(yaml.safe_dump(raw))
+        process.proc.send_signal(signal.SIGHUP)
+        samples = await scrape_until(
+            scrape,
+            lambda x: bool(series(x, "unipost_account_status", account_id="sa_bluesky_added")),
+        )
+        assert value(samples, "unipost_exporter_config_last_reload_successful") == 1
+        config.write_text("accounts: [")
+        process.proc.send_signal(signal.SIGHUP)
+        samples = await scrape_until(
+            scrape, lambda x: value(x, "unipost_exporter_config_last_reload_successful") == 0
+        )
+        assert series(samples, "unipost_account_status", account_id="sa_bluesky_added")
+        assert (await process.get("/-/healthy"))[0] == 200
+    finally:
+        code, _ = await stop(process)
+    assert code == 0
+    log = process.stderr.decode()
+    assert 'msg="config reloaded" workspaces=1 accounts=5' in log
+    assert 'msg="config reload failed; keeping the running config"' in log
+    assert "invalid YAML at line 1" in log
 
 
 @pytest.mark.process

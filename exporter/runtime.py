@@ -1,0 +1,221 @@
+"""The running exporter: one polling unit per workspace, started, stopped and reconfigured
+in place when the config is reloaded."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from exporter.client import UniPostClient
+from exporter.clock import Clock
+from exporter.config import Config, ConfigError, UniPostConfig, WorkspaceConfig
+from exporter.discovery import Discoverer
+from exporter.scheduler import Scheduler
+from exporter.sharding import Shard
+from exporter.store import ReloadStatus, Store
+
+log = logging.getLogger("exporter.runtime")
+
+SessionFactory = Callable[[UniPostConfig], aiohttp.ClientSession]
+ConfigLoader = Callable[[], Config]
+
+
+def _connection(unipost: UniPostConfig) -> tuple[str, str, float]:
+    """What a session is built from: a change to any of these needs a new session."""
+    return (unipost.api_key, unipost.base_url, unipost.timeout)
+
+
+@dataclass
+class _Workspace:
+    """One workspace's polling: its store, session, client, scheduler and tasks."""
+
+    config: WorkspaceConfig
+    store: Store
+    session: aiohttp.ClientSession
+    client: UniPostClient
+    scheduler: Scheduler
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    discoverer: Discoverer | None = None
+
+
+class Runtime:
+    """Owns every workspace's polling. `stores` is shared with the collectors and the fast
+    exposition, in config order, and changed in place on reload."""
+
+    def __init__(
+        self,
+        config: Config,
+        clock: Clock,
+        session_factory: SessionFactory,
+        shard: Shard,
+        loader: ConfigLoader | None = None,
+        on_secrets: Callable[[Iterable[str]], None] = lambda keys: None,
+    ) -> None:
+        self.config = shard.apply(config)
+        self.clock = clock
+        self.session_factory = session_factory
+        self.shard = shard
+        self.loader = loader
+        self.on_secrets = on_secrets
+        self.stores: list[Store] = [Store(workspace=ws.name) for ws in self.config.workspaces]
+        self.reload_status = ReloadStatus(success_timestamp=clock.wall())
+        self._workspaces: dict[str | None, _Workspace] = {}
+        self._lock = asyncio.Lock()
+        self._closing: set[asyncio.Task[None]] = set()
+        # Called after the store list changed (the fast exposition follows it).
+        self.stores_changed: Callable[[], None] = lambda: None
+
+    @property
+    def schedulers(self) -> list[Scheduler]:
+        """Every workspace's scheduler, in config order."""
+        return [self._workspaces[ws.name].scheduler for ws in self.config.workspaces]
+
+    @property
+    def polling_started(self) -> bool:
+        """Whether every workspace polls."""
+        return all(store.polling_started for store in self.stores)
+
+    async def start(self) -> None:
+        """Start polling every workspace."""
+        for workspace, store in zip(self.config.workspaces, self.stores, strict=True):
+            self._workspaces[workspace.name] = self._start(workspace, store)
+
+    async def stop(self) -> None:
+        """Stop polling and close every connection."""
+        for unit in self._workspaces.values():
+            await self._stop(unit)
+        self._workspaces.clear()
+        for task in list(self._closing):
+            task.cancel()
+        await asyncio.gather(*self._closing, return_exceptions=True)
+
+    def _start(self, workspace: WorkspaceConfig, store: Store) -> _Workspace:
+        session = self.session_factory(workspace.unipost)
+        client = UniPostClient(session, store.api, workspace.unipost.base_url)
+        scheduler = Scheduler(
+            workspace, self.config.polling, store, client, self.clock, owns=self.shard.owns
+        )
+        unit = _Workspace(workspace, store, session, client, scheduler)
+        unit.tasks.append(
+            asyncio.create_task(scheduler.run(), name=f"scheduler {workspace.name or ''}")
+        )
+        self._start_discovery(unit)
+        return unit
+
+    def _start_discovery(self, unit: _Workspace) -> None:
+        if not unit.config.discovery.enabled:
+            unit.discoverer = None
+            return
+        unit.discoverer = Discoverer(
+            unit.config.discovery, unit.client, unit.scheduler, unit.store, self.clock
+        )
+        unit.tasks.append(
+            asyncio.create_task(unit.discoverer.run(), name=f"discovery {unit.config.name or ''}")
+        )
+
+    async def _stop(self, unit: _Workspace) -> None:
+        for task in unit.tasks:
+            task.cancel()
+        for task in unit.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        unit.tasks.clear()
+        await unit.session.close()
+
+    # -- reload ------------------------------------------------------------------------------
+
+    async def reload(self) -> list[str]:
+        """Re-read the config and apply it; on any problem keep the running config.
+
+        Returns the problems (empty: reloaded). The outcome is also in `reload_status`.
+        """
+        async with self._lock:
+            if self.loader is None:
+                problems = ["this exporter was started without a config file to reload"]
+            else:
+                try:
+                    config = self.loader()
+                except ConfigError as exc:
+                    problems = exc.problems
+                else:
+                    self.on_secrets(ws.unipost.api_key for ws in config.workspaces)
+                    await self._apply(self.shard.apply(config))
+                    problems = []
+            self.reload_status.successful = not problems
+            if problems:
+                log.error(
+                    "config reload failed; keeping the running config",
+                    extra={"fields": {"problems": "; ".join(problems)}},
+                )
+            else:
+                self.reload_status.success_timestamp = self.clock.wall()
+            return problems
+
+    async def _apply(self, config: Config) -> None:
+        old = self._workspaces
+        new: dict[str | None, _Workspace] = {}
+        stores: list[Store] = []
+        changed: list[str] = []
+        for workspace in config.workspaces:
+            unit = old.pop(workspace.name, None)
+            if unit is None:
+                unit = self._start(workspace, Store(workspace=workspace.name))
+                changed.append(f"+{workspace.name or 'workspace'}")
+            elif unit.config != workspace or self.config.polling != config.polling:
+                self._reconfigure(unit, workspace, config)
+                changed.append(f"~{workspace.name or 'workspace'}")
+            new[workspace.name] = unit
+            stores.append(unit.store)
+        for name, unit in old.items():
+            await self._stop(unit)
+            changed.append(f"-{name or 'workspace'}")
+        self._workspaces = new
+        self.config = config
+        self.stores[:] = stores
+        self.stores_changed()
+        log.info(
+            "config reloaded",
+            extra={
+                "fields": {
+                    "workspaces": len(new),
+                    "accounts": sum(len(s.accounts) for s in stores),
+                    "changed": ",".join(changed) or "nothing",
+                }
+            },
+        )
+
+    def _reconfigure(self, unit: _Workspace, workspace: WorkspaceConfig, config: Config) -> None:
+        old = unit.config
+        unit.config = workspace
+        if _connection(old.unipost) != _connection(workspace.unipost):
+            # A new key, address or timeout: a new session from now on. Requests already
+            # sent finish on the old one, which closes once they have had their timeout.
+            stale = unit.session
+            unit.session = self.session_factory(workspace.unipost)
+            unit.client = UniPostClient(unit.session, unit.store.api, workspace.unipost.base_url)
+            unit.scheduler.client = unit.client
+            task = asyncio.create_task(self._close_later(stale, old.unipost.timeout))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+        unit.scheduler.reconfigure(workspace, config.polling)
+        if old.discovery != workspace.discovery:
+            self._restart_discovery(unit)
+        elif unit.discoverer is not None:
+            unit.discoverer.client = unit.client
+
+    def _restart_discovery(self, unit: _Workspace) -> None:
+        for task in unit.tasks[1:]:
+            task.cancel()
+        del unit.tasks[1:]
+        self._start_discovery(unit)
+
+    async def _close_later(self, session: aiohttp.ClientSession, after: float) -> None:
+        try:
+            await asyncio.sleep(after + 1.0)
+        finally:
+            await session.close()
