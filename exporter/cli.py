@@ -18,6 +18,7 @@ from exporter.logs import LEVELS, setup_logging
 from exporter.runtime import ConfigLoader
 from exporter.server import RUNTIME, create_app
 from exporter.sharding import Shard, ordinal_from_hostname
+from exporter.webconfig import WebConfigError, WebSecurity
 
 DEFAULT_PORT = 9863
 DEFAULT_LISTEN_ADDRESS = f":{DEFAULT_PORT}"
@@ -45,6 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_LISTEN_ADDRESS,
         metavar="HOST:PORT",
         help="address to serve /metrics on (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        default="",
+        metavar="PATH",
+        help="exporter-toolkit web config: TLS and basic auth for every endpoint "
+        "(default: none, plain HTTP)",
     )
     parser.add_argument(
         "--config.check",
@@ -123,9 +132,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"unipost-exporter: {exc}", file=sys.stderr)
         return 1
+    security = None
+    if args.web_config_file:
+        try:
+            security = WebSecurity(args.web_config_file)
+        except WebConfigError as exc:
+            print(
+                f"unipost-exporter: invalid web configuration in {args.web_config_file}:",
+                file=sys.stderr,
+            )
+            for problem in exc.problems:
+                print(f"  {problem}", file=sys.stderr)
+            return 1
     if args.demo:
         setup_logging(args.log_level, args.log_format)
-        return _run(demo.serve_demo(host, port))
+        return _run(demo.serve_demo(host, port, security=security))
     try:
         config = load_config(args.config_file)
     except ConfigError as exc:
@@ -157,6 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             shard=shard,
             loader=lambda: load_config(args.config_file),
             on_secrets=learn_secrets,
+            security=security,
         )
     )
 
@@ -193,6 +215,7 @@ async def serve(
     shard: Shard | None = None,
     loader: ConfigLoader | None = None,
     on_secrets: Callable[[Iterable[str]], None] = lambda keys: None,
+    security: WebSecurity | None = None,
 ) -> int:
     """Serve until SIGTERM or SIGINT, then stop polling and close connections; SIGHUP
     reloads the config."""
@@ -211,17 +234,36 @@ async def serve(
             }
         },
     )
-    app = create_app(config, demo_note=demo_note, shard=shard, loader=loader, on_secrets=on_secrets)
+    app = create_app(
+        config,
+        demo_note=demo_note,
+        shard=shard,
+        loader=loader,
+        on_secrets=on_secrets,
+        security=security,
+    )
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, shutdown_timeout=SHUTDOWN_TIMEOUT)
+    ssl_context = security.server_ssl_context() if security else None
+    site = web.TCPSite(
+        runner, host, port, shutdown_timeout=SHUTDOWN_TIMEOUT, ssl_context=ssl_context
+    )
     try:
         await site.start()
     except OSError as exc:
         log.error("cannot listen", extra={"fields": {"address": address, "err": exc.strerror}})
         await runner.cleanup()
         return 1
-    log.info("listening", extra={"fields": {"address": address}})
+    log.info(
+        "listening",
+        extra={
+            "fields": {
+                "address": address,
+                "tls": ssl_context is not None,
+                "basic_auth": bool(security and security.config.users),
+            }
+        },
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

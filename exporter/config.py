@@ -163,13 +163,25 @@ def platform_from_id(account_id: str) -> str:
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
     """Read and validate a config file; raise ConfigError listing every problem."""
+    return parse_config(read_text(path, "config file"), os.environ if env is None else env)
+
+
+def read_text(path: str | os.PathLike[str], what: str) -> str:
+    """A UTF-8 file's text; ConfigError naming `what` and the path when it cannot be read."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError([f"cannot read config file {os.fspath(path)}: {exc.strerror}"]) from None
+        raise ConfigError([f"cannot read {what} {os.fspath(path)}: {exc.strerror}"]) from None
     except UnicodeDecodeError:
-        raise ConfigError([f"config file {os.fspath(path)} is not UTF-8 text"]) from None
-    return parse_config(text, os.environ if env is None else env)
+        raise ConfigError([f"{what} {os.fspath(path)} is not UTF-8 text"]) from None
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """Where and why a file is not YAML."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = getattr(exc, "problem", None) or "invalid YAML"
+    return f"invalid YAML{where}: {problem}"
 
 
 def parse_config(text: str, env: Mapping[str, str]) -> Config:
@@ -189,10 +201,7 @@ def parse_config(text: str, env: Mapping[str, str]) -> Config:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError([f"invalid YAML{where}: {problem}"]) from None
+        raise ConfigError([yaml_problem(exc)]) from None
     v = _Validator(env, lambda s: hidden.sub(lambda m: refs[int(m.group(1))], s))
     raw = v.expand(raw, "")
     config = v.config(raw)

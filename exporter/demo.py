@@ -6,6 +6,7 @@ import yaml
 
 from exporter.config import Config, parse_config
 from exporter.simulator import Scenario, demo_scenario, start_simulator
+from exporter.webconfig import WebSecurity
 
 # One simulated hour per second, so a day's follower growth shows in half a minute.
 DEMO_TIME_SCALE = 3600.0
@@ -37,7 +38,7 @@ def demo_config(scenario: Scenario, base_url: str) -> Config:
     return parse_config(yaml.safe_dump(raw), {})
 
 
-async def serve_demo(host: str | None, port: int) -> int:
+async def serve_demo(host: str | None, port: int, security: WebSecurity | None = None) -> int:
     """Start the simulator on a free loopback port, then serve the exporter against it."""
     from exporter.cli import serve
 
@@ -67,6 +68,7 @@ async def serve_demo(host: str | None, port: int) -> int:
             # A reload re-applies the built-in config: there is no file to edit.
             loader=lambda: demo_config(scenario, base_url),
             banner="DEMO MODE: polling the built-in UniPost simulator, not the real UniPost",
+            security=security,
         )
     finally:
         await runner.cleanup()

@@ -26,6 +26,7 @@ from exporter.exposition import FastExposition
 from exporter.runtime import ConfigLoader, Runtime, SessionFactory
 from exporter.sharding import Shard
 from exporter.store import ReloadStatus, Store
+from exporter.webconfig import WebSecurity
 
 # One store per workspace, in the config's order (changed in place by a reload).
 STORES = web.AppKey("stores", list[Store])
@@ -87,13 +88,14 @@ def create_app(
     shard: Shard | None = None,
     loader: ConfigLoader | None = None,
     on_secrets: Callable[[Iterable[str]], None] = lambda keys: None,
+    security: WebSecurity | None = None,
 ) -> web.Application:
     """The exporter as an aiohttp application; polling starts with the app and stops with it.
 
     `loader` re-reads the config for a reload (SIGHUP, POST /-/reload); without one, a
-    reload is refused.
+    reload is refused. `security` (--web.config.file) adds basic auth and headers.
     """
-    app = web.Application()
+    app = web.Application(middlewares=[security.middleware] if security else [])
     app[DEMO_NOTE] = demo_note
     shard = shard or Shard()
     runtime = Runtime(

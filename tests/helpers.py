@@ -183,6 +183,13 @@ async def scrape_until(
         await asyncio.sleep(0.05)
 
 
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def parse_exposition(text: str) -> Samples:
     """Every sample in an exposition, keyed by name and label set."""
     samples: Samples = {}
@@ -228,9 +235,7 @@ async def real_prometheus(
 ) -> AsyncIterator[str]:
     """Debian's Prometheus scraping the exporter (job "unipost") every second; yields its URL."""
     binary = require_binary("prometheus")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
+    port = free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(
         yaml.safe_dump(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import signal
-import socket
+import ssl
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -14,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import bcrypt
 import pytest
+import trustme
 import yaml
 
 from exporter import __version__
 from tests.fake_unipost import API_KEY, FakeUniPost, Reply, error, snapshot, zero_filled
-from tests.helpers import Samples, parse_exposition, scrape_until, series, value
+from tests.helpers import Samples, free_port, parse_exposition, scrape_until, series, value
 
 ROOT = Path(__file__).parent.parent
 
@@ -89,12 +92,6 @@ def test_a_bad_listen_address_exits_1() -> None:
     assert "--web.listen-address: 'nope' is not HOST:PORT" in result.stderr
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def handler(account_id: str) -> Reply:
     if account_id == "sa_twitter_1":
         return snapshot(account_id, followers=321)
@@ -106,15 +103,28 @@ def handler(account_id: str) -> Reply:
 
 
 class Process:
-    def __init__(self, proc: asyncio.subprocess.Process, port: int) -> None:
+    def __init__(
+        self,
+        proc: asyncio.subprocess.Process,
+        port: int,
+        ssl_context: ssl.SSLContext | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.proc = proc
         self.port = port
         self.stderr = b""
+        self.ssl_context = ssl_context
+        self.headers = headers or {}
 
-    async def get(self, path: str) -> tuple[int, str]:
+    async def get(self, path: str, **headers: str) -> tuple[int, str]:
+        scheme = "https" if self.ssl_context else "http"
         async with (
             aiohttp.ClientSession() as session,
-            session.get(f"http://127.0.0.1:{self.port}{path}") as response,
+            session.get(
+                f"{scheme}://127.0.0.1:{self.port}{path}",
+                ssl=self.ssl_context or True,
+                headers={**self.headers, **headers},
+            ) as response,
         ):
             return response.status, await response.text()
 
@@ -153,7 +163,12 @@ def workspace_for(fake: FakeUniPost, key_file: Path) -> dict[str, Any]:
 
 
 async def start_process(
-    fake: FakeUniPost, tmp_path: Path, *args: str, second_key: str | None = None
+    fake: FakeUniPost,
+    tmp_path: Path,
+    *args: str,
+    second_key: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    headers: dict[str, str] | None = None,
 ) -> tuple[Process, Path]:
     """The exporter as a process; with `second_key`, a second workspace polls with that key."""
     key_file = tmp_path / "key"
@@ -187,7 +202,7 @@ async def start_process(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    process = Process(proc, port)
+    process = Process(proc, port, ssl_context, headers)
     await process.wait_ready()
     return process, config
 
@@ -310,6 +325,63 @@ async def test_sighup_reloads_the_config_and_a_bad_file_is_kept_out(
     assert 'msg="config reloaded" workspaces=1 accounts=5' in log
     assert 'msg="config reload failed; keeping the running config"' in log
     assert "invalid YAML at line 1" in log
+
+
+def test_a_bad_web_config_exits_1_naming_the_key(tmp_path: Path) -> None:
+    web = tmp_path / "web.yml"
+    web.write_text("basic_auth_users: {alice: hunter2}\ntls: {}\n")
+    result = run(
+        "--config.file", "config.example.yaml", "--web.config.file", str(web),
+        env={"UNIPOST_API_KEY": "k"},
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"unipost-exporter: invalid web configuration in {web}:",
+        "  tls: unknown key",
+        '  basic_auth_users.alice: is not a bcrypt hash (htpasswd -nBC 10 "" ...)',
+    ]
+    assert "hunter2" not in result.stderr
+
+
+@pytest.mark.process
+async def test_tls_and_basic_auth_from_the_web_config_file(
+    fake: FakeUniPost, tmp_path: Path
+) -> None:
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1")
+    server.cert_chain_pems[0].write_to_path(str(tmp_path / "server.crt"))
+    server.private_key_pem.write_to_path(str(tmp_path / "server.key"))
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()
+    web = tmp_path / "web.yml"
+    web.write_text(
+        yaml.safe_dump(
+            {
+                "tls_server_config": {"cert_file": "server.crt", "key_file": "server.key"},
+                "basic_auth_users": {"prometheus": hashed},
+            }
+        )
+    )
+    client_ssl = ssl.create_default_context()
+    ca.configure_trust(client_ssl)
+    token = base64.b64encode(b"prometheus:pw").decode()
+    process, _ = await start_process(
+        fake,
+        tmp_path,
+        "--web.config.file",
+        str(web),
+        ssl_context=client_ssl,
+        headers={"Authorization": f"Basic {token}"},
+    )
+    try:
+        status, text = await process.get("/metrics")
+        assert status == 200 and "unipost_exporter_build_info" in text
+        refused = await process.get("/metrics", Authorization="Basic eDp5")
+        assert refused[0] == 401, refused[1][:300]
+    finally:
+        code, _ = await stop(process)
+    assert code == 0
+    assert "msg=listening address=127.0.0.1:" in process.stderr.decode()
+    assert "tls=True basic_auth=True" in process.stderr.decode()
 
 
 @pytest.mark.process

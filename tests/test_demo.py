@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 
 from exporter.simulator import DEFAULT_SIM_KEY
-from tests.helpers import parse_exposition, series, value
-from tests.test_cli import ROOT, free_port
+from tests.helpers import free_port, parse_exposition, series, value
+from tests.test_cli import ROOT
 
 pytestmark = pytest.mark.process
 

@@ -15,8 +15,7 @@ import aiohttp
 import pytest
 import yaml
 
-from tests.helpers import real_prometheus
-from tests.test_cli import free_port
+from tests.helpers import free_port, real_prometheus
 from tests.test_demo import finish, spawn
 
 pytestmark = [pytest.mark.promtool, pytest.mark.process]
