@@ -90,6 +90,8 @@ _CODE_BY_STATUS = {
 _CODE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 _PLATFORM = re.compile(r"^[a-z0-9_]{1,32}$")
 _COUNT_FIELDS = ("follower_count", "following_count", "post_count")
+# Above 2**53 a float cannot hold a whole count exactly: no real account is there.
+MAX_COUNT = 2**53
 
 
 def classify(status: int, body: bytes) -> Outcome:
@@ -181,15 +183,10 @@ def parse_retry_after(value: str | None, now_wall: float) -> float | None:
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - now_wall)
+    when = parse_http_date(value)
+    return None if when is None else max(0.0, when - now_wall)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,15 +196,32 @@ class RateLimitHeaders:
     limit: float | None
     remaining: float | None
     reset: float | None
+    # The server's clock (its Date header): reset and Retry-After dates are read against it,
+    # so a jump or skew of the exporter's own wall clock cannot distort them.
+    server_time: float | None = None
 
 
 def parse_ratelimit_headers(headers: Mapping[str, str]) -> RateLimitHeaders:
-    """Read `X-UniPost-RateLimit-*`, ignoring absent or malformed values."""
+    """Read `X-UniPost-RateLimit-*` and `Date`, ignoring absent or malformed values."""
     return RateLimitHeaders(
         limit=_header_number(headers.get("X-UniPost-RateLimit-Limit")),
         remaining=_header_number(headers.get("X-UniPost-RateLimit-Remaining")),
         reset=_header_number(headers.get("X-UniPost-RateLimit-Reset")),
+        server_time=parse_http_date(headers.get("Date")),
     )
+
+
+def parse_http_date(value: str | None) -> float | None:
+    """An HTTP date as Unix seconds, or None when absent or malformed."""
+    if value is None:
+        return None
+    try:
+        when = parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
 
 
 def _header_number(value: str | None) -> float | None:
@@ -281,10 +295,9 @@ def _count(data: dict[str, Any], name: str) -> float:
         raise InvalidResponse(f"{name} is not a whole number")
     if value < 0:
         raise InvalidResponse(f"{name} is negative")
-    try:
-        return float(value)
-    except OverflowError:
-        raise InvalidResponse(f"{name} is out of range") from None
+    if value > MAX_COUNT:
+        raise InvalidResponse(f"{name} is out of range")
+    return float(value)
 
 
 def _platform_values(specific: dict[str, Any]) -> tuple[tuple[str, float], ...]:

@@ -59,6 +59,8 @@ from exporter.store import (
 
 log = logging.getLogger("exporter.scheduler")
 
+# The error code of a poll that failed inside the exporter (a bug, logged with its trace).
+INTERNAL = "INTERNAL"
 # Jitter only ever lengthens a delay, by up to this fraction.
 JITTER = 0.1
 RECHECK_HOURLY = 3600.0
@@ -234,7 +236,8 @@ class Scheduler:
             self.log.exception(
                 "poll failed unexpectedly", extra={"fields": {"account_id": account_id}}
             )
-            outcome = ApiError("INTERNAL", ErrorKind.TRANSIENT)
+            outcome = ApiError(INTERNAL, ErrorKind.TRANSIENT)
+            account.api_errors[INTERNAL] = account.api_errors.get(INTERNAL, 0) + 1
         finally:
             self._inflight.pop(account_id, None)
             if probe:
@@ -310,7 +313,9 @@ class Scheduler:
         self.store.api.record_ratelimit(headers)
         retry_after = None
         if raw.status == 429:
-            retry_after = parse_retry_after(raw.headers.get("Retry-After"), self.clock.wall())
+            # An HTTP-date Retry-After is read against the server's Date, not our clock.
+            now = headers.server_time if headers.server_time is not None else self.clock.wall()
+            retry_after = parse_retry_after(raw.headers.get("Retry-After"), now)
         self.budget.observe(raw.status, headers, retry_after)
         self.store.budget_requests_per_minute = self.budget.rate * 60
         if raw.transport_error == INVALID_RESPONSE:

@@ -153,6 +153,8 @@ def _data(**changes: object) -> bytes:
         (_data(platform_specific=[1]), "platform_specific is not an object"),
         (b'{"data": {"follower_count": NaN}}', "follower_count is not a whole number"),
         (b'{"data": {"follower_count": 1e999}}', "follower_count is not a whole number"),
+        (b'{"data": {"follower_count": 1e300}}', "follower_count is out of range"),
+        (_data(follower_count=10**400), "follower_count is out of range"),
         (b"[" * 100000 + b"]" * 100000, "body is not JSON"),
     ],
 )
@@ -169,6 +171,7 @@ def test_retry_after_as_seconds_as_a_date_and_as_garbage() -> None:
     assert parse_retry_after(date, 1956528000.0) == 30
     assert parse_retry_after(date, 1956528100.0) == 0, "a date in the past means now"
     assert parse_retry_after("soon", now) is None
+    assert parse_retry_after("\u0663\u0660", now) is None, "only ASCII digits are seconds"
     assert parse_retry_after(None, now) is None
 
 
@@ -181,5 +184,9 @@ def test_ratelimit_headers_absent_or_malformed_are_ignored() -> None:
         }
     )
     assert (full.limit, full.remaining, full.reset) == (60, 12, 1800000030)
-    partial = parse_ratelimit_headers({"X-UniPost-RateLimit-Limit": "lots"})
+    assert full.server_time is None
+    dated = parse_ratelimit_headers({"Date": "Thu, 01 Jan 2032 00:00:30 GMT"})
+    assert dated.server_time == 1956528030
+    partial = parse_ratelimit_headers({"X-UniPost-RateLimit-Limit": "lots", "Date": "today"})
+    assert partial.server_time is None
     assert (partial.limit, partial.remaining, partial.reset) == (None, None, None)
