@@ -126,6 +126,8 @@ class Scheduler:
         self._seq = itertools.count()
         # Each account's live heap entry (its seq); others are stale and skipped.
         self._entry: dict[str, int] = {}
+        # When each account's poll in progress was sent: the next is planned from it.
+        self._sent_at: dict[str, float] = {}
         self._woken: asyncio.Future[None] | None = None
         # When the sleeping loop means to look again (-inf: it is not sleeping).
         self._waiting_until = -math.inf
@@ -190,6 +192,7 @@ class Scheduler:
             return
         account_id = heapq.heappop(self._heap)[2]
         del self._entry[account_id]
+        self._sent_at[account_id] = now
         self._dispatch(account_id)
 
     def _dispatch(self, account_id: str) -> None:
@@ -387,9 +390,14 @@ class Scheduler:
             else:
                 delay *= 1.0 + self._rng.uniform(0.0, JITTER)
         now = self.clock.monotonic()
-        due = now + delay
+        # Planned from when this poll was sent, not from when its answer came: UniPost's
+        # latency and a busy event loop (many scrapers) then do not stretch the cadence.
+        # (Not from when it was due: polls that queued for the budget together would stay
+        # bunched round after round, instead of spreading out as the budget paces them.)
+        anchor = self._sent_at.pop(account.id, now)
+        due = max(now, anchor + delay) if delay > 0 else now
         self._push(due, account.id)
-        account.next_poll_wall = self.clock.wall() + delay
+        account.next_poll_wall = self.clock.wall() + (due - now)
         if due < self._waiting_until:
             self._wake()  # only when the loop sleeps past this account's turn
 
@@ -535,6 +543,7 @@ class Scheduler:
     def _remove_account(self, account_id: str) -> None:
         """Stop polling an account; its series go with it (a poll in flight is discarded)."""
         self._entry.pop(account_id, None)
+        self._sent_at.pop(account_id, None)
         self.store.remove(account_id)
         self._account_configs.pop(account_id, None)
         self._demand_total -= self._demand.pop(account_id, 0.0)

@@ -32,6 +32,7 @@ from exporter.webconfig import WebSecurity
 STORES = web.AppKey("stores", list[Store])
 EXPOSITION = web.AppKey("exposition", FastExposition)
 RUNTIME = web.AppKey("runtime", Runtime)
+RENDERS: web.AppKey[SharedRenders] = web.AppKey("renders")
 DEMO_NOTE = web.AppKey("demo_note", str)
 # Level 1 compresses an exposition about 4x faster than 6 for ~1.5x the bytes: CPU is
 # the scarcer resource on the exporter, bytes are cheap between it and Prometheus.
@@ -108,6 +109,7 @@ def create_app(
     )
     runtime.stores_changed = exposition.sync_stores
     app[EXPOSITION] = exposition
+    app[RENDERS] = SharedRenders()
 
     async def polling(app: web.Application) -> AsyncIterator[None]:
         await runtime.start()
@@ -138,13 +140,36 @@ async def reload(request: web.Request) -> web.Response:
     return web.Response(text="Reloaded.\n")
 
 
-async def metrics(request: web.Request) -> web.StreamResponse:
-    """The exposition, negotiated like prometheus_client's own handler (format and gzip)."""
-    _, content_type = choose_encoder(request.headers.get("Accept", ""))
-    openmetrics = content_type.startswith("application/openmetrics-text")
-    compress = "gzip" in request.headers.get("Accept-Encoding", "")
-    exposition = request.app[EXPOSITION]
+class SharedRenders:
+    """One render at a time, shared by every scrape that arrived before it began.
 
+    Fifty scrapers at once then cost about one render per render time, not fifty
+    interleaved ones, and polls keep their turns on the event loop between its pieces. A
+    scrape never gets a body begun before it arrived, so it is never older than the request.
+    """
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._last: tuple[float, tuple[bool, bool], list[bytes]] | None = None
+
+    async def body(
+        self, exposition: FastExposition, openmetrics: bool, compress: bool
+    ) -> list[bytes]:
+        loop = asyncio.get_running_loop()
+        arrived = loop.time()
+        key = (openmetrics, compress)
+        async with self._lock:
+            if self._last is not None:
+                began, last_key, chunks = self._last
+                if last_key == key and began >= arrived:
+                    return chunks
+            began = loop.time()
+            chunks = await _render(exposition, openmetrics, compress)
+            self._last = (began, key, chunks)
+            return chunks
+
+
+async def _render(exposition: FastExposition, openmetrics: bool, compress: bool) -> list[bytes]:
     # Rendered (and compressed) on the loop in pieces of a fraction of a millisecond, yielding
     # between them: polls and /-/healthy stay on time during a scrape. A worker thread would
     # not help: its bytecode holds the GIL a whole switch interval whenever the loop wants it,
@@ -158,6 +183,15 @@ async def metrics(request: web.Request) -> web.StreamResponse:
         await asyncio.sleep(0)
     if packer:
         chunks.append(packer.flush())
+    return chunks
+
+
+async def metrics(request: web.Request) -> web.StreamResponse:
+    """The exposition, negotiated like prometheus_client's own handler (format and gzip)."""
+    _, content_type = choose_encoder(request.headers.get("Accept", ""))
+    openmetrics = content_type.startswith("application/openmetrics-text")
+    compress = "gzip" in request.headers.get("Accept-Encoding", "")
+    chunks = await request.app[RENDERS].body(request.app[EXPOSITION], openmetrics, compress)
     response = web.StreamResponse(headers={"Content-Type": content_type})
     if compress:
         response.headers["Content-Encoding"] = "gzip"

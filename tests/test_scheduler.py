@@ -407,7 +407,11 @@ async def test_a_slow_account_never_delays_the_others() -> None:
         await h.clock.advance(44)
     assert len(h.client.times("sa_instagram_slow")) == 1
     assert len(h.client.times("sa_instagram_a")) >= 4
-    assert max(h.gaps("sa_instagram_a")) <= 11.01
+    # On its cadence (10s + up to 10% jitter, planned from each due time); a single gap may
+    # differ by the wait for a budget slot (1s each here, three accounts).
+    gaps = h.gaps("sa_instagram_a")
+    assert sum(gaps) / len(gaps) <= 11.01
+    assert max(gaps) <= 11.01 + 2
 
 
 async def test_a_real_zero_is_exported_as_zero() -> None:
