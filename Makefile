@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= config.yaml
 ARGS ?=
 
-.PHONY: demo run simulate test lint format dashboards prometheusrule bench clean
+.PHONY: demo run simulate test lint format dashboards prometheusrule bench bench-load clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(ARGS)
+
+bench-load: $(STAMP)
+	$(BIN)/python -m bench.load $(ARGS)
 
 dashboards: $(STAMP)
 	$(BIN)/python grafana/generate.py

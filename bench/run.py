@@ -121,42 +121,65 @@ def pin(cpu: int) -> Callable[[], None] | None:
     return lambda: os.sched_setaffinity(0, {cpu})
 
 
+class FakeServer:
+    """bench.fake_unipost in its own process (on core 1), and a client for its /stats."""
+
+    def __init__(self, process: asyncio.subprocess.Process, base: str) -> None:
+        self.process = process
+        self.base = base
+        self.session = aiohttp.ClientSession()
+
+    @classmethod
+    async def start(cls, port: int, rate: float, burst: int) -> FakeServer:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.fake_unipost", "--port", str(port),
+            "--rate", str(rate), "--burst", str(burst), cwd=ROOT, preexec_fn=pin(1),
+        )  # fmt: skip
+        fake = cls(process, f"http://127.0.0.1:{port}")
+        for _ in range(100):
+            try:
+                await fake.stats()
+                break
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.1)
+        return fake
+
+    async def stats(self, arrivals: bool = False) -> dict[str, Any]:
+        url = f"{self.base}/stats" + ("?arrivals=1" if arrivals else "")
+        async with self.session.get(url) as response:
+            result: dict[str, Any] = await response.json()
+            return result
+
+    async def stop(self) -> None:
+        await self.session.close()
+        self.process.terminate()
+        await self.process.wait()
+
+
+def bench_config(base: str, accounts: int, rate: float, interval: float) -> Config:
+    """`accounts` instagram accounts at `interval`, with a budget of `rate` requests/s."""
+    # Built directly: parsing a 100,000-entry YAML file would leave its garbage in the RSS.
+    workspace = WorkspaceConfig(
+        unipost=UniPostConfig(
+            api_key="up_test_bench", base_url=base, timeout=10.0, requests_per_minute=rate * 60
+        ),
+        accounts=tuple(AccountConfig(id=f"sa_instagram_{i}") for i in range(accounts)),
+    )
+    return Config(
+        polling=PollingConfig(interval=interval, max_backoff=60.0), workspaces=(workspace,)
+    )
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     n, rate = args.accounts, args.rate
     pin_self = pin(0)
     if pin_self:
         pin_self()
     server_port, exporter_port = free_port(), free_port()
-    server = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.fake_unipost", "--port", str(server_port),
-        "--rate", str(rate), "--burst", "10", cwd=ROOT, preexec_fn=pin(1),
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{server_port}"
-    session = aiohttp.ClientSession()
-
-    async def stats(arrivals: bool = False) -> dict[str, Any]:
-        url = f"{base}/stats" + ("?arrivals=1" if arrivals else "")
-        async with session.get(url) as response:
-            result: dict[str, Any] = await response.json()
-            return result
-
-    for _ in range(100):
-        try:
-            await stats()
-            break
-        except aiohttp.ClientError:
-            await asyncio.sleep(0.1)
+    fake = await FakeServer.start(server_port, rate, burst=10)
+    stats = fake.stats
     interval = max(1.0, n / (2 * rate))  # demand is twice the budget: intervals stretch
-    # Built directly: parsing a 100,000-entry YAML file would leave its garbage in the RSS.
-    workspace = WorkspaceConfig(
-        unipost=UniPostConfig(
-            api_key="up_test_bench", base_url=base, timeout=10.0, requests_per_minute=rate * 60
-        ),
-        accounts=tuple(AccountConfig(id=f"sa_instagram_{i}") for i in range(n)),
-    )
-    config = Config(
-        polling=PollingConfig(interval=interval, max_backoff=60.0), workspaces=(workspace,)
-    )
+    config = bench_config(fake.base, n, rate, interval)
     out: dict[str, Any] = {"accounts": n, "rate": rate}
     monitor = StallMonitor()
     monitor.start()
@@ -232,6 +255,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     out["rss_mb_end"] = out["rss_mb_after_scrapes"]
 
     # -- naive paced poller: a task per request at the same rate, parse, keep the numbers ---
+    base = fake.base
     async with aiohttp.ClientSession() as naive:
         paced: dict[str, Any] = {}
 
@@ -254,6 +278,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     # -- naive sequential poller: one request at a time, parse, keep the numbers ------------
     values: dict[str, Any] = {}
     count = min(2000, max(200, n))
+    base = fake.base
     async with aiohttp.ClientSession() as naive:
         cpu0 = time.process_time()
         for i in range(count):
@@ -262,9 +287,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 values[account_id] = json.loads(await r.read())["data"]["follower_count"]
         out["naive_cpu_per_poll_ms"] = (time.process_time() - cpu0) / count * 1000
 
-    await session.close()
-    server.terminate()
-    await server.wait()
+    await fake.stop()
     return out
 
 
@@ -309,11 +332,19 @@ def table(r: dict[str, Any]) -> str:
         ("resident memory", f"{r['rss_mb_after_first_round']:.0f} MB after first round, "
          f"{r['rss_mb_after_scrapes']:.0f} MB after scrapes", "", "", "<= 100 MB at 10k"),
     ]  # fmt: skip
+    return format_table(
+        f"unipost-exporter benchmark: {r['accounts']} accounts, budget {r['rate']} requests/s",
+        rows,
+    )
+
+
+def format_table(title: str, rows: Sequence[tuple[str, str, str, str, str]]) -> str:
+    """A titled table of figures, each with its baseline, ratio and goal, and the machine."""
     header = ("figure", "exporter", "baseline", "ratio", "goal")
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(5)]
     lines = [
-        f"unipost-exporter benchmark: {r['accounts']} accounts, budget {r['rate']} requests/s, "
-        f"{os.cpu_count()} cores, Python {platform.python_version()}, {platform.machine()}",
+        f"{title}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{platform.machine()}",
         " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)),
         "-+-".join("-" * w for w in widths),
     ]

@@ -196,7 +196,7 @@ class _Validator:
         if key is None:
             self.err(f"{where}.key_file", "is required")
         auth = m.get("client_auth_type", "NoClientCert")
-        if auth not in CLIENT_AUTH_TYPES:
+        if not isinstance(auth, str) or auth not in CLIENT_AUTH_TYPES:
             self.err(
                 f"{where}.client_auth_type",
                 f"{auth!r} is not one of {', '.join(CLIENT_AUTH_TYPES)}",
@@ -233,7 +233,7 @@ class _Validator:
         value = m.get(key)
         if value is None:
             return None
-        if value not in TLS_VERSIONS:
+        if not isinstance(value, str) or value not in TLS_VERSIONS:
             self.err(f"{where}.{key}", f"{value!r} is not one of {', '.join(TLS_VERSIONS)}")
             return None
         return TLS_VERSIONS[value]

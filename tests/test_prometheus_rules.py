@@ -127,7 +127,7 @@ async def test_rules_dashboards_and_alerts_against_a_real_prometheus(
     # Every rule is loaded and healthy.
     groups = (await prometheus.api("rules"))["groups"]
     rules = [rule for group in groups for rule in group["rules"]]
-    assert len(rules) == 15
+    assert len(rules) == 16
     for rule in rules:
         assert (rule["health"], rule.get("lastError", "")) == ("ok", ""), rule["name"]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from exporter.config import (
@@ -199,8 +199,9 @@ web_trees = st.recursive(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(tree=web_trees)
+@example(tree={"tls_server_config": {"min_version": []}})  # found by hypothesis: a TypeError
 def test_any_web_config_loads_or_names_its_problems(tree: Any) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "web.yml"
