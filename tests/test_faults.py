@@ -251,6 +251,7 @@ async def test_retry_after_in_every_shape_is_honoured_and_capped(
         low, high = blocked_for
         assert low <= gap <= high, gap
         assert value(samples, "unipost_api_errors_total", code="RATE_LIMITED") == 1
+    assert_no_secret(s, str(samples))
 
 
 class JumpingClock(SystemClock):
@@ -280,3 +281,4 @@ async def test_a_wall_clock_jump_changes_neither_pace_nor_cadence() -> None:
             after = value(samples, "unipost_exporter_budget_requests_per_minute")
             assert after is not None and 900 <= after <= 1200, (jump, after)
             assert set(statuses(samples).values()) == {"ok"}
+    assert_no_secret(s, str(samples))
