@@ -27,6 +27,7 @@ from bench.run import (
     FakeServer,
     StallMonitor,
     bench_config,
+    forget_spawn,
     format_table,
     free_port,
     percentile,
@@ -114,6 +115,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             cwd=ROOT, stdout=asyncio.subprocess.PIPE, preexec_fn=pin(1),
         )  # fmt: skip
         loaded = asyncio.create_task(polls_per_s(window))
+        await forget_spawn(monitor)
         stdout, _ = await scraper.communicate()
         out["loaded_polls_per_s"] = await loaded
         stalls = monitor.take() or [0.0]

@@ -245,3 +245,34 @@ async def test_the_requests_unipost_receives() -> None:
         assert path == "/v1/accounts/sa_twitter_1/metrics"
         assert headers["Authorization"] == f"Bearer {API_KEY}"
         assert headers["User-Agent"].startswith("unipost-exporter/")
+
+
+async def test_concurrent_scrapes_share_renders_and_never_get_an_older_body(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import exporter.server as server
+
+    renders = []
+    real = server._render
+
+    async def counting(*args: Any) -> list[bytes]:
+        renders.append(args[1:])
+        return await real(*args)
+
+    monkeypatch.setattr(server, "_render", counting)
+    async for e in start(mixed, MIXED_ACCOUNTS):
+        await e.until(lambda s: not series(s, "unipost_account_status", status="pending"))
+        renders.clear()
+        responses = await asyncio.gather(*(e.client.get("/metrics") for _ in range(20)))
+        bodies = {await r.text() for r in responses}
+        assert all(r.status == 200 for r in responses)
+        # Twenty scrapers at once: a few renders, not twenty (each shared by the scrapes
+        # that queued while the one before it ran).
+        assert 1 <= len(renders) < 20 and len(bodies) <= len(renders)
+        assert e.client.app[server.RENDERS]._last is None, "no body is kept once served"
+        # A scrape after a change sees it: it never gets a body begun before it arrived.
+        store = e.client.app[server.STORES][0]
+        account = store.accounts["sa_twitter_1"]
+        account.account_name = "renamed"
+        store.changed(account)
+        assert value(await e.scrape(), "unipost_account_info", account_name="renamed") == 1
