@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import aiohttp
 
@@ -39,8 +39,9 @@ class _Workspace:
     session: aiohttp.ClientSession
     client: UniPostClient
     scheduler: Scheduler
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    scheduler_task: asyncio.Task[None] | None = None
     discoverer: Discoverer | None = None
+    discovery_task: asyncio.Task[None] | None = None
 
 
 class Runtime:
@@ -101,8 +102,8 @@ class Runtime:
             workspace, self.config.polling, store, client, self.clock, owns=self.shard.owns
         )
         unit = _Workspace(workspace, store, session, client, scheduler)
-        unit.tasks.append(
-            asyncio.create_task(scheduler.run(), name=f"scheduler {workspace.name or ''}")
+        unit.scheduler_task = asyncio.create_task(
+            scheduler.run(), name=f"scheduler {workspace.name or ''}"
         )
         self._start_discovery(unit)
         return unit
@@ -114,17 +115,18 @@ class Runtime:
         unit.discoverer = Discoverer(
             unit.config.discovery, unit.client, unit.scheduler, unit.store, self.clock
         )
-        unit.tasks.append(
-            asyncio.create_task(unit.discoverer.run(), name=f"discovery {unit.config.name or ''}")
+        unit.discovery_task = asyncio.create_task(
+            unit.discoverer.run(), name=f"discovery {unit.config.name or ''}"
         )
 
     async def _stop(self, unit: _Workspace) -> None:
-        for task in unit.tasks:
+        tasks = [t for t in (unit.scheduler_task, unit.discovery_task) if t is not None]
+        for task in tasks:
             task.cancel()
-        for task in unit.tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        unit.tasks.clear()
+        unit.scheduler_task = unit.discovery_task = None
         await unit.session.close()
 
     # -- reload ------------------------------------------------------------------------------
@@ -209,9 +211,9 @@ class Runtime:
             unit.discoverer.client = unit.client
 
     def _restart_discovery(self, unit: _Workspace) -> None:
-        for task in unit.tasks[1:]:
-            task.cancel()
-        del unit.tasks[1:]
+        if unit.discovery_task is not None:
+            unit.discovery_task.cancel()
+            unit.discovery_task = None
         self._start_discovery(unit)
 
     async def _close_later(self, session: aiohttp.ClientSession, after: float) -> None:

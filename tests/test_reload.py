@@ -14,7 +14,8 @@ from typing import Any
 import yaml
 from aiohttp.test_utils import TestClient, TestServer
 
-from exporter.config import load_config
+from exporter.config import load_config, parse_config
+from exporter.parse import ListedAccount
 from exporter.scheduler import Scheduler
 from exporter.server import create_app
 from exporter.store import Store
@@ -239,3 +240,26 @@ async def test_unchanged_accounts_keep_their_place_and_backoff() -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_turning_discovery_off_drops_the_discovered_accounts_only() -> None:
+    clock = FakeClock()
+    store = Store()
+    client = ScriptedClient(clock, lambda account_id, now: good(account_id))
+    with_discovery = parse_config(
+        "unipost: {api_key: k}\naccounts: [{id: sa_instagram_listed}]\ndiscovery: {enabled: true}",
+        {},
+    )
+    scheduler = Scheduler(*only(with_discovery), store, client, clock)
+    listing = [
+        ListedAccount("sa_instagram_listed", "instagram", "Listed", "active"),
+        ListedAccount("sa_instagram_found", "instagram", "Found", "active"),
+    ]
+    scheduler.sync_listing(listing, with_discovery.workspaces[0].discovery)
+    assert set(store.accounts) == {"sa_instagram_listed", "sa_instagram_found"}
+
+    without = parse_config("unipost: {api_key: k}\naccounts: [{id: sa_instagram_listed}]", {})
+    scheduler.reconfigure(*only(without))
+    assert set(store.accounts) == {"sa_instagram_listed"}
+    # The listed account keeps what discovery taught it.
+    assert store.accounts["sa_instagram_listed"].account_name == "Listed"
