@@ -103,6 +103,12 @@ class WebConfig:
 
 def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
     """Read and validate a web config file; raise WebConfigError naming every problem."""
+    return _load(path)[0]
+
+
+def _load(path: str | os.PathLike[str]) -> tuple[WebConfig, ssl.SSLContext | None]:
+    """The validated file and, with TLS, its SSL context: built once, here, so that a bad
+    certificate is refused at load and a good one is not loaded twice."""
     try:
         text = read_text(path, "web config file")
     except ConfigError as exc:
@@ -115,13 +121,12 @@ def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
     config = v.web_config(raw)
     if v.problems:
         raise WebConfigError(v.problems)
-    # Every TLS setting is also tried for real, so a bad certificate is refused at load.
-    if config.tls is not None:
-        try:
-            build_ssl_context(config.tls)
-        except (OSError, ssl.SSLError, ValueError) as exc:
-            raise WebConfigError([f"tls_server_config: {_ssl_problem(exc)}"]) from None
-    return config
+    if config.tls is None:
+        return config, None
+    try:
+        return config, build_ssl_context(config.tls)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise WebConfigError([f"tls_server_config: {_ssl_problem(exc)}"]) from None
 
 
 def _ssl_problem(exc: Exception) -> str:
@@ -387,8 +392,7 @@ class WebSecurity:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.config = load_web_config(path)  # a bad file at start: WebConfigError
-        self._ssl = build_ssl_context(self.config.tls) if self.config.tls else None
+        self.config, self._ssl = _load(path)  # a bad file at start: WebConfigError
         self._watched = self._files(self.config)
         self._seen = _signature(self._watched)
         self._failed: tuple[object, ...] | None = None
@@ -402,8 +406,10 @@ class WebSecurity:
     @staticmethod
     def _make_dummy(config: WebConfig) -> bytes:
         # Checked for unknown users, at the cost of the real hashes: same work, same time.
+        # A fresh salt and any hash part make a valid hash no password matches; building it
+        # costs nothing, where hashing a password would block the loop at every refresh.
         costs = [_cost(hashed) for hashed in config.users.values()]
-        return bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(max(costs, default=10)))
+        return bcrypt.gensalt(max(costs, default=10)) + b"." * 31
 
     def refresh(self) -> None:
         """Re-read the files if any changed on disk; keep the last good settings otherwise."""
@@ -411,8 +417,7 @@ class WebSecurity:
         if seen == self._seen or seen == self._failed:
             return
         try:
-            config = load_web_config(self.path)
-            ctx = build_ssl_context(config.tls) if config.tls else None
+            config, ctx = _load(self.path)
             if (config.tls is None) != (self.config.tls is None):
                 raise WebConfigError(["tls_server_config: turning TLS on or off needs a restart"])
         except WebConfigError as exc:
