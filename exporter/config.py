@@ -210,20 +210,50 @@ def parse_config(text: str, env: Mapping[str, str]) -> Config:
     return config
 
 
-class _Validator:
-    """Walks the raw YAML tree, collecting problems instead of stopping at the first."""
+class Problems:
+    """Walks a raw YAML tree, collecting problems instead of stopping at the first."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def err(self, where: str, message: str) -> None:
+        self.problems.append(f"{where}: {message}" if where else message)
+
+    def mapping(
+        self,
+        node: Any,
+        where: str,
+        allowed: set[str],
+        unsupported: Mapping[str, str] | None = None,
+    ) -> dict[str, Any] | None:
+        """The allowed keys of a mapping (None if it is not one); every other key is named,
+        with its reason when it is a known but `unsupported` one."""
+        if node is None:
+            return {}
+        if not isinstance(node, dict):
+            self.err(where, f"must be a mapping, not {_kind(node)}")
+            return None
+        for key in node:
+            if unsupported and isinstance(key, str) and key in unsupported:
+                self.err(_join(where, key), unsupported[key])
+            elif not isinstance(key, str) or key not in allowed:
+                self.err(_join(where, str(key)), "unknown key")
+        return {k: v for k, v in node.items() if isinstance(k, str) and k in allowed}
+
+
+class _Validator(Problems):
+    """The exporter's config file."""
 
     def __init__(self, env: Mapping[str, str], unhide: Callable[[str], str]) -> None:
+        super().__init__()
         self.env = env
         self.unhide = unhide  # puts the `${VAR}` references hidden from YAML back
-        self.problems: list[str] = []
         # Locations whose ${VAR} could not be expanded: already reported once.
         self.unexpanded: set[str] = set()
 
     def err(self, where: str, message: str) -> None:
-        if where in self.unexpanded:
-            return
-        self.problems.append(f"{where}: {message}" if where else message)
+        if where not in self.unexpanded:
+            super().err(where, message)
 
     def expand(self, node: Any, where: str) -> Any:
         if isinstance(node, str):
@@ -254,17 +284,6 @@ class _Validator:
             return self.env[name]
 
         return _ENV_VAR.sub(substitute, text)
-
-    def mapping(self, node: Any, where: str, allowed: set[str]) -> dict[str, Any] | None:
-        if node is None:
-            return {}
-        if not isinstance(node, dict):
-            self.err(where, f"must be a mapping, not {_kind(node)}")
-            return None
-        for key in node:
-            if not isinstance(key, str) or key not in allowed:
-                self.err(_join(where, str(key)), "unknown key")
-        return {k: v for k, v in node.items() if isinstance(k, str) and k in allowed}
 
     def duration(self, node: Any, where: str, default: float) -> float:
         if node is None:

@@ -30,7 +30,7 @@ import bcrypt
 import yaml
 from aiohttp import web
 
-from exporter.config import ConfigError, read_text, yaml_problem
+from exporter.config import ConfigError, Problems, read_text, yaml_problem
 
 log = logging.getLogger("exporter.webconfig")
 
@@ -56,7 +56,8 @@ ALLOWED_HEADERS = (
     "X-XSS-Protection",
     "Content-Security-Policy",
 )
-# Toolkit keys this exporter recognises but cannot honour: refused by name, not ignored.
+# Toolkit keys of tls_server_config this exporter recognises but cannot honour: refused with
+# the reason, not ignored.
 _UNSUPPORTED = {
     "cert": "inline certificates are not supported; use cert_file",
     "key": "inline keys are not supported; use key_file",
@@ -137,26 +138,12 @@ def _ssl_problem(exc: Exception) -> str:
     return str(exc)
 
 
-class _Validator:
+class _Validator(Problems):
+    """The web config file; relative paths in it are relative to `base`, its directory."""
+
     def __init__(self, base: Path) -> None:
+        super().__init__()
         self.base = base
-        self.problems: list[str] = []
-
-    def err(self, where: str, message: str) -> None:
-        self.problems.append(f"{where}: {message}")
-
-    def mapping(self, node: Any, where: str, allowed: set[str]) -> dict[str, Any]:
-        if node is None:
-            return {}
-        if not isinstance(node, dict):
-            self.err(where, "must be a mapping")
-            return {}
-        for key in node:
-            if key in _UNSUPPORTED and where == "tls_server_config":
-                self.err(f"{where}.{key}", _UNSUPPORTED[key])
-            elif key not in allowed:
-                self.err(f"{where}.{key}" if where else str(key), "unknown key")
-        return {k: v for k, v in node.items() if k in allowed}
 
     def path(self, m: dict[str, Any], key: str, where: str) -> str | None:
         value = m.get(key)
@@ -169,10 +156,9 @@ class _Validator:
         return str(self.base / value)
 
     def web_config(self, raw: Any) -> WebConfig:
-        top = self.mapping(
-            raw if raw is not None else {},
-            "",
-            {"tls_server_config", "basic_auth_users", "http_server_config"},
+        top = (
+            self.mapping(raw, "", {"tls_server_config", "basic_auth_users", "http_server_config"})
+            or {}
         )
         tls = self.tls(top.get("tls_server_config"), "tls_server_config")
         users = self.users(top.get("basic_auth_users"), "basic_auth_users")
@@ -182,18 +168,22 @@ class _Validator:
     def tls(self, node: Any, where: str) -> TLSConfig | None:
         if node is None:
             return None
-        m = self.mapping(
-            node,
-            where,
-            {
-                "cert_file",
-                "key_file",
-                "client_auth_type",
-                "client_ca_file",
-                "client_allowed_sans",
-                "min_version",
-                "max_version",
-            },
+        m = (
+            self.mapping(
+                node,
+                where,
+                {
+                    "cert_file",
+                    "key_file",
+                    "client_auth_type",
+                    "client_ca_file",
+                    "client_allowed_sans",
+                    "min_version",
+                    "max_version",
+                },
+                unsupported=_UNSUPPORTED,
+            )
+            or {}
         )
         cert, key = self.path(m, "cert_file", where), self.path(m, "key_file", where)
         if cert is None:
@@ -262,7 +252,7 @@ class _Validator:
         return out
 
     def http(self, node: Any, where: str) -> dict[str, str]:
-        m = self.mapping(node, where, {"http2", "headers"})
+        m = self.mapping(node, where, {"http2", "headers"}) or {}
         if "http2" in m and not isinstance(m["http2"], bool):
             self.err(f"{where}.http2", "must be true or false")
         headers = m.get("headers") or {}
