@@ -197,11 +197,6 @@ class ApiCollector(Collector):
                 self.reload.success_timestamp,
                 "Unix time of the last successful config load or reload.",
             ),
-        ):
-            family = Metric(name, help_text, "gauge")
-            family.add_sample(name, {}, number)
-            yield family
-        for name, number, help_text in (
             ("unipost_exporter_shard", self.shard, "This replica's shard (zero-indexed)."),
             (
                 "unipost_exporter_total_shards",

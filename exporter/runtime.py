@@ -72,11 +72,6 @@ class Runtime:
         self.stores_changed: Callable[[], None] = lambda: None
 
     @property
-    def schedulers(self) -> list[Scheduler]:
-        """Every workspace's scheduler, in config order."""
-        return [self._workspaces[ws.name].scheduler for ws in self.config.workspaces]
-
-    @property
     def polling_started(self) -> bool:
         """Whether every workspace polls."""
         return all(store.polling_started for store in self.stores)
@@ -95,9 +90,15 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*self._closing, return_exceptions=True)
 
-    def _start(self, workspace: WorkspaceConfig, store: Store) -> _Workspace:
+    def _connect(
+        self, workspace: WorkspaceConfig, store: Store
+    ) -> tuple[aiohttp.ClientSession, UniPostClient]:
+        """A session with the workspace's key and timeout, and a client counting into store."""
         session = self.session_factory(workspace.unipost)
-        client = UniPostClient(session, store.api, workspace.unipost.base_url)
+        return session, UniPostClient(session, store.api, workspace.unipost.base_url)
+
+    def _start(self, workspace: WorkspaceConfig, store: Store) -> _Workspace:
+        session, client = self._connect(workspace, store)
         scheduler = Scheduler(
             workspace, self.config.polling, store, client, self.clock, owns=self.shard.owns
         )
@@ -198,8 +199,7 @@ class Runtime:
             # A new key, address or timeout: a new session from now on. Requests already
             # sent finish on the old one, which closes once they have had their timeout.
             stale = unit.session
-            unit.session = self.session_factory(workspace.unipost)
-            unit.client = UniPostClient(unit.session, unit.store.api, workspace.unipost.base_url)
+            unit.session, unit.client = self._connect(workspace, unit.store)
             unit.scheduler.client = unit.client
             task = asyncio.create_task(self._close_later(stale, old.unipost.timeout))
             self._closing.add(task)
