@@ -32,6 +32,7 @@ from bench.run import (
     free_port,
     percentile,
     pin,
+    report,
 )
 from exporter.scheduler import JITTER
 from exporter.server import create_app
@@ -175,10 +176,7 @@ def main() -> int:
         print(json.dumps(asyncio.run(scrapers(args.scrape_only, args.scrapers, args.seconds))))
         return 0
     result = asyncio.run(run(args))
-    print(table(result))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
-    return 0
+    return report(table(result), result, args.json)
 
 
 if __name__ == "__main__":

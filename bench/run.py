@@ -369,9 +369,14 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
     result = asyncio.run(run(args))
-    print(table(result))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+    return report(table(result), result, args.json)
+
+
+def report(text: str, result: dict[str, Any], json_path: Path | None) -> int:
+    """Print the table; with --json, also write the figures."""
+    print(text)
+    if json_path:
+        json_path.write_text(json.dumps(result, indent=2))
     return 0
 
 
