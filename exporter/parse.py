@@ -200,6 +200,10 @@ class RateLimitHeaders:
     # so a jump or skew of the exporter's own wall clock cannot distort them.
     server_time: float | None = None
 
+    def server_now(self, local_wall: float) -> float:
+        """Now on the server's clock when the answer says (Date), else on ours."""
+        return self.server_time if self.server_time is not None else local_wall
+
 
 def parse_ratelimit_headers(headers: Mapping[str, str]) -> RateLimitHeaders:
     """Read `X-UniPost-RateLimit-*` and `Date`, ignoring absent or malformed values."""

@@ -93,7 +93,7 @@ class Budget:
         if status == 429:
             wait = retry_after
             if wait is None and headers.reset is not None:
-                wait = headers.reset - self._server_now(headers)
+                wait = headers.reset - headers.server_now(self._clock.wall())
             if wait is None or wait <= 0:
                 wait = DEFAULT_RETRY_AFTER
             if now >= self.blocked_until:
@@ -114,17 +114,13 @@ class Budget:
                 self.rate * INCREASE_FACTOR + self.configured_rate * INCREASE_STEP,
             )
 
-    def _server_now(self, headers: RateLimitHeaders) -> float:
-        """Now on the server's clock when the answer says (Date), else on ours."""
-        return headers.server_time if headers.server_time is not None else self._clock.wall()
-
     def _refill_rate_if_low(self, headers: RateLimitHeaders) -> float | None:
         limit, remaining, reset = headers.limit, headers.remaining, headers.reset
         if limit is None or remaining is None or reset is None or limit <= 0:
             return None
         if remaining > max(1.0, LOW_WATERMARK_FRACTION * limit):
             return None
-        until_full = reset - self._server_now(headers)
+        until_full = reset - headers.server_now(self._clock.wall())
         if until_full <= 0 or remaining >= limit:
             return None
         # A token bucket that is full again in `until_full` seconds refills at this rate.

@@ -317,7 +317,7 @@ class Scheduler:
         retry_after = None
         if raw.status == 429:
             # An HTTP-date Retry-After is read against the server's Date, not our clock.
-            now = headers.server_time if headers.server_time is not None else self.clock.wall()
+            now = headers.server_now(self.clock.wall())
             retry_after = parse_retry_after(raw.headers.get("Retry-After"), now)
         self.budget.observe(raw.status, headers, retry_after)
         self.store.budget_requests_per_minute = self.budget.rate * 60
