@@ -219,6 +219,13 @@ def series(samples: Samples, name: str, **labels: str) -> list[dict[str, str]]:
     ]
 
 
+def statuses(samples: Samples, **labels: str) -> dict[str, str]:
+    """Each account's current status (the one unipost_account_status series it has)."""
+    return {
+        s["account_id"]: s["status"] for s in series(samples, "unipost_account_status", **labels)
+    }
+
+
 def require_binary(name: str) -> str:
     """The path of a Debian `prometheus` binary: skipped locally when missing, failed in CI."""
     path = shutil.which(name)

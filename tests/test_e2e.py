@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from exporter.config import parse_config
 from exporter.server import create_app
 from tests.fake_unipost import API_KEY, FakeUniPost, Reply, error, snapshot, zero_filled
-from tests.helpers import Samples, parse_exposition, scrape_until, series, value
+from tests.helpers import Samples, parse_exposition, scrape_until, series, statuses, value
 
 
 def config_for(fake: FakeUniPost, accounts: list[dict[str, Any]], **unipost: Any) -> Any:
@@ -108,8 +108,7 @@ async def test_metrics_show_good_values_and_never_a_zero_filled_snapshot(
     assert value(samples, "unipost_upstream_failures_total", upstream_status="429") >= 1  # type: ignore[operator]
     # A real zero is data.
     assert value(samples, "unipost_account_followers", account_id="sa_bluesky_3") == 0
-    statuses = {s["account_id"]: s["status"] for s in series(samples, "unipost_account_status")}
-    assert statuses == {
+    assert statuses(samples) == {
         "sa_twitter_1": "ok",
         "sa_twitter_2": "upstream_failing",
         "sa_bluesky_3": "ok",

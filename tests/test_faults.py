@@ -26,7 +26,15 @@ from exporter.logs import setup_logging
 from exporter.server import create_app
 from tests import faulty_unipost as f
 from tests.faulty_unipost import API_KEY, FaultyUniPost
-from tests.helpers import Samples, parse_exposition, require_binary, scrape_until, series, value
+from tests.helpers import (
+    Samples,
+    parse_exposition,
+    require_binary,
+    scrape_until,
+    series,
+    statuses,
+    value,
+)
 
 # Per account: the fault it meets, and the code it must be counted under.
 FAULTS: dict[str, tuple[f.Fault, str]] = {
@@ -108,10 +116,6 @@ class Stack:
             seconds,
             lambda s: (statuses(s), series(s, "unipost_api_errors_total")),
         )
-
-
-def statuses(samples: Samples) -> dict[str, str]:
-    return {s["account_id"]: s["status"] for s in series(samples, "unipost_account_status")}
 
 
 def config_for(fake: FaultyUniPost, ids: list[str], **polling: Any) -> Any:

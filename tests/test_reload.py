@@ -29,6 +29,7 @@ from tests.helpers import (
     parse_exposition,
     scrape_until,
     series,
+    statuses,
     value,
 )
 from tests.helpers import (
@@ -88,10 +89,6 @@ async def stack(tmp_path: Path, accounts: list[str]) -> AsyncIterator[Stack]:
         app = create_app(load_config(path), loader=lambda: load_config(path))
         async with TestClient(TestServer(app, host="127.0.0.1")) as client:
             yield Stack(fake, client, path)
-
-
-def statuses(samples: Samples) -> dict[str, str]:
-    return {s["account_id"]: s["status"] for s in series(samples, "unipost_account_status")}
 
 
 async def test_a_reload_adds_and_removes_accounts_and_keeps_the_rest(tmp_path: Path) -> None:

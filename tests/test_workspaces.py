@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from exporter.config import parse_config
 from exporter.server import create_app
 from exporter.simulator import Scenario, SimAccount, Simulator
-from tests.helpers import Samples, parse_exposition, scrape_until, series, value
+from tests.helpers import Samples, parse_exposition, scrape_until, series, statuses, value
 
 ACME_KEY = "up_live_acme_SECRET"
 GLOBEX_KEY = "up_live_globex_SECRET"
@@ -73,16 +73,8 @@ def ok_polls(samples: Samples, workspace: str) -> float:
     )
 
 
-def statuses(samples: Samples, workspace: str) -> dict[str, str]:
-    # The exporter exports only the current status of each account (always 1).
-    return {
-        s["account_id"]: s["status"]
-        for s in series(samples, "unipost_account_status", workspace=workspace)
-    }
-
-
 def all_ok(workspace: str, ids: list[str]) -> Any:
-    return lambda samples: statuses(samples, workspace) == dict.fromkeys(ids, "ok")
+    return lambda samples: statuses(samples, workspace=workspace) == dict.fromkeys(ids, "ok")
 
 
 @contextlib.asynccontextmanager
@@ -191,16 +183,16 @@ async def test_a_revoked_key_pauses_only_its_workspace(
 
         s.acme.api_key = "up_live_acme_ROTATED"  # acme's key is revoked
         samples = await s.until(
-            lambda x: statuses(x, "acme") == dict.fromkeys(ACME_IDS, "unauthorized")
+            lambda x: statuses(x, workspace="acme") == dict.fromkeys(ACME_IDS, "unauthorized")
         )
-        assert statuses(samples, "globex") == dict.fromkeys(GLOBEX_IDS, "ok")
+        assert statuses(samples, workspace="globex") == dict.fromkeys(GLOBEX_IDS, "ok")
         after = await s.polls_per_second("globex")
         samples = await s.scrape()
 
     # Globex keeps its full speed.
     assert after >= 0.8 * PLAN, (before, after)
     assert after >= 0.85 * before, (before, after)
-    assert statuses(samples, "globex") == dict.fromkeys(GLOBEX_IDS, "ok")
+    assert statuses(samples, workspace="globex") == dict.fromkeys(GLOBEX_IDS, "ok")
     refused = value(
         samples,
         "unipost_api_requests_total",
