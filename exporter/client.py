@@ -13,7 +13,7 @@ from yarl import URL
 
 from exporter import __version__
 from exporter.config import UniPostConfig
-from exporter.parse import CONNECTION_ERROR, INVALID_RESPONSE, TIMEOUT
+from exporter.parse import CONNECTION_ERROR, INVALID_RESPONSE, TIMEOUT, ApiError, ErrorKind
 from exporter.store import ApiStats
 
 USER_AGENT = f"unipost-exporter/{__version__}"
@@ -31,6 +31,14 @@ class RawResponse:
     headers: Mapping[str, str] = field(default_factory=lambda: CIMultiDictProxy(CIMultiDict()))
     body: bytes = b""
     transport_error: str | None = None
+
+    def failure(self) -> ApiError | None:
+        """What went wrong when there is no usable body (no answer, or one too large)."""
+        if self.status is None:
+            return ApiError(self.transport_error or CONNECTION_ERROR, ErrorKind.TRANSIENT)
+        if self.transport_error == INVALID_RESPONSE:
+            return ApiError(INVALID_RESPONSE, ErrorKind.INVALID, self.status, "body too large")
+        return None
 
 
 def make_session(config: UniPostConfig) -> aiohttp.ClientSession:

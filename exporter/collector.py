@@ -12,6 +12,7 @@ from exporter import __version__
 from exporter.store import DURATION_BUCKETS, AccountState, ReloadStatus, Store
 
 _FROM_POLLS = "Read from the last background poll of UniPost, not fetched at scrape time."
+_ABSENT = "Absent when the platform does not provide it."
 
 
 # What a family's samples are made from: the last good snapshot, the account's other
@@ -37,14 +38,28 @@ def _account_gauge(name: str, help_text: str, inputs: str) -> Family:
 # The per-account families, in exposition order. Both renderers (AccountCollector through
 # prometheus_client, and the fast exposition) take names, help and samples from here.
 ACCOUNT_FAMILIES: tuple[Family, ...] = (
-    _account_gauge("unipost_account_followers", "Followers in the last good snapshot.", SNAPSHOT),
     _account_gauge(
-        "unipost_account_following", "Accounts followed, in the last good snapshot.", SNAPSHOT
+        "unipost_account_followers",
+        f"Followers in the last good snapshot. {_ABSENT}",
+        SNAPSHOT,
     ),
-    _account_gauge("unipost_account_posts", "Lifetime posts in the last good snapshot.", SNAPSHOT),
+    _account_gauge(
+        "unipost_account_following",
+        f"Accounts followed, in the last good snapshot. {_ABSENT}",
+        SNAPSHOT,
+    ),
+    _account_gauge(
+        "unipost_account_posts", f"Lifetime posts in the last good snapshot. {_ABSENT}", SNAPSHOT
+    ),
     _account_gauge(
         "unipost_account_platform_value",
         "Each numeric platform_specific field of the last good snapshot, by field.",
+        SNAPSHOT,
+    ),
+    _account_gauge(
+        "unipost_account_platform_flag",
+        "Each boolean platform_specific field of the last good snapshot, by field, as 0 or 1 "
+        "(e.g. hidden_subscriber_count: the channel hides its followers).",
         SNAPSHOT,
     ),
     _account_gauge(
@@ -95,20 +110,24 @@ AccountSample = tuple[tuple[str, str] | None, float]
 def account_samples(account: AccountState) -> tuple[list[AccountSample], ...]:
     """The account's samples for each family of ACCOUNT_FAMILIES, in the same order."""
     snap = account.snapshot
-    values: list[AccountSample] = []
-    if snap is not None:
-        followers: list[AccountSample] = [(None, snap.followers)]
-        following: list[AccountSample] = [(None, snap.following)]
-        posts: list[AccountSample] = [(None, snap.posts)]
-        values = [(("field", field), value) for field, value in snap.platform_values]
-        last_success: list[AccountSample] = [(None, snap.fetched_at)]
+    values: list[AccountSample]
+    flags: list[AccountSample]
+    last_success: list[AccountSample]
+    if snap is None:
+        followers = following = posts = values = flags = last_success = []
     else:
-        followers = following = posts = last_success = []
+        followers, following, posts = (
+            _present(count) for count in (snap.followers, snap.following, snap.posts)
+        )
+        values = [(("field", field), value) for field, value in snap.platform_values]
+        flags = [(("field", field), value) for field, value in snap.platform_flags]
+        last_success = [(None, snap.fetched_at)]
     return (
         followers,
         following,
         posts,
         values,
+        flags,
         last_success,
         [(("status", account.status), 1.0)],
         [(("account_name", account.account_name), 1.0)],
@@ -120,6 +139,11 @@ def account_samples(account: AccountState) -> tuple[list[AccountSample], ...]:
         ],
         [(("code", code), float(count)) for code, count in sorted(account.api_errors.items())],
     )
+
+
+def _present(count: float | None) -> list[AccountSample]:
+    """A count's one sample, or none when the platform does not provide it."""
+    return [] if count is None else [(None, count)]
 
 
 # The family that also carries failed account listings (account_id="").

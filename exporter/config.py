@@ -17,7 +17,9 @@ from urllib.parse import urlsplit
 import yaml
 
 DEFAULT_BASE_URL = "https://api.unipost.dev"
-DEFAULT_TIMEOUT = 10.0
+# UniPost's own server write timeout: giving up sooner does not stop its platform call,
+# which still spends the platform's quota (for X, the account's 15-minute window).
+DEFAULT_TIMEOUT = 120.0
 DEFAULT_REQUESTS_PER_MINUTE = 60.0
 DEFAULT_INTERVAL = 300.0
 # X's free tier allows about one user lookup per account per 15 minutes.

@@ -62,8 +62,9 @@ class Discoverer:
         for platform in platforms:
             await self.scheduler.budget.acquire()  # listing spends from the same budget
             raw = await self.client.list_accounts(platform)
-            failed = self.scheduler.observe_response(raw)
+            failed = raw.failure()
             result = failed if failed is not None else classify_listing(raw.status or 0, raw.body)
+            self.scheduler.observe_response(raw, result)
             if isinstance(result, ApiError):
                 self._failed(result)
                 return False

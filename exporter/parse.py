@@ -19,14 +19,21 @@ class InvalidResponse(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """A good snapshot: these numbers may be exported."""
+    """A good snapshot: these numbers may be exported.
+
+    A count the platform does not provide is None (UniPost sends 0 for it, which is not
+    data), and `unavailable` says why, as (count, reason) pairs.
+    """
 
     platform: str | None
-    followers: float
-    following: float
-    posts: float
+    followers: float | None
+    following: float | None
+    posts: float | None
     platform_values: tuple[tuple[str, float], ...]
     fetched_at: float
+    # Booleans of platform_specific, as 0 or 1: they describe the snapshot, they are not counts.
+    platform_flags: tuple[tuple[str, float], ...] = ()
+    unavailable: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +51,10 @@ class ErrorKind(enum.Enum):
     NOT_FOUND = "not_found"
     DISCONNECTED = "disconnected"
     NEEDS_RECONNECT = "needs_reconnect"
+    # UniPost's own limiter refused: speaks for the whole workspace.
     RATE_LIMITED = "rate_limited"
+    # The platform throttles this one account (e.g. TikTok's UPSTREAM_RATE_LIMITED).
+    ACCOUNT_THROTTLED = "account_throttled"
     NOT_SUPPORTED = "not_supported"
     TRANSIENT = "transient"
     PERSISTENT = "persistent"
@@ -75,10 +85,16 @@ _KIND_BY_CODE = {
     "NEEDS_RECONNECT": ErrorKind.NEEDS_RECONNECT,
     "RATE_LIMITED": ErrorKind.RATE_LIMITED,
     "NOT_SUPPORTED": ErrorKind.NOT_SUPPORTED,
+    "UPSTREAM_RATE_LIMITED": ErrorKind.ACCOUNT_THROTTLED,
     "UPSTREAM_ERROR": ErrorKind.TRANSIENT,
+    "TIKTOK_ERROR": ErrorKind.TRANSIENT,
+    "TIKTOK_TEMPORARY_ERROR": ErrorKind.TRANSIENT,
+    "TIKTOK_ANALYTICS_UNAVAILABLE": ErrorKind.TRANSIENT,
     "INTERNAL_ERROR": ErrorKind.TRANSIENT,
+    "BAD_REQUEST": ErrorKind.PERSISTENT,
 }
 _CODE_BY_STATUS = {
+    400: "BAD_REQUEST",
     401: "UNAUTHORIZED",
     403: "FORBIDDEN",
     404: "NOT_FOUND",
@@ -112,6 +128,10 @@ def classify_error(status: int, body: bytes) -> ApiError:
     """Classify a non-2xx answer by its error envelope, or by its status when there is none."""
     code, message = _error_envelope(body)
     kind = _KIND_BY_CODE.get(code) if code else None
+    if kind is None and code is not None and status == 429:
+        # Only RATE_LIMITED speaks for the workspace: a 429 under any other code is one
+        # account's platform throttle. A 429 with no envelope (a proxy) is the workspace's.
+        kind = ErrorKind.ACCOUNT_THROTTLED
     if kind is None:
         kind = _kind_by_status(status)
     if code is None:
@@ -130,15 +150,42 @@ def parse_snapshot(payload: Any) -> Snapshot | UpstreamFailure:
     platform = _platform(data.get("platform"))
     if specific and "upstream_status" in specific:
         return UpstreamFailure(platform, _upstream_status_label(specific["upstream_status"]))
-    followers, following, posts = (_count(data, name) for name in _COUNT_FIELDS)
+    specific = specific or {}
+    counts: dict[str, float | None] = {name: _count(data, name) for name in _COUNT_FIELDS}
+    unavailable = unavailable_counts(platform, specific)
+    for name, _ in unavailable:
+        counts[name] = None
     return Snapshot(
         platform=platform,
-        followers=followers,
-        following=following,
-        posts=posts,
-        platform_values=_platform_values(specific or {}),
+        followers=counts["follower_count"],
+        following=counts["following_count"],
+        posts=counts["post_count"],
+        platform_values=_platform_values(specific),
         fetched_at=_timestamp(data.get("fetched_at")),
+        platform_flags=_platform_flags(specific),
+        unavailable=tuple((_COUNT_NAMES[name], reason) for name, reason in unavailable),
     )
+
+
+# Counts UniPost's platform adapters never fill: they come back as 0, which is not data.
+NEVER_FILLED: Mapping[str, tuple[str, ...]] = {
+    "youtube": ("following_count",),
+    "threads": ("following_count", "post_count"),
+}
+_COUNT_NAMES = {"follower_count": "followers", "following_count": "following", "post_count": "posts"}
+
+
+def unavailable_counts(platform: str | None, specific: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The counts (by field name) this snapshot does not really provide, each with why."""
+    missing: dict[str, str] = {}
+    for name in NEVER_FILLED.get(platform or "", ()):
+        missing[name] = f"{platform} does not provide it"
+    if specific.get("hidden_subscriber_count") is True:
+        missing.setdefault("follower_count", "hidden by the channel")
+    for name in _COUNT_FIELDS:
+        if specific.get(f"{name}_supported") is False:
+            missing.setdefault(name, f"not provided ({name}_supported: false)")
+    return [(name, missing[name]) for name in _COUNT_FIELDS if name in missing]
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,7 +320,7 @@ def _kind_by_status(status: int) -> ErrorKind:
     if status == 404:
         return ErrorKind.NOT_FOUND
     if status == 429:
-        return ErrorKind.RATE_LIMITED
+        return ErrorKind.RATE_LIMITED  # no envelope: a proxy or UniPost's own limiter
     if status == 501:
         return ErrorKind.NOT_SUPPORTED
     if status >= 500:
@@ -316,6 +363,12 @@ def _platform_values(specific: dict[str, Any]) -> tuple[tuple[str, float], ...]:
         if math.isfinite(number):
             values.append((str(key), number))
     return tuple(sorted(values))
+
+
+def _platform_flags(specific: dict[str, Any]) -> tuple[tuple[str, float], ...]:
+    return tuple(
+        sorted((str(key), float(value)) for key, value in specific.items() if type(value) is bool)
+    )
 
 
 def _timestamp(value: Any) -> float:

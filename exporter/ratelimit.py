@@ -3,11 +3,13 @@
 Every request (first attempts, retries, probes) takes a slot from one Budget.
 Slots are spaced evenly at the current rate, so there are no bursts. The rate
 starts at the configured `requests_per_minute` and learns the real limit:
-a 429 blocks every request until `Retry-After` has passed and halves the
-rate (once per refusal episode); each answer that is not a 429 lets it climb
-back by 2% (plus 0.5% of the budget); and when the
-`X-UniPost-RateLimit-*` headers say the bucket is nearly empty, the rate is
-held at the bucket's refill rate so the exporter stops before it is refused.
+a workspace refusal (429 `RATE_LIMITED`, or a 429 with no UniPost envelope)
+blocks every request until `Retry-After` has passed and halves the rate (once
+per refusal episode); a 429 about one account (`UPSTREAM_RATE_LIMITED`) does
+neither; every other answer lets the rate climb back by 2% (plus 0.5% of the
+budget); and when the `X-UniPost-RateLimit-*` headers say the bucket is nearly
+empty, the rate is held at the bucket's refill rate so the exporter stops
+before it is refused.
 """
 
 from __future__ import annotations
@@ -84,13 +86,15 @@ class Budget:
         return min(2.0 / self.rate, LATENESS_TOLERANCE)
 
     def observe(
-        self, status: int | None, headers: RateLimitHeaders, retry_after: float | None
+        self, refused: bool, headers: RateLimitHeaders, retry_after: float | None
     ) -> None:
-        """Learn from one answer (status None: no answer, e.g. a timeout)."""
-        if status is None:
-            return
+        """Learn from one answer; `refused`: UniPost's workspace limiter said RATE_LIMITED.
+
+        A 429 about one account (a platform throttle) is not a refusal: it says nothing
+        about the workspace's limit.
+        """
         now = self._clock.monotonic()
-        if status == 429:
+        if refused:
             wait = retry_after
             if wait is None and headers.reset is not None:
                 wait = headers.reset - headers.server_now(self._clock.wall())

@@ -32,7 +32,6 @@ from exporter.config import (
 )
 from exporter.logs import WorkspaceLogger
 from exporter.parse import (
-    INVALID_RESPONSE,
     ApiError,
     ErrorKind,
     ListedAccount,
@@ -81,6 +80,8 @@ _STATUS_BY_KIND = {
     ErrorKind.INVALID: ERROR,
     ErrorKind.PERSISTENT: ERROR,
 }
+# Statuses the listing itself reports, with no metrics call needed to learn them.
+_STATUS_BY_LISTING = {"reconnect_required": NEEDS_RECONNECT, "disconnected": DISCONNECTED}
 _RECHECK_BY_KIND = {
     ErrorKind.NOT_FOUND: RECHECK_HOURLY,
     ErrorKind.DISCONNECTED: RECHECK_HOURLY,
@@ -145,6 +146,8 @@ class Scheduler:
         # Accounts from the config are always polled; discovered ones follow the listing.
         self._configured = {account.id: account for account in workspace.accounts}
         self._discovered: set[str] = set()
+        # Accounts whose status comes from the listing (reconnect_required, disconnected).
+        self._held_by_listing: dict[str, str] = {}
         now = clock.monotonic()
         for account in workspace.accounts:
             self._add_account(account, now)
@@ -232,7 +235,7 @@ class Scheduler:
         account.last_poll_wall = self.clock.wall()
         account.next_poll_wall = None
         try:
-            outcome = await self._fetch(account, attempts=1 if probe else ATTEMPTS)
+            outcome = await self._fetch(account, self._attempts(account, probe))
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -305,29 +308,32 @@ class Scheduler:
         return outcome
 
     def _interpret(self, raw: RawResponse) -> Outcome:
-        failed = self.observe_response(raw)
-        return failed if failed is not None else classify(raw.status or 0, raw.body)
+        failed = raw.failure()
+        outcome = failed if failed is not None else classify(raw.status or 0, raw.body)
+        self.observe_response(raw, outcome)
+        return outcome
 
-    def observe_response(self, raw: RawResponse) -> ApiError | None:
-        """Learn the limiter's state from any answer; the error if there is no usable body."""
+    def observe_response(self, raw: RawResponse, outcome: object) -> None:
+        """Learn the workspace limiter's state from an answer and what it meant."""
         if raw.status is None:
-            return ApiError(raw.transport_error or "CONNECTION_ERROR", ErrorKind.TRANSIENT)
+            return
         headers = parse_ratelimit_headers(raw.headers)
         self.store.api.record_ratelimit(headers)
+        # Only UniPost's own limiter speaks for the workspace: a platform's 429 about one
+        # account (UPSTREAM_RATE_LIMITED) must not pause or slow every other account.
+        refused = isinstance(outcome, ApiError) and outcome.kind is ErrorKind.RATE_LIMITED
         retry_after = None
-        if raw.status == 429:
+        if refused:
             # An HTTP-date Retry-After is read against the server's Date, not our clock.
             now = headers.server_now(self.clock.wall())
             retry_after = parse_retry_after(raw.headers.get("Retry-After"), now)
-        self.budget.observe(raw.status, headers, retry_after)
+        self.budget.observe(refused, headers, retry_after)
         self.store.budget_requests_per_minute = self.budget.rate * 60
-        if raw.transport_error == INVALID_RESPONSE:
-            return ApiError(INVALID_RESPONSE, ErrorKind.INVALID, raw.status, "body too large")
-        return None
 
     # -- applying a result ------------------------------------------------------------------
 
     def _apply(self, account: AccountState, outcome: Outcome, probe: bool) -> None:
+        self._held_by_listing.pop(account.id, None)  # a poll's answer is fresher news
         self._apply_outcome(account, outcome, probe)
         self.store.changed(account)
 
@@ -367,10 +373,15 @@ class Scheduler:
         elif outcome.kind is ErrorKind.RATE_LIMITED:
             # UniPost refused before calling the platform: try again once the budget allows.
             delay = 0.0
+        elif outcome.kind is ErrorKind.ACCOUNT_THROTTLED:
+            # The platform throttles this one account: it alone backs off.
+            account.consecutive_failures += 1
+            self._set_status(account, UPSTREAM_FAILING, outcome.code)
+            delay = self._backoff(account)
         elif outcome.kind in (ErrorKind.TRANSIENT, ErrorKind.INVALID):
             account.consecutive_failures += 1
             self._set_status(account, ERROR, outcome.code)
-            delay = self._backoff(account)
+            delay = self._retry_delay(account)
         else:
             if outcome.kind is ErrorKind.NOT_FOUND:
                 account.snapshot = None
@@ -395,11 +406,23 @@ class Scheduler:
         # (Not from when it was due: polls that queued for the budget together would stay
         # bunched round after round, instead of spreading out as the budget paces them.)
         anchor = self._sent_at.pop(account.id, now)
-        due = max(now, anchor + delay) if delay > 0 else now
-        self._push(due, account.id)
-        account.next_poll_wall = self.clock.wall() + (due - now)
-        if due < self._waiting_until:
-            self._wake()  # only when the loop sleeps past this account's turn
+        self._reschedule(account, max(now, anchor + delay) if delay > 0 else now)
+
+    def _attempts(self, account: AccountState, probe: bool) -> int:
+        """Requests one poll may make. None beyond the first on a platform with a floor: a
+        failed call (a timeout, a 5xx) has already spent the platform's window (X's 15
+        minutes), so a retry seconds later would only be refused."""
+        if probe or self.polling.floor_for(account.platform) > 0:
+            return 1
+        return ATTEMPTS
+
+    def _retry_delay(self, account: AccountState) -> float:
+        """When to poll again after a transient failure."""
+        floor = self.polling.floor_for(account.platform)
+        if floor > 0 and account.consecutive_failures < ATTEMPTS:
+            # The retries other platforms make inside the poll, made one floor apart.
+            return floor
+        return self._backoff(account)
 
     def _backoff(self, account: AccountState) -> float:
         base = account.interval
@@ -530,10 +553,7 @@ class Scheduler:
         state.interval = self._base_interval(state)
         self.store.add(state)
         self._update_demand(state)
-        self._push(now, account.id)
-        state.next_poll_wall = self.clock.wall()
-        if now < self._waiting_until:
-            self._wake()
+        self._reschedule(state, now)
 
     def _push(self, due: float, account_id: str) -> None:
         seq = next(self._seq)
@@ -544,6 +564,7 @@ class Scheduler:
         """Stop polling an account; its series go with it (a poll in flight is discarded)."""
         self._entry.pop(account_id, None)
         self._sent_at.pop(account_id, None)
+        self._held_by_listing.pop(account_id, None)
         self.store.remove(account_id)
         self._account_configs.pop(account_id, None)
         self._demand_total -= self._demand.pop(account_id, 0.0)
@@ -577,12 +598,36 @@ class Scheduler:
                 self._learn_platform(account, item.platform)
                 self._update_demand(account)
             account.account_name = item.name
+            self._follow_listed_status(account, item.status, now)
             self.store.changed(account)
         for account_id in list(self._discovered):
             if account_id not in wanted:
                 self._discovered.discard(account_id)
                 if account_id not in self._configured:
                     self._remove_account(account_id)
+
+    def _follow_listed_status(self, account: AccountState, listed: str, now: float) -> None:
+        """An account the listing already calls broken is not worth a platform call: show
+        its status and re-check it hourly. Once listed active again, poll it at once."""
+        status = _STATUS_BY_LISTING.get(listed)
+        if status is None:
+            if self._held_by_listing.pop(account.id, None) is not None:
+                self._reschedule(account, now)
+            return
+        if self._held_by_listing.get(account.id) == status or account.id in self._inflight:
+            return
+        self._held_by_listing[account.id] = status
+        account.consecutive_failures = 0
+        self._set_status(account, status, f"listed as {listed}")
+        self._update_demand(account)
+        self._reschedule(account, now + max(account.interval, RECHECK_HOURLY))
+
+    def _reschedule(self, account: AccountState, due: float) -> None:
+        """Plan the account's next poll at `due` (monotonic), replacing any earlier plan."""
+        self._push(due, account.id)
+        account.next_poll_wall = self.clock.wall() + (due - self.clock.monotonic())
+        if due < self._waiting_until:
+            self._wake()  # only when the loop sleeps past this account's turn
 
     def _base_interval(self, account: AccountState) -> float:
         """The account's interval, raised to its platform's floor."""

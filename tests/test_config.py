@@ -31,7 +31,7 @@ def test_a_minimal_config_gets_the_documented_defaults() -> None:
     assert ws.name is None
     assert ws.unipost.api_key == "up_live_abc"
     assert ws.unipost.base_url == "https://api.unipost.dev"
-    assert ws.unipost.timeout == 10
+    assert ws.unipost.timeout == 120  # UniPost's own server write timeout
     assert ws.unipost.requests_per_minute == 60
     assert config.polling.interval == 300
     assert dict(config.polling.platform_intervals) == {"twitter": 900}

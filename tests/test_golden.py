@@ -49,6 +49,32 @@ def fixed_store() -> Store:
             account_name='Studio "Alex"',
         ),
         AccountState(
+            "sa_youtube_5",
+            "youtube",
+            (),
+            300.0,
+            status="ok",
+            # A channel that hides its subscribers: no followers or following series.
+            snapshot=Snapshot(
+                platform="youtube",
+                followers=None,
+                following=None,
+                posts=312,
+                platform_values=(("view_count", 18234001.0),),
+                fetched_at=1777401000.5,
+                platform_flags=(
+                    ("following_count_supported", 0.0),
+                    ("hidden_subscriber_count", 1.0),
+                    ("post_count_public_only", 1.0),
+                    ("subscriber_count_rounded", 1.0),
+                ),
+                unavailable=(
+                    ("followers", "hidden by the channel"),
+                    ("following", "youtube does not provide it"),
+                ),
+            ),
+        ),
+        AccountState(
             "sa_linkedin_4",
             "linkedin",
             (),

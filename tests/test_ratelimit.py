@@ -15,7 +15,7 @@ def test_requests_refused_together_halve_the_pace_once() -> None:
     clock = FakeClock()
     budget = Budget(requests_per_minute=600, clock=clock, max_wait=3600)
     for _ in range(20):  # twenty requests in flight when UniPost starts refusing
-        budget.observe(429, NO_HEADERS, retry_after=5)
+        budget.observe(True, NO_HEADERS, retry_after=5)
     assert budget.rate == pytest.approx(5.0)
     assert budget.blocked_until == clock.now + 5
 
@@ -23,9 +23,9 @@ def test_requests_refused_together_halve_the_pace_once() -> None:
 def test_a_new_refusal_after_the_wait_halves_again() -> None:
     clock = FakeClock()
     budget = Budget(requests_per_minute=600, clock=clock, max_wait=3600)
-    budget.observe(429, NO_HEADERS, retry_after=5)
+    budget.observe(True, NO_HEADERS, retry_after=5)
     clock.now += 6
-    budget.observe(429, NO_HEADERS, retry_after=5)
+    budget.observe(True, NO_HEADERS, retry_after=5)
     assert budget.rate == pytest.approx(2.5)
 
 
@@ -36,7 +36,7 @@ def test_the_pace_recovers_from_the_floor_in_minutes() -> None:
     seconds, answers = 0.0, 0
     while budget.rate < budget.configured_rate and answers < 10_000:
         seconds += 1.0 / budget.rate
-        budget.observe(200, NO_HEADERS, retry_after=None)
+        budget.observe(False, NO_HEADERS, retry_after=None)
         answers += 1
     assert budget.rate == budget.configured_rate
     assert seconds < 10 * 60
@@ -47,5 +47,5 @@ def test_a_nearly_empty_bucket_holds_the_pace_at_its_refill_rate() -> None:
     budget = Budget(requests_per_minute=600, clock=clock, max_wait=3600)
     # 100 tokens, 2 left, full again in 49 s: the bucket refills at 2 requests/s.
     headers = RateLimitHeaders(limit=100, remaining=2, reset=clock.wall() + 49)
-    budget.observe(200, headers, retry_after=None)
+    budget.observe(False, headers, retry_after=None)
     assert budget.rate == pytest.approx(2.0)
