@@ -1,7 +1,11 @@
 """A UniPost simulator: the API contract, realistic accounts and realistic failures, on aiohttp.
 
-Deterministic for a given seed and request order: follower curves are pure functions
-of (seed, account, time), and the occasional 502 comes from a seeded generator.
+It answers as UniPost's real server does (bugfreev587/unipost, api/): the five platforms
+with a metrics adapter fill what their adapter fills and nothing more (YouTube's following
+and Threads' following and posts are 0), every other platform answers 501, GETs carry no
+X-UniPost-RateLimit-* headers unless the scenario asks for them, and times are Go's
+RFC3339Nano. Deterministic for a given seed and request order: follower curves are pure
+functions of (seed, account, time), and the occasional 502 comes from a seeded generator.
 Run it alone with `unipost-exporter simulate` or `python -m exporter.simulator`.
 """
 
@@ -10,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
 import math
 import random
 import signal
@@ -33,8 +36,18 @@ DEFAULT_SIM_KEY = "up_test_simulator"
 # Set by the middleware for the request being handled (each request runs in its own task).
 _request_id: ContextVar[str] = ContextVar("request_id", default="req_sim_000000")
 TRENDS = ("growth", "plateau", "decline")
-BEHAVIOURS = ("ok", "missing_scope", "disconnected", "needs_reconnect", "not_supported")
-PLATFORMS_WITHOUT_METRICS = frozenset({"linkedin"})
+# ok; missing_scope (X: zero-filled 403; TikTok: 409 NEEDS_RECONNECT); token_expired (X:
+# zero-filled 401 on every call); disconnected; needs_reconnect; not_supported; throttled
+# (TikTok: 429 UPSTREAM_RATE_LIMITED); platform_error (a 502 with the platform's code);
+# edge_error (a plain-text 502 from the hosting edge).
+BEHAVIOURS = (
+    "ok", "missing_scope", "token_expired", "disconnected", "needs_reconnect", "not_supported",
+    "throttled", "platform_error", "edge_error",
+)  # fmt: skip
+# The platforms whose adapter implements account metrics; every other one answers 501.
+PLATFORMS_WITH_METRICS = frozenset({"twitter", "instagram", "tiktok", "youtube", "threads"})
+_DISPLAY_NAMES = {"youtube": "YouTube", "tiktok": "TikTok", "instagram": "Instagram",
+                  "threads": "Threads"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -53,6 +66,8 @@ class SimAccount:
     posts_per_day: float = 2.0
     behaviour: str = "ok"
     external_user_id: str | None = None
+    # YouTube: the channel hides its subscriber count (UniPost then sends follower_count 0).
+    hidden_subscribers: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,7 +83,10 @@ class Scenario:
     upstream_error_rate: float = 0.02
     # X-like per-account window (real seconds): a second lookup inside it is zero-filled 429.
     x_window: float = 900.0
-    # The workspace limiter: a token bucket.
+    # The workspace limiter, a token bucket. The real server (at commit 762bf79) applies it
+    # only to post-creating routes: GETs are not limited and carry no X-UniPost-RateLimit-*
+    # headers. True applies it to every request, with its headers, as a later server may.
+    rate_limit_headers: bool = False
     rate_limit_capacity: int = 120
     rate_limit_refill_per_second: float = 2.0
     # Simulated start of every account's curve (Unix seconds).
@@ -89,16 +107,26 @@ def demo_scenario() -> Scenario:
             SimAccount(
                 "sa_youtube_channel", "youtube", "Acme TV", 98000, 0, 312, "growth", 0.015, 0.3
             ),
+            SimAccount(
+                "sa_youtube_hidden",
+                "youtube",
+                "Acme Labs",
+                4200,
+                0,
+                57,
+                posts_per_day=0.1,
+                hidden_subscribers=True,
+            ),
             SimAccount("sa_tiktok_brand", "tiktok", "acme.brand", 45000, 12, 640, "growth", 0.05),
+            SimAccount("sa_tiktok_shop", "tiktok", "acme.shop", 2000, behaviour="throttled"),
+            SimAccount("sa_threads_studio", "threads", "studio.threads", 3100, rate=0.01),
+            SimAccount("sa_instagram_new", "instagram", "acme.new", 0, 3, 0, "plateau", 0.0, 0.0),
             SimAccount(
-                "sa_pinterest_new", "pinterest", "acme boards", 0, 3, 0, "plateau", 0.0, 0.0
+                "sa_twitter_noscope", "twitter", "acme_jobs", 900, behaviour="missing_scope"
             ),
-            SimAccount("sa_tiktok_noscope", "tiktok", "acme.shop", 2000, behaviour="missing_scope"),
             SimAccount("sa_threads_old", "threads", "acme.threads", 700, behaviour="disconnected"),
-            SimAccount("sa_bluesky_team", "bluesky", None, 1500, behaviour="needs_reconnect"),
-            SimAccount(
-                "sa_linkedin_company", "linkedin", "Acme Inc.", 3100, behaviour="not_supported"
-            ),
+            SimAccount("sa_instagram_shop", "instagram", None, 1500, behaviour="needs_reconnect"),
+            SimAccount("sa_linkedin_company", "linkedin", "Acme Inc.", 3100),
         ),
     )
 
@@ -122,7 +150,7 @@ def scenario_from_dict(raw: Any) -> Scenario:
         raise ScenarioError("scenario must be a mapping")
     defaults = Scenario(accounts=())
     fields = {
-        "seed", "api_key", "time_scale", "upstream_error_rate", "x_window",
+        "seed", "api_key", "time_scale", "upstream_error_rate", "x_window", "rate_limit_headers",
         "rate_limit_capacity", "rate_limit_refill_per_second", "epoch", "accounts",
     }  # fmt: skip
     unknown = sorted(set(raw) - fields)
@@ -154,6 +182,10 @@ def _scenario_value(key: str, value: Any, default: Any) -> Any:
         if not isinstance(value, str):
             raise ScenarioError(f"{key}: must be a string")
         return value
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ScenarioError(f"{key}: must be true or false")
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise ScenarioError(f"{key}: must be a non-negative number")
     return type(default)(value)
@@ -173,6 +205,8 @@ def _sim_account(raw: Any, where: str) -> SimAccount:
         raise ScenarioError(f"{where}.trend: must be one of {', '.join(TRENDS)}")
     if raw.get("behaviour", "ok") not in BEHAVIOURS:
         raise ScenarioError(f"{where}.behaviour: must be one of {', '.join(BEHAVIOURS)}")
+    if not isinstance(raw.get("hidden_subscribers", False), bool):
+        raise ScenarioError(f"{where}.hidden_subscribers: must be true or false")
     return SimAccount(**raw)
 
 
@@ -223,7 +257,7 @@ class Simulator:
         return (self.clock() - self.started) * self.scenario.time_scale / 86400.0
 
     def snapshot(self, account: SimAccount) -> dict[str, Any]:
-        """A good snapshot of the account now."""
+        """A good snapshot of the account now, filled as the platform's real adapter fills it."""
         days = self.simulated_days()
         followers = self._followers(account, days)
         following = max(
@@ -233,14 +267,31 @@ class Simulator:
         specific: dict[str, Any] = {}
         if account.platform == "twitter":
             specific = {"tweet_count": posts, "listed_count": 10 + followers // 300}
+        elif account.platform == "instagram":
+            specific = {"media_count": posts}
         elif account.platform == "tiktok":
-            specific = {"likes_count": posts * 850 + followers * 3}
+            specific = {"likes_count": posts * 850 + followers * 3, "video_count": posts}
         elif account.platform == "youtube":
             specific = {
                 "view_count": followers * 190 + posts * 1200,
-                "hidden_subscriber_count": False,
+                "hidden_subscriber_count": account.hidden_subscribers,
+                "following_count_supported": False,
                 "subscriber_count_rounded": True,
+                "post_count_public_only": True,
             }
+            # YouTube rounds subscribers to three significant figures, or hides them.
+            followers = 0 if account.hidden_subscribers else _three_figures(followers)
+            following = 0
+        elif account.platform == "threads":
+            views = followers * 40 + math.floor(days * 900)
+            specific = {
+                "views": views,
+                "likes": views // 25,
+                "replies": views // 400,
+                "reposts": views // 900,
+                "quotes": views // 3000,
+            }
+            following = posts = 0  # never filled by UniPost's Threads adapter
         return self._data(account, followers, following, posts, specific)
 
     def _followers(self, account: SimAccount, days: float) -> int:
@@ -273,7 +324,7 @@ class Simulator:
             "following_count": following,
             "post_count": posts,
             "platform_specific": specific,
-            "fetched_at": datetime.fromtimestamp(self.clock(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "fetched_at": rfc3339nano(self.clock()),
         }
 
     def _zero_filled(self, account: SimAccount, status: int, body: str) -> dict[str, Any]:
@@ -289,16 +340,23 @@ class Simulator:
         request_id = f"req_sim_{next(self._request_ids):06d}"
         _request_id.set(request_id)
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":
-            return _error(401, "UNAUTHORIZED", "invalid or missing API key", request_id, {})
-        allowed, headers = self._take_token()
-        if not allowed:
-            return _error(
-                429, "RATE_LIMITED", "workspace request limit exceeded", request_id, headers
-            )
+            # The auth middleware's own envelope: code and message only, no request_id.
+            body = {"error": {"code": "UNAUTHORIZED", "message": "Invalid or missing API key"}}
+            return web.json_response(body, status=401)
+        headers: dict[str, str] = {}
+        if self.scenario.rate_limit_headers:
+            allowed, headers = self._take_token()
+            if not allowed:
+                return _error(
+                    429, "RATE_LIMITED", "workspace request limit exceeded", request_id, headers
+                )
         try:
             response = await handler(request)
         except _ApiError as exc:
-            return _error(exc.status, exc.code, exc.message, request_id, headers)
+            return _error(exc.status, exc.code, exc.message, request_id, headers, exc.details)
+        except _EdgeError as exc:
+            # A 5xx from the hosting edge in front of UniPost: plain text, not the envelope.
+            return web.Response(status=exc.status, text=f"error code: {exc.status}")
         response.headers.update(headers)
         return response
 
@@ -321,28 +379,61 @@ class Simulator:
         return allowed, headers
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        # In the order of the real handler (social_account_metrics.go) and its adapters.
         account = self.accounts.get(request.match_info["account_id"])
         if account is None:
-            raise _ApiError(404, "NOT_FOUND", "social account not found in this workspace")
+            raise _ApiError(404, "NOT_FOUND", "Account not found")
         if account.behaviour == "disconnected":
-            raise _ApiError(409, "ACCOUNT_DISCONNECTED", "the account was disconnected")
-        if account.behaviour == "needs_reconnect":
-            raise _ApiError(409, "NEEDS_RECONNECT", "reconnect the account to refresh its scopes")
-        if account.behaviour == "not_supported" or account.platform in PLATFORMS_WITHOUT_METRICS:
+            raise _ApiError(
+                409,
+                "ACCOUNT_DISCONNECTED",
+                "Account is disconnected — reconnect before fetching metrics",
+            )
+        if account.behaviour == "not_supported" or account.platform not in PLATFORMS_WITH_METRICS:
             raise _ApiError(
                 501,
                 "NOT_SUPPORTED",
                 f"Account metrics are not available for {account.platform} yet",
             )
-        if self._rng.random() < self.scenario.upstream_error_rate:
-            raise _ApiError(502, "UPSTREAM_ERROR", f"{account.platform} request failed")
-        if account.behaviour == "missing_scope":
-            body = json.dumps({"error": {"code": "scope_not_authorized"}})
-            return _ok(request, {"data": self._zero_filled(account, 403, body)})
-        if account.platform == "twitter" and self._inside_x_window(account):
-            body = json.dumps({"title": "Too Many Requests", "status": 429})
-            return _ok(request, {"data": self._zero_filled(account, 429, body)})
+        if account.behaviour == "edge_error":
+            raise _EdgeError(502)
+        name = _DISPLAY_NAMES.get(account.platform, account.platform)
+        if account.behaviour == "needs_reconnect" or (
+            account.behaviour == "missing_scope" and account.platform == "tiktok"
+        ):
+            details = (
+                {"reason": "analytics_scope_required"} if account.platform == "tiktok" else None
+            )
+            raise _ApiError(
+                409, "NEEDS_RECONNECT", f"Reconnect {name} to enable analytics.", details
+            )
+        if account.behaviour == "throttled":
+            raise _ApiError(
+                429,
+                "UPSTREAM_RATE_LIMITED",
+                f"{name} is rate limiting this account; try again later",
+                {"reason": "provider_rate_limited"},
+            )
+        if account.behaviour == "platform_error" or (
+            self._rng.random() < self.scenario.upstream_error_rate
+        ):
+            raise _platform_error(account)
+        if account.platform == "twitter":
+            zero_filled = self._x_failure(account)
+            if zero_filled is not None:
+                return _ok(request, {"data": zero_filled})
         return _ok(request, {"data": self.snapshot(account)})
+
+    def _x_failure(self, account: SimAccount) -> dict[str, Any] | None:
+        """X's zero-filled snapshots: an expired token, a tier without access, the window."""
+        if account.behaviour == "token_expired":
+            return self._zero_filled(account, 401, '{"title":"Unauthorized","status":401}')
+        if account.behaviour == "missing_scope":
+            body = '{"title":"Client Forbidden","reason":"client-not-enrolled","status":403}'
+            return self._zero_filled(account, 403, body)
+        if self._inside_x_window(account):
+            return self._zero_filled(account, 429, '{"title":"Too Many Requests","status":429}')
+        return None
 
     def _inside_x_window(self, account: SimAccount) -> bool:
         state = self.state.accounts.setdefault(account.id, _AccountState())
@@ -355,33 +446,87 @@ class Simulator:
 
     async def _list_accounts(self, request: web.Request) -> web.Response:
         if self.fail_listing:
-            raise _ApiError(500, "INTERNAL_ERROR", "listing accounts failed")
-        platform = request.query.get("platform")
-        external = request.query.get("external_user_id")
+            raise _ApiError(500, "INTERNAL_ERROR", "Failed to list accounts")
+        query = request.query
         rows = [
-            {
-                "id": a.id,
-                "platform": a.platform,
-                "account_name": a.name,
-                "status": {
-                    "disconnected": "disconnected",
-                    "needs_reconnect": "reconnect_required",
-                }.get(a.behaviour, "active"),
-                "connection_type": "byo",
-                "connected_at": "2026-04-02T10:00:00Z",
-                "external_user_id": a.external_user_id,
-            }
+            _listed(a)
             for a in list(self.accounts.values())
-            if (platform is None or a.platform == platform)
-            and (external is None or a.external_user_id == external)
+            # Listed with an API key, disconnected accounts are left out.
+            if a.behaviour != "disconnected"
+            and query.get("platform", a.platform) == a.platform
+            and query.get("external_user_id", a.external_user_id) == a.external_user_id
+            and query.get("profile_id", SIM_PROFILE_ID) == SIM_PROFILE_ID
         ]
         return _ok(request, {"data": rows, "meta": {"total": len(rows), "limit": len(rows)}})
 
 
+SIM_PROFILE_ID = "pr_sim_default"
+
+
+def _listed(account: SimAccount) -> dict[str, Any]:
+    """One row of GET /v1/accounts, with the fields the real server sends."""
+    row: dict[str, Any] = {
+        "id": account.id,
+        "platform": account.platform,
+        "account_name": account.name,
+        "username": account.name,
+        "display_name": account.name,
+        "external_account_id": f"ext_{zlib.crc32(account.id.encode()):08x}",
+        "profile_id": SIM_PROFILE_ID,
+        "profile_name": "Default",
+        "status": "reconnect_required" if account.behaviour == "needs_reconnect" else "active",
+        "connection_type": "byo",
+        "scope": [],
+        "identity_refresh_required": False,
+        "connected_at": "2026-04-02T10:00:00Z",
+        "last_connected_at": "2026-04-02T10:00:00Z",
+    }
+    if account.external_user_id is not None:  # omitted when null
+        row["external_user_id"] = account.external_user_id
+    return row
+
+
+def _platform_error(account: SimAccount) -> _ApiError:
+    """A 502 as the platform's adapter reports it."""
+    if account.platform == "tiktok":
+        return _ApiError(
+            502,
+            "TIKTOK_TEMPORARY_ERROR",
+            "TikTok is temporarily unavailable; try again later",
+            {"reason": "provider_temporary_error"},
+        )
+    return _ApiError(
+        502, "UPSTREAM_ERROR", f"Failed to fetch account metrics from {account.platform}"
+    )
+
+
 class _ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, details: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.details = status, code, message, details
+
+
+class _EdgeError(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def rfc3339nano(seconds: float) -> str:
+    """Go's time.RFC3339Nano in UTC: up to nine fractional digits, trailing zeros trimmed."""
+    whole, nanos = divmod(round(seconds * 1e9), 10**9)
+    text = datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    fraction = f"{nanos:09d}".rstrip("0")
+    return f"{text}.{fraction}Z" if fraction else f"{text}Z"
+
+
+def _three_figures(count: int) -> int:
+    if count < 1000:
+        return count
+    step: int = 10 ** (len(str(count)) - 3)
+    return count // step * step
 
 
 def _ok(request: web.Request, payload: dict[str, Any]) -> web.Response:
@@ -389,12 +534,17 @@ def _ok(request: web.Request, payload: dict[str, Any]) -> web.Response:
 
 
 def _error(
-    status: int, code: str, message: str, request_id: str, headers: Mapping[str, str]
+    status: int,
+    code: str,
+    message: str,
+    request_id: str,
+    headers: Mapping[str, str],
+    details: dict[str, Any] | None = None,
 ) -> web.Response:
-    body = {
-        "error": {"code": code, "normalized_code": code.lower(), "message": message},
-        "request_id": request_id,
-    }
+    error: dict[str, Any] = {"code": code, "normalized_code": code.lower(), "message": message}
+    if details:
+        error["details"] = details
+    body = {"error": error, "request_id": request_id}
     return web.json_response(body, status=status, headers=dict(headers))
 
 

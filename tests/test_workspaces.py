@@ -36,7 +36,15 @@ PLAN = 3 / (INTERVAL * 1.05)
 
 def scenario(key: str, ids: list[str], **limits: Any) -> Scenario:
     accounts = tuple(SimAccount(id=i, platform=i.split("_")[1], name=i.upper()) for i in ids)
-    return Scenario(accounts=accounts, api_key=key, upstream_error_rate=0.0, **limits)
+    # With the workspace limiter on GETs and its headers, as a later UniPost may send them:
+    # the tests below are about each workspace learning its own limit.
+    return Scenario(
+        accounts=accounts,
+        api_key=key,
+        upstream_error_rate=0.0,
+        rate_limit_headers=True,
+        **limits,
+    )
 
 
 @dataclass
