@@ -14,7 +14,13 @@ DEMO_TIME_SCALE = 3600.0
 
 def demo_config(scenario: Scenario, base_url: str) -> Config:
     """Short intervals, so a newcomer sees every status within seconds."""
-    teams = {"twitter": "social", "instagram": "social", "youtube": "video", "tiktok": "video"}
+    teams = {
+        "twitter": "social",
+        "instagram": "social",
+        "threads": "social",
+        "youtube": "video",
+        "tiktok": "video",
+    }
     accounts = [
         {"id": a.id, "labels": {"team": teams.get(a.platform, "other")}} for a in scenario.accounts
     ]

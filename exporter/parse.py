@@ -168,18 +168,23 @@ def parse_snapshot(payload: Any) -> Snapshot | UpstreamFailure:
 
 
 # Counts UniPost's platform adapters never fill: they come back as 0, which is not data.
-NEVER_FILLED: Mapping[str, tuple[str, ...]] = {
-    "youtube": ("following_count",),
-    "threads": ("following_count", "post_count"),
+NEVER_FILLED: Mapping[str, tuple[str, tuple[str, ...]]] = {
+    "youtube": ("YouTube", ("following_count",)),
+    "threads": ("Threads", ("following_count", "post_count")),
 }
-_COUNT_NAMES = {"follower_count": "followers", "following_count": "following", "post_count": "posts"}
+_COUNT_NAMES = {
+    "follower_count": "followers",
+    "following_count": "following",
+    "post_count": "posts",
+}
 
 
 def unavailable_counts(platform: str | None, specific: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The counts (by field name) this snapshot does not really provide, each with why."""
     missing: dict[str, str] = {}
-    for name in NEVER_FILLED.get(platform or "", ()):
-        missing[name] = f"{platform} does not provide it"
+    display, never_filled = NEVER_FILLED.get(platform or "", ("", ()))
+    for name in never_filled:
+        missing[name] = f"{display} does not provide it"
     if specific.get("hidden_subscriber_count") is True:
         missing.setdefault("follower_count", "hidden by the channel")
     for name in _COUNT_FIELDS:

@@ -85,9 +85,7 @@ class Budget:
     def _tolerance(self) -> float:
         return min(2.0 / self.rate, LATENESS_TOLERANCE)
 
-    def observe(
-        self, refused: bool, headers: RateLimitHeaders, retry_after: float | None
-    ) -> None:
+    def observe(self, refused: bool, headers: RateLimitHeaders, retry_after: float | None) -> None:
         """Learn from one answer; `refused`: UniPost's workspace limiter said RATE_LIMITED.
 
         A 429 about one account (a platform throttle) is not a refusal: it says nothing

@@ -23,6 +23,7 @@ from exporter.clock import Clock, SystemClock
 from exporter.collector import AccountCollector, ApiCollector
 from exporter.config import Config
 from exporter.exposition import FastExposition
+from exporter.parse import Snapshot
 from exporter.runtime import ConfigLoader, Runtime, SessionFactory
 from exporter.sharding import Shard
 from exporter.store import ReloadStatus, Store
@@ -237,14 +238,36 @@ def _when(timestamp: float | None) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _counts(snapshot: Snapshot | None) -> tuple[str, str, str]:
+    """Followers, following and posts as a person reads them; a missing count says why."""
+    if snapshot is None:
+        return "", "", ""
+    why = dict(snapshot.unavailable)
+
+    def cell(name: str, count: float | None) -> str:
+        return f"{count:,.0f}" if count is not None else f"absent: {why.get(name, 'not provided')}"
+
+    return (
+        cell("followers", snapshot.followers),
+        cell("following", snapshot.following),
+        cell("posts", snapshot.posts),
+    )
+
+
+def _flags(snapshot: Snapshot | None) -> str:
+    if snapshot is None:
+        return ""
+    return ", ".join(f"{name}: {'yes' if on else 'no'}" for name, on in snapshot.platform_flags)
+
+
 async def landing_page(request: web.Request) -> web.Response:
-    """Name, version, a link to /metrics, and every account's status and schedule."""
+    """Name, version, a link to /metrics, and every account's status, counts and schedule."""
     stores = request.app[STORES]
     named = any(store.workspace is not None for store in stores)
     rows = []
     for store in stores:
         for account in store.accounts.values():
-            last = account.snapshot.fetched_at if account.snapshot else None
+            snapshot = account.snapshot
             next_poll = (
                 "polling now" if account.next_poll_wall is None else _when(account.next_poll_wall)
             )
@@ -254,7 +277,9 @@ async def landing_page(request: web.Request) -> web.Response:
                 account.account_name,
                 account.platform,
                 account.status,
-                _when(last),
+                *_counts(snapshot),
+                _flags(snapshot),
+                _when(snapshot.fetched_at if snapshot else None),
                 next_poll,
             )
             rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
@@ -273,9 +298,12 @@ td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}</style></head>
 <body><h1>UniPost Exporter</h1>
 {demo}<p>Version {html.escape(__version__)}. Metrics: <a href="metrics">/metrics</a>.
 Health: <a href="-/healthy">/-/healthy</a>, <a href="-/ready">/-/ready</a>.</p>
-<p>Values come from background polls of UniPost; a scrape never calls UniPost.</p>
+<p>Values come from background polls of UniPost; a scrape never calls UniPost.
+A count a platform does not provide (YouTube's following, a channel's hidden subscribers,
+Threads' following and posts) is absent from /metrics, never 0; the cell says why.</p>
 <h2>Accounts ({len(rows)})</h2>
 <table><tr>{workspace_th}<th>account</th><th>name</th><th>platform</th><th>status</th>
+<th>followers</th><th>following</th><th>posts</th><th>platform flags</th>
 <th>last success</th><th>next poll</th></tr>
 {"".join(rows)}
 </table></body></html>

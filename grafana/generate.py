@@ -348,6 +348,61 @@ def joined(metric: str, legend: str = "{{account_name}}") -> Query:
     )
 
 
+ABSENT_NOTE = (
+    "A count the platform does not provide is absent, never 0: see the panel "
+    '"Why a count is missing".'
+)
+# Why each absent count is absent, from what the exporter exports: (series, count, reason).
+_MISSING = (
+    ('unipost_account_platform_flag{%s, field="hidden_subscriber_count"} == 1', "followers",
+     "hidden by the channel"),
+    ('unipost_account_platform_flag{%s, field="follower_count_supported"} == 0', "followers",
+     "the platform does not provide it"),
+    ('unipost_account_platform_flag{%s, field="following_count_supported"} == 0', "following",
+     "the platform does not provide it"),
+    ('unipost_account_platform_flag{%s, field="post_count_supported"} == 0', "posts",
+     "the platform does not provide it"),
+    ('unipost_account_info{%s, platform="threads"}', "following", "Threads does not provide it"),
+    ('unipost_account_info{%s, platform="threads"}', "posts", "Threads does not provide it"),
+)  # fmt: skip
+MISSING_COUNT_REASONS = " or ".join(
+    f'label_replace(label_replace({selector % ACCOUNT_SEL}, "count", "{count}", "", ""),'
+    f' "reason", "{reason}", "", "")'
+    for selector, count, reason in _MISSING
+)
+
+
+def missing_counts() -> Panel:
+    """A table that says, per account, which counts are absent and why."""
+    return styled(
+        table.Panel(),
+        "Why a count is missing",
+        "Counts UniPost sends as 0 because the platform does not provide them are not "
+        "exported: a YouTube channel's followers when it hides its subscribers, YouTube's "
+        "following, Threads' following and posts. An account that is not listed here has "
+        "every count.",
+        "short",
+        [(MISSING_COUNT_REASONS, "")],
+        instant=True,
+    ).with_transformation(
+        DataTransformerConfig(
+            id_val="organize",
+            options={
+                "excludeByName": {
+                    "Time": True,
+                    "Value": True,
+                    "__name__": True,
+                    "field": True,
+                    "account_name": True,
+                    "job": True,
+                    "instance": True,
+                },
+                "indexByName": {"account_id": 0, "platform": 1, "count": 2, "reason": 3},
+            },
+        )
+    )
+
+
 def account() -> dash.Dashboard:
     """One account (or a few): values over time, growth, platform values, status, failures."""
     growth = thresholds((None, "red"), (0, "green"))
@@ -363,7 +418,8 @@ def account() -> dash.Dashboard:
         .with_panel(
             series(
                 "Followers",
-                "follower_count of each good snapshot. Gaps are polls that brought no data.",
+                "follower_count of each good snapshot. Gaps are polls that brought no data. "
+                f"{ABSENT_NOTE}",
                 "short",
                 [joined("unipost_account_followers")],
                 width=24,
@@ -372,7 +428,7 @@ def account() -> dash.Dashboard:
         .with_panel(
             series(
                 "Following",
-                "following_count of each good snapshot.",
+                f"following_count of each good snapshot. {ABSENT_NOTE}",
                 "short",
                 [joined("unipost_account_following")],
             )
@@ -380,7 +436,7 @@ def account() -> dash.Dashboard:
         .with_panel(
             series(
                 "Posts",
-                "Lifetime post count of each good snapshot.",
+                f"Lifetime post count of each good snapshot. {ABSENT_NOTE}",
                 "short",
                 [joined("unipost_account_posts")],
             )
@@ -436,6 +492,18 @@ def account() -> dash.Dashboard:
                 "tweet_count on X, likes_count on TikTok, view_count on YouTube.",
                 "short",
                 [joined("unipost_account_platform_value", "{{account_name}} {{field}}")],
+            )
+        )
+        .with_panel(missing_counts())
+        .with_panel(
+            series(
+                "Platform flags",
+                "Boolean platform_specific fields of the last good snapshot, 1 or 0 "
+                "(unipost_account_platform_flag): hidden_subscriber_count (the channel hides its "
+                "subscribers), following_count_supported, subscriber_count_rounded, "
+                "post_count_public_only on YouTube.",
+                "short",
+                [joined("unipost_account_platform_flag", "{{account_name}} {{field}}")],
             )
         )
         .with_panel(

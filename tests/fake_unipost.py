@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 API_KEY = "up_test_k3y_SECRET_do_not_leak"
+REAL_FIXTURES = Path(__file__).parent / "fixtures" / "real"
 
 
 @dataclass
@@ -21,6 +24,8 @@ class Reply:
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     raw: bytes | None = None
+    # Seconds the server takes before answering (UniPost waits on the platform).
+    delay: float = 0.0
 
 
 def snapshot(
@@ -80,6 +85,19 @@ def error(
     )
 
 
+def recorded(name: str, account_id: str, **changes: Any) -> Reply:
+    """A real server's answer from tests/fixtures/real/, for `account_id`."""
+    answer = json.loads((REAL_FIXTURES / name).read_text(encoding="utf-8"))
+    body = answer["body"]
+    if isinstance(body, str):  # not JSON: a plain-text answer from the hosting edge
+        return Reply(
+            answer["status"], raw=body.encode(), headers={"Content-Type": answer["content_type"]}
+        )
+    if "data" in body:
+        body["data"]["social_account_id"] = account_id
+    return Reply(answer["status"], body=body, **changes)
+
+
 Handler = Callable[[str], Reply]
 
 
@@ -90,6 +108,7 @@ class FakeUniPost:
         self.handler = handler
         self.api_key = api_key
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self._arrived: list[float] = []  # loop time of each request, beside self.requests
         app = web.Application()
         app.router.add_get("/v1/accounts/{account_id}/metrics", self._metrics)
         self.server = TestServer(app, host="127.0.0.1")
@@ -108,14 +127,25 @@ class FakeUniPost:
     def requested(self, account_id: str) -> int:
         return sum(1 for path, _ in self.requests if f"/accounts/{account_id}/" in path)
 
+    def request_times(self, account_id: str) -> list[float]:
+        """When each request for the account arrived (event-loop seconds)."""
+        return [
+            when
+            for (path, _), when in zip(self.requests, self._arrived, strict=True)
+            if f"/accounts/{account_id}/" in path
+        ]
+
     async def _metrics(self, request: web.Request) -> web.StreamResponse:
         self.requests.append((request.path, dict(request.headers)))
+        self._arrived.append(asyncio.get_running_loop().time())
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":
             # Echoes what it was sent, as careless servers do: the exporter must scrub it.
             presented = request.headers.get("Authorization", "")
             reply = error(401, "UNAUTHORIZED", f"invalid API key in {presented!r}")
         else:
             reply = self.handler(request.match_info["account_id"])
+        if reply.delay:
+            await asyncio.sleep(reply.delay)
         body = reply.raw if reply.raw is not None else json.dumps(reply.body).encode()
         return web.Response(
             status=reply.status,

@@ -80,6 +80,24 @@ async def test_demo_shows_every_kind_of_account_within_15_seconds() -> None:
     finally:
         code, log = await finish(proc)
     assert "Demo mode." in page and "simulator" in page
+    # The hidden-subscriber channel shows why it has no followers; the throttled TikTok
+    # account backs off on its own.
+    assert value(samples, "unipost_account_followers", account_id="sa_youtube_hidden") is None
+    hidden = value(
+        samples,
+        "unipost_account_platform_flag",
+        account_id="sa_youtube_hidden",
+        field="hidden_subscriber_count",
+    )
+    assert hidden == 1
+    assert "absent: hidden by the channel" in page
+    throttled = value(
+        samples,
+        "unipost_api_errors_total",
+        account_id="sa_tiktok_shop",
+        code="UPSTREAM_RATE_LIMITED",
+    )
+    assert throttled is not None and throttled >= 1
     assert code == 0
     assert "DEMO MODE" in log.splitlines()[0]
 
@@ -103,6 +121,7 @@ async def test_the_simulator_runs_on_its_own() -> None:
                 pytest.fail("simulator did not start")
     finally:
         code, log = await finish(proc)
-    assert len(body["data"]) == 10
+    # The demo workspace has 13 accounts; disconnected ones are not listed.
+    assert len(body["data"]) == 12
     assert code == 0
     assert "UniPost simulator on http://127.0.0.1:" in log

@@ -31,6 +31,7 @@ from tests.helpers import (
     scrape,
     scrape_until,
     series,
+    statuses,
     value,
 )
 
@@ -74,7 +75,9 @@ def ids(samples: Samples, name: str = "unipost_account_status") -> set[str]:
 
 
 async def test_discovered_accounts_are_polled_with_names_and_exclusions() -> None:
-    expected = {a.id for a in demo_scenario().accounts} - {"sa_twitter_legacy"}
+    # Listed with an API key, a disconnected account is left out.
+    listed = {a.id for a in demo_scenario().accounts if a.behaviour != "disconnected"}
+    expected = listed - {"sa_twitter_legacy"}
     async for s in stack(exclude=["sa_twitter_legacy"]):
         samples = await s.until(
             lambda smp: (
@@ -82,7 +85,9 @@ async def test_discovered_accounts_are_polled_with_names_and_exclusions() -> Non
             )
         )
         assert value(samples, "unipost_account_info", account_name="acme") == 1
-        assert value(samples, "unipost_account_info", account_id="sa_bluesky_team") == 1
+        assert value(samples, "unipost_account_info", account_id="sa_instagram_shop") == 1
+        # Listed as reconnect_required: its status without a metrics call.
+        assert statuses(samples)["sa_instagram_shop"] == "needs_reconnect"
         # Listed in accounts: too, it keeps its own labels.
         assert value(
             samples, "unipost_account_info", account_id="sa_instagram_studio", team="growth"
@@ -97,7 +102,12 @@ async def test_the_platform_filter() -> None:
         await asyncio.sleep(0.5)
         samples = await s.until(lambda smp: True)
         # The configured instagram account stays; discovery adds only twitter ones.
-        assert ids(samples) == {"sa_twitter_acme", "sa_twitter_legacy", "sa_instagram_studio"}
+        assert ids(samples) == {
+            "sa_twitter_acme",
+            "sa_twitter_legacy",
+            "sa_twitter_noscope",
+            "sa_instagram_studio",
+        }
 
 
 async def test_accounts_appear_and_leave_and_a_failed_refresh_keeps_the_list(

@@ -70,7 +70,7 @@ def fixed_store() -> Store:
                 ),
                 unavailable=(
                     ("followers", "hidden by the channel"),
-                    ("following", "youtube does not provide it"),
+                    ("following", "YouTube does not provide it"),
                 ),
             ),
         ),

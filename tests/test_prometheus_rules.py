@@ -20,8 +20,11 @@ from tests.test_demo import finish, spawn
 
 pytestmark = [pytest.mark.promtool, pytest.mark.process]
 ROOT = Path(__file__).parent.parent
-FAILING = "sa_tiktok_noscope"  # zero-filled 403 on every poll
+FAILING = "sa_twitter_noscope"  # zero-filled 403 on every poll (an X tier without access)
 HEALTHY = "sa_tiktok_brand"
+THROTTLED = "sa_tiktok_shop"  # TikTok throttles this one account: 429 UPSTREAM_RATE_LIMITED
+# Accounts with counts their platform does not provide (the "missing counts" panel).
+PARTIAL = "sa_youtube_hidden|sa_threads_studio"
 SUBSTITUTIONS = {
     "$__rate_interval": "10s",
     "$__interval": "1s",
@@ -29,8 +32,8 @@ SUBSTITUTIONS = {
     "$workspace": ".*",
     "$platform": ".*",
     "$team": ".*",
-    # A healthy and a failing account, as a multi-value selection renders them.
-    "$account": f"{HEALTHY}|{FAILING}",
+    # Healthy, failing and partial accounts, as a multi-value selection renders them.
+    "$account": f"{HEALTHY}|{FAILING}|{PARTIAL}",
 }
 
 
@@ -121,7 +124,10 @@ async def test_rules_dashboards_and_alerts_against_a_real_prometheus(
     async def growth() -> list[Any]:
         return await prometheus.query("account:unipost_account_followers:delta1d_ratio")
 
-    await wait_for(prometheus, "the upstream-failure alert", alert_pending)
+    async def failing_account_alerted() -> bool:
+        return FAILING in {a["labels"]["account_id"] for a in await alert_pending()}
+
+    await wait_for(prometheus, "the upstream-failure alert", failing_account_alerted)
     await wait_for(prometheus, "recorded growth", growth)
 
     # Every rule is loaded and healthy.
@@ -156,7 +162,9 @@ async def test_rules_dashboards_and_alerts_against_a_real_prometheus(
     # A panel shows data when any of its queries does.
     assert empty - with_data == set(), "panels that should show data are empty"
 
-    # The upstream-failure alert is pending (or firing) for the failing account only.
+    # The upstream-failure alert is pending (or firing) for the failing account and the one
+    # its platform throttles, and for no other.
     alerts = await alert_pending()
-    assert {a["labels"]["account_id"] for a in alerts} == {FAILING}
+    assert {a["labels"]["account_id"] for a in alerts} <= {FAILING, THROTTLED}
+    assert FAILING in {a["labels"]["account_id"] for a in alerts}
     assert {a["state"] for a in alerts} <= {"pending", "firing"}

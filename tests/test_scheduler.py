@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from exporter.client import RawResponse
-from exporter.config import Config, parse_config
+from exporter.config import Config, DiscoveryConfig, parse_config
+from exporter.parse import ListedAccount
 from exporter.scheduler import Scheduler
 from exporter.store import Store
 from tests.helpers import (
@@ -421,3 +422,127 @@ async def test_a_real_zero_is_exported_as_zero() -> None:
     samples = scrape(h.store)
     assert value(samples, "unipost_account_followers") == 0
     assert value(samples, "unipost_account_status", status="ok") == 1
+
+
+async def test_a_platform_throttling_one_account_backs_off_that_account_alone() -> None:
+    throttled = "sa_tiktok_1"
+
+    def respond(account_id: str, now: float) -> Any:
+        if account_id == throttled:  # TikTok's per-account throttle: no Retry-After
+            return api_error(429, "UPSTREAM_RATE_LIMITED")
+        return good(account_id)
+
+    ids = [throttled, "sa_instagram_2", "sa_instagram_3"]
+    h = Harness(make_config(ids, requests_per_minute=60, interval="1m", max_backoff="1h"), respond)
+    async with h.running():
+        for _ in range(60):
+            await h.clock.advance(30)
+            # The workspace's pace never moves.
+            assert value(scrape(h.store), "unipost_exporter_budget_requests_per_minute") == 60
+    # Healthy accounts keep their cadence: ~30 polls in 30 minutes (interval 1m + jitter).
+    for healthy in ids[1:]:
+        assert len(h.client.times(healthy)) >= 27
+        assert max(h.gaps(healthy)) <= 66.01
+    # The throttled one backs off exponentially from its interval, one request per poll.
+    gaps = h.gaps(throttled)
+    for gap, base in zip(gaps, [120, 240, 480, 960], strict=False):
+        assert base <= gap <= base * 1.1 + 1e-6
+    samples = scrape(h.store)
+    assert statuses_of(samples) == {
+        throttled: "upstream_failing",
+        "sa_instagram_2": "ok",
+        "sa_instagram_3": "ok",
+    }
+    errors = value(samples, "unipost_api_errors_total", code="UPSTREAM_RATE_LIMITED")
+    assert errors == len(h.client.times(throttled))
+    assert value(samples, "unipost_account_consecutive_failures", account_id=throttled) == errors
+
+
+def statuses_of(samples: Any) -> dict[str, str]:
+    return {s["account_id"]: s["status"] for s in series(samples, "unipost_account_status")}
+
+
+async def test_a_429_without_a_uniPost_envelope_still_slows_the_workspace() -> None:
+    first = [True]
+
+    def respond(account_id: str, now: float) -> Any:
+        if first[0]:
+            first[0] = False
+            return RawResponse(status=429, body=b"<html>Too Many Requests</html>")
+        return good(account_id)
+
+    h = Harness(make_config(["sa_instagram_1", "sa_instagram_2"], requests_per_minute=60), respond)
+    async with h.running():
+        await h.clock.advance(0.5)
+        assert value(scrape(h.store), "unipost_exporter_budget_requests_per_minute") == 30
+        await h.clock.advance(20)
+    assert len(h.client.calls) == 1  # blocked for the default Retry-After (30 s)
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [api_error(502, "UPSTREAM_ERROR"), RawResponse(status=None, transport_error="TIMEOUT")],
+    ids=["5xx", "timeout"],
+)
+async def test_a_failed_x_call_is_retried_at_the_next_floor_slot_not_inside_the_poll(
+    failure: RawResponse,
+) -> None:
+    answers = iter([failure, failure, failure])
+
+    def respond(account_id: str, now: float) -> Any:
+        return next(answers, None) or good(account_id, followers=7)
+
+    config = make_config(["sa_twitter_1"], interval="5m", floors={"twitter": "15m"})
+    h = Harness(config, respond)
+    async with h.running():
+        await h.clock.advance(60)
+        # One request, no in-poll retry: the failed call already spent X's window.
+        assert len(h.client.calls) == 1
+        await h.clock.advance(3600 * 3)
+    gaps = h.gaps("sa_twitter_1")
+    # Two retries one floor apart (as the in-poll retries elsewhere), then the usual backoff
+    # (2^3 x the interval), then the interval again after the success.
+    for gap, base in zip(gaps, [900, 900, 7200, 900], strict=False):
+        assert base <= gap <= base * 1.1 + 1e-6, gaps
+    assert min(gaps) >= 900  # never below the floor
+    assert value(scrape(h.store), "unipost_account_followers") == 7
+
+
+async def test_an_account_listed_as_broken_is_not_polled_until_it_is_listed_active() -> None:
+    reconnected = [False]
+
+    def respond(account_id: str, now: float) -> Any:
+        if account_id == "sa_instagram_2" and not reconnected[0]:
+            return api_error(409, "NEEDS_RECONNECT")
+        return good(account_id)
+
+    h = Harness(make_config(["sa_instagram_1"], interval="1m"), respond)
+    broken = [
+        ListedAccount("sa_instagram_1", "instagram", "studio", "active"),
+        ListedAccount("sa_instagram_2", "instagram", "shop", "reconnect_required"),
+    ]
+    fixed = [broken[0], ListedAccount("sa_instagram_2", "instagram", "shop", "active")]
+    discovery = DiscoveryConfig(enabled=True)
+    async with h.running():
+        h.scheduler.sync_listing(broken, discovery)
+        await h.clock.advance(30 * 60)
+        samples = scrape(h.store)
+        assert statuses_of(samples) == {"sa_instagram_1": "ok", "sa_instagram_2": "needs_reconnect"}
+        # No platform call for the account the listing already calls broken...
+        assert h.client.times("sa_instagram_2") == []
+        # ...and a refresh that lists it the same way does not poll it either.
+        h.scheduler.sync_listing(broken, discovery)
+        await h.clock.advance(60)
+        assert h.client.times("sa_instagram_2") == []
+        # It is re-checked at the hourly pace.
+        await h.clock.advance(40 * 60)
+        assert len(h.client.times("sa_instagram_2")) == 1
+        h.scheduler.sync_listing(broken, discovery)
+        await h.clock.advance(10 * 60)
+        assert len(h.client.times("sa_instagram_2")) == 1
+        # Reconnected and listed active again: polled at once.
+        reconnected[0] = True
+        h.scheduler.sync_listing(fixed, discovery)
+        await h.clock.advance(2)
+        assert len(h.client.times("sa_instagram_2")) == 2
+        assert statuses_of(scrape(h.store))["sa_instagram_2"] == "ok"
