@@ -37,7 +37,7 @@ from exporter.config import (
     UniPostConfig,
     WorkspaceConfig,
 )
-from exporter.server import EXPOSITION, RUNTIME, STORES, build_registry, create_app
+from exporter.server import EXPOSITION, RUNTIME, build_registry, create_app
 
 ROOT = Path(__file__).parent.parent
 
@@ -197,7 +197,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", exporter_port).start()
-    stores = app[STORES]
+    stores = app[RUNTIME].stores()
     # Watched from the fake UniPost's side: scanning the store here would cost the exporter's
     # own event loop milliseconds per look at 100,000 accounts.
     while (await stats())["accounts"] < n:  # noqa: ASYNC110

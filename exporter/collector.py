@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from exporter import __version__
-from exporter.store import DURATION_BUCKETS, AccountState, ReloadStatus, Store
+from exporter.parse import Snapshot
+from exporter.store import (
+    DURATION_BUCKETS,
+    AccountState,
+    ReloadStatus,
+    Status,
+    Store,
+    StoreSource,
+)
 
 _FROM_POLLS = "Read from the last background poll of UniPost, not fetched at scrape time."
 _ABSENT = "Absent when the platform does not provide it."
@@ -19,131 +27,147 @@ _ABSENT = "Absent when the platform does not provide it."
 # state, or its failure tallies. The fast exposition re-renders a family when that changes.
 SNAPSHOT, STATE, TALLIES = "snapshot", "state", "tallies"
 
+# One sample: an optional extra label (name, value) beside the account's own, and a value.
+AccountSample = tuple[tuple[str, str] | None, float]
+Samples = Callable[[AccountState], list[AccountSample]]
+
 
 @dataclass(frozen=True, slots=True)
 class Family:
-    """One per-account metric family: its name, sample name, type, help and inputs."""
+    """One per-account metric family: its name, sample name, type, help, inputs, and the
+    function that yields an account's samples of it."""
 
     name: str
     sample: str
     type: str
     help: str
     inputs: str
+    samples: Samples
 
 
-def _account_gauge(name: str, help_text: str, inputs: str) -> Family:
-    return Family(name, name, "gauge", f"{help_text} {_FROM_POLLS}", inputs)
+def _gauge(name: str, help_text: str, inputs: str, samples: Samples) -> Family:
+    return Family(name, name, "gauge", f"{help_text} {_FROM_POLLS}", inputs, samples)
+
+
+def _counter(name: str, help_text: str, samples: Samples) -> Family:
+    return Family(name, f"{name}_total", "counter", f"{help_text} {_FROM_POLLS}", TALLIES, samples)
+
+
+def _count(read: Callable[[Snapshot], float | None]) -> Samples:
+    """A count of the last good snapshot: no sample before one, or when the platform does
+    not provide it."""
+
+    def samples(account: AccountState) -> list[AccountSample]:
+        count = None if account.snapshot is None else read(account.snapshot)
+        return [] if count is None else [(None, count)]
+
+    return samples
+
+
+def _by_field(read: Callable[[Snapshot], tuple[tuple[str, float], ...]]) -> Samples:
+    def samples(account: AccountState) -> list[AccountSample]:
+        if account.snapshot is None:
+            return []
+        return [(("field", field), value) for field, value in read(account.snapshot)]
+
+    return samples
+
+
+def _tally(label: str, read: Callable[[AccountState], dict[str, int]]) -> Samples:
+    def samples(account: AccountState) -> list[AccountSample]:
+        return [((label, key), float(count)) for key, count in sorted(read(account).items())]
+
+    return samples
+
+
+def _one(read: Callable[[AccountState], float]) -> Samples:
+    return lambda account: [(None, read(account))]
+
+
+def _labelled(label: str, read: Callable[[AccountState], str]) -> Samples:
+    return lambda account: [((label, read(account)), 1.0)]
+
+
+def _status_help() -> str:
+    names = [str(status) for status in Status]
+    return f"1 for the account's current status: {', '.join(names[:-1])} or {names[-1]}."
 
 
 # The per-account families, in exposition order. Both renderers (AccountCollector through
 # prometheus_client, and the fast exposition) take names, help and samples from here.
 ACCOUNT_FAMILIES: tuple[Family, ...] = (
-    _account_gauge(
+    _gauge(
         "unipost_account_followers",
         f"Followers in the last good snapshot. {_ABSENT}",
         SNAPSHOT,
+        _count(lambda snap: snap.followers),
     ),
-    _account_gauge(
+    _gauge(
         "unipost_account_following",
         f"Accounts followed, in the last good snapshot. {_ABSENT}",
         SNAPSHOT,
+        _count(lambda snap: snap.following),
     ),
-    _account_gauge(
-        "unipost_account_posts", f"Lifetime posts in the last good snapshot. {_ABSENT}", SNAPSHOT
+    _gauge(
+        "unipost_account_posts",
+        f"Lifetime posts in the last good snapshot. {_ABSENT}",
+        SNAPSHOT,
+        _count(lambda snap: snap.posts),
     ),
-    _account_gauge(
+    _gauge(
         "unipost_account_platform_value",
         "Each numeric platform_specific field of the last good snapshot, by field.",
         SNAPSHOT,
+        _by_field(lambda snap: snap.platform_values),
     ),
-    _account_gauge(
+    _gauge(
         "unipost_account_platform_flag",
         "Each boolean platform_specific field of the last good snapshot, by field, as 0 or 1 "
         "(e.g. hidden_subscriber_count: the channel hides its followers).",
         SNAPSHOT,
+        _by_field(lambda snap: snap.platform_flags),
     ),
-    _account_gauge(
+    _gauge(
         "unipost_account_last_success_timestamp_seconds",
         "Unix time at which UniPost fetched the last good snapshot (its fetched_at).",
         SNAPSHOT,
+        _count(lambda snap: snap.fetched_at),
     ),
-    _account_gauge(
-        "unipost_account_status",
-        "1 for the account's current status: pending, ok, upstream_failing, disconnected, "
-        "needs_reconnect, not_supported, not_found, unauthorized or error.",
+    _gauge(
+        "unipost_account_status", _status_help(), STATE, _labelled("status", lambda a: a.status)
+    ),
+    _gauge(
+        "unipost_account_info",
+        "Always 1; the account's name as a label.",
         STATE,
+        _labelled("account_name", lambda a: a.account_name),
     ),
-    _account_gauge("unipost_account_info", "Always 1; the account's name as a label.", STATE),
-    _account_gauge(
+    _gauge(
         "unipost_account_poll_interval_seconds",
         "The account's polling interval after platform floors, before backoff and stretch.",
         STATE,
+        _one(lambda a: a.interval),
     ),
-    _account_gauge(
+    _gauge(
         "unipost_account_consecutive_failures",
         "Polls in a row that brought no good snapshot (zero-filled, timeouts, 5xx, invalid "
         "bodies); 0 after a success.",
         STATE,
+        _one(lambda a: float(a.consecutive_failures)),
     ),
-    Family(
+    _counter(
         "unipost_upstream_failures",
-        "unipost_upstream_failures_total",
-        "counter",
         "Zero-filled snapshots received (the platform call failed), by the platform's "
-        f"HTTP status; none of them became data. {_FROM_POLLS}",
-        TALLIES,
+        "HTTP status; none of them became data.",
+        _tally("upstream_status", lambda a: a.upstream_failures),
     ),
-    Family(
+    _counter(
         "unipost_api_errors",
-        "unipost_api_errors_total",
-        "counter",
         "Failed requests for this account, by UniPost error.code, or TIMEOUT, "
-        f"CONNECTION_ERROR, INVALID_RESPONSE. {_FROM_POLLS}",
-        TALLIES,
+        "CONNECTION_ERROR, INVALID_RESPONSE.",
+        _tally("code", lambda a: a.api_errors),
     ),
 )
-
-# One sample: an optional extra label (name, value) beside the account's own, and a value.
-AccountSample = tuple[tuple[str, str] | None, float]
-
-
-def account_samples(account: AccountState) -> tuple[list[AccountSample], ...]:
-    """The account's samples for each family of ACCOUNT_FAMILIES, in the same order."""
-    snap = account.snapshot
-    values: list[AccountSample]
-    flags: list[AccountSample]
-    last_success: list[AccountSample]
-    if snap is None:
-        followers = following = posts = values = flags = last_success = []
-    else:
-        followers, following, posts = (
-            _present(count) for count in (snap.followers, snap.following, snap.posts)
-        )
-        values = [(("field", field), value) for field, value in snap.platform_values]
-        flags = [(("field", field), value) for field, value in snap.platform_flags]
-        last_success = [(None, snap.fetched_at)]
-    return (
-        followers,
-        following,
-        posts,
-        values,
-        flags,
-        last_success,
-        [(("status", account.status), 1.0)],
-        [(("account_name", account.account_name), 1.0)],
-        [(None, account.interval)],
-        [(None, float(account.consecutive_failures))],
-        [
-            (("upstream_status", status), float(count))
-            for status, count in sorted(account.upstream_failures.items())
-        ],
-        [(("code", code), float(count)) for code, count in sorted(account.api_errors.items())],
-    )
-
-
-def _present(count: float | None) -> list[AccountSample]:
-    """A count's one sample, or none when the platform does not provide it."""
-    return [] if count is None else [(None, count)]
 
 
 # The family that also carries failed account listings (account_id="").
@@ -168,22 +192,20 @@ def account_labels(account: AccountState) -> dict[str, str]:
 class AccountCollector(Collector):
     """The per-account families, built by prometheus_client from the stores at scrape time."""
 
-    def __init__(self, stores: Sequence[Store]) -> None:
+    def __init__(self, stores: StoreSource) -> None:
         self.stores = stores
 
     def collect(self) -> Iterator[Metric]:
         families = [Metric(f.name, f.help, f.type) for f in ACCOUNT_FAMILIES]
-        for store in self.stores:
+        for store in self.stores():
             for account in list(store.accounts.values()):
                 labels = account_labels(account)
-                for family, spec, samples in zip(
-                    families, ACCOUNT_FAMILIES, account_samples(account), strict=True
-                ):
-                    for extra, value in samples:
+                for family, spec in zip(families, ACCOUNT_FAMILIES, strict=True):
+                    for extra, value in spec.samples(account):
                         family.add_sample(
                             spec.sample, {**labels, extra[0]: extra[1]} if extra else labels, value
                         )
-        for store in self.stores:
+        for store in self.stores():
             for labels, value in discovery_error_samples(store):
                 families[ERRORS_FAMILY].add_sample("unipost_api_errors_total", labels, value)
         yield from families
@@ -195,7 +217,7 @@ class ApiCollector(Collector):
 
     def __init__(
         self,
-        stores: Sequence[Store],
+        stores: StoreSource,
         shard: int = 0,
         total_shards: int = 1,
         version: str = __version__,
@@ -277,7 +299,7 @@ class ApiCollector(Collector):
                 ),
             )
         ]
-        for store in self.stores:
+        for store in self.stores():
             ws = store.workspace_labels
             api = store.api
             for (endpoint, status_code), count in sorted(api.requests.items()):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import yaml
 
 from exporter.config import Config, parse_config
+from exporter.process import serve
 from exporter.simulator import Scenario, demo_scenario, start_simulator
 from exporter.webconfig import WebSecurity
 
@@ -46,8 +47,6 @@ def demo_config(scenario: Scenario, base_url: str) -> Config:
 
 async def serve_demo(host: str | None, port: int, security: WebSecurity | None = None) -> int:
     """Start the simulator on a free loopback port, then serve the exporter against it."""
-    from exporter.cli import serve
-
     scenario = demo_scenario()
     scenario = Scenario(
         accounts=scenario.accounts,

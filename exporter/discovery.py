@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Protocol
 
+from exporter.accounts import AccountSet
 from exporter.client import RawResponse
 from exporter.clock import Clock
 from exporter.config import DiscoveryConfig, format_duration
-from exporter.logs import WorkspaceLogger
+from exporter.logs import FieldLogger
 from exporter.parse import ApiError, ListedAccount, classify_listing
-from exporter.scheduler import Scheduler
+from exporter.ratelimit import Budget
 from exporter.store import Store
-
-log = logging.getLogger("exporter.discovery")
 
 # After a failed refresh, try again sooner than refresh_interval: 1m, 2m, 4m, ...
 RETRY_FIRST = 60.0
@@ -26,23 +24,28 @@ class ListingClient(Protocol):
 
 
 class Discoverer:
-    """Lists the workspace's accounts every refresh_interval and syncs the scheduler."""
+    """Lists the workspace's accounts every refresh_interval; the account set follows it.
+
+    Listing spends from the workspace's budget, and teaches it, like any other request.
+    """
 
     def __init__(
         self,
         config: DiscoveryConfig,
         client: ListingClient,
-        scheduler: Scheduler,
+        accounts: AccountSet,
+        budget: Budget,
         store: Store,
         clock: Clock,
     ) -> None:
         self.config = config
         self.client = client
-        self.scheduler = scheduler
+        self.accounts = accounts
+        self.budget = budget
         self.store = store
         self.clock = clock
         self._failures = 0
-        self.log = WorkspaceLogger(log, store.workspace)
+        self.log = FieldLogger("exporter.discovery", workspace=store.workspace)
 
     async def run(self) -> None:
         """Refresh now, then every refresh_interval (sooner after a failure), until cancelled."""
@@ -60,21 +63,19 @@ class Discoverer:
         platforms = self.config.platforms if len(self.config.platforms) == 1 else (None,)
         listed: list[ListedAccount] = []
         for platform in platforms:
-            await self.scheduler.budget.acquire()  # listing spends from the same budget
+            await self.budget.acquire()
             raw = await self.client.list_accounts(platform)
             failed = raw.failure()
             result = failed if failed is not None else classify_listing(raw.status or 0, raw.body)
-            self.scheduler.observe_response(raw, result)
+            self.budget.learn(raw, result)
             if isinstance(result, ApiError):
                 self._failed(result)
                 return False
             listed.extend(result)
         if self._failures:
-            self.log.info(
-                "account listing works again", extra={"fields": {"accounts": len(listed)}}
-            )
+            self.log.info("account listing works again", accounts=len(listed))
         self._failures = 0
-        self.scheduler.sync_listing(listed, self.config)
+        self.accounts.sync_listing(listed, self.config)
         return True
 
     def _failed(self, error: ApiError) -> None:
@@ -84,11 +85,7 @@ class Discoverer:
         if self._failures == 1:  # once per streak, not at every retry
             self.log.warning(
                 "listing accounts failed; keeping the last good list",
-                extra={
-                    "fields": {
-                        "code": error.code,
-                        "http_status": error.http_status,
-                        "retry_in": format_duration(RETRY_FIRST),
-                    }
-                },
+                code=error.code,
+                http_status=error.http_status,
+                retry_in=format_duration(RETRY_FIRST),
             )

@@ -5,7 +5,7 @@ store (tests compare them); exporter-wide families are rendered by prometheus_cl
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from itertools import chain
 
 from prometheus_client import CollectorRegistry
@@ -23,10 +23,9 @@ from exporter.collector import (
     TALLIES,
     Family,
     account_labels,
-    account_samples,
     discovery_error_samples,
 )
-from exporter.store import AccountState, Store
+from exporter.store import AccountState, Store, StoreSource
 
 
 def _openmetrics(registry: CollectorRegistry) -> bytes:
@@ -127,15 +126,15 @@ class _StoreLines:
             changed.extend(_FAMILIES_BY_INPUTS[TALLIES])
         if not changed:
             return
-        samples = account_samples(account)
         for index in changed:
-            name = ACCOUNT_FAMILIES[index].sample
+            family = ACCOUNT_FAMILIES[index]
+            name = family.sample
             text = "".join(
                 name
                 + (("{" + _labels([*rendered.pairs, extra]) + "} ") if extra else rendered.plain)
                 + _go_float(value)
                 + "\n"
-                for extra, value in samples[index]
+                for extra, value in family.samples(account)
             )
             self.lines[index][account.id] = text.encode()
 
@@ -153,17 +152,22 @@ class _StoreLines:
 class FastExposition:
     """Pre-rendered per-account lines, joined at scrape time, then the exporter-wide tail."""
 
-    def __init__(self, stores: Sequence[Store], tail: CollectorRegistry) -> None:
+    def __init__(self, stores: StoreSource, tail: CollectorRegistry) -> None:
         self._source = stores
-        self.stores = [_StoreLines(store) for store in stores]
+        self.stores = [_StoreLines(store) for store in stores()]
         self.tail = tail
         self._text_headers = [_header(f, openmetrics=False) for f in ACCOUNT_FAMILIES]
         self._openmetrics_headers = [_header(f, openmetrics=True) for f in ACCOUNT_FAMILIES]
 
-    def sync_stores(self) -> None:
+    def _follow_stores(self) -> None:
         """Follow a change to the store list (a reload added or removed workspaces)."""
+        source = self._source()
+        if len(source) == len(self.stores) and all(
+            lines.store is store for lines, store in zip(self.stores, source, strict=True)
+        ):
+            return
         kept: dict[int, _StoreLines | None] = {id(lines.store): lines for lines in self.stores}
-        self.stores = [kept.pop(id(store), None) or _StoreLines(store) for store in self._source]
+        self.stores = [kept.pop(id(store), None) or _StoreLines(store) for store in source]
         for gone in kept.values():
             if gone is not None:
                 gone.detach()
@@ -180,6 +184,7 @@ class FastExposition:
         Each piece is then one short join (well under a millisecond), so a caller on the
         event loop can yield between pieces and polls stay on time during a scrape.
         """
+        self._follow_stores()
         headers = self._openmetrics_headers if openmetrics else self._text_headers
         # Per family, every store's lines in store order: as AccountCollector walks them.
         frozen = [

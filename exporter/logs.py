@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -79,21 +79,56 @@ class RedactingFormatter(logging.Formatter):
         return text
 
 
-class WorkspaceLogger(logging.LoggerAdapter[logging.Logger]):
-    """A logger whose lines name the workspace first (none in the single-workspace form)."""
+class FieldLogger:
+    """A logger whose fields are keywords: `log.info("account removed", account_id=...)`.
 
-    def __init__(self, logger: logging.Logger, workspace: str | None) -> None:
-        super().__init__(logger, {})
-        self.workspace = workspace
+    `context` fields (the workspace, in the several-workspaces form) come first on every line.
+    """
 
-    def process(
-        self, msg: Any, kwargs: MutableMapping[str, Any]
-    ) -> tuple[Any, MutableMapping[str, Any]]:
-        if self.workspace is not None:
-            extra = dict(kwargs.get("extra") or {})
-            extra["fields"] = {"workspace": self.workspace, **extra.get("fields", {})}
-            kwargs["extra"] = extra
-        return msg, kwargs
+    def __init__(self, name: str, **context: Any) -> None:
+        self.logger = logging.getLogger(name)
+        self.context = {key: value for key, value in context.items() if value is not None}
+
+    def bind(self, **context: Any) -> FieldLogger:
+        """The same logger with more context fields."""
+        bound = FieldLogger(self.logger.name, **self.context)
+        bound.context.update((k, v) for k, v in context.items() if v is not None)
+        return bound
+
+    def log(self, level: int, msg: str, *, exc_info: bool = False, **fields: Any) -> None:
+        """Log `msg` at `level` with `fields` after the context's."""
+        if self.logger.isEnabledFor(level):
+            self.logger.log(
+                level,
+                msg,
+                exc_info=exc_info,
+                extra={"fields": {**self.context, **fields}},
+                stacklevel=3,
+            )
+
+    def debug(self, msg: str, **fields: Any) -> None:
+        """Log at debug."""
+        self.log(logging.DEBUG, msg, **fields)
+
+    def info(self, msg: str, **fields: Any) -> None:
+        """Log at info."""
+        self.log(logging.INFO, msg, **fields)
+
+    def warning(self, msg: str, **fields: Any) -> None:
+        """Log at warn."""
+        self.log(logging.WARNING, msg, **fields)
+
+    def error(self, msg: str, **fields: Any) -> None:
+        """Log at error."""
+        self.log(logging.ERROR, msg, **fields)
+
+    def critical(self, msg: str, **fields: Any) -> None:
+        """Log at error (critical), with the trace of the exception being handled."""
+        self.log(logging.CRITICAL, msg, exc_info=True, **fields)
+
+    def exception(self, msg: str, **fields: Any) -> None:
+        """Log at error with the trace of the exception being handled."""
+        self.log(logging.ERROR, msg, exc_info=True, **fields)
 
 
 def _logfmt_value(value: Any) -> str:

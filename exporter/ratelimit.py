@@ -17,8 +17,16 @@ from __future__ import annotations
 import asyncio
 import math
 
+from exporter.client import RawResponse
 from exporter.clock import Clock
-from exporter.parse import RateLimitHeaders
+from exporter.parse import (
+    ApiError,
+    ErrorKind,
+    RateLimitHeaders,
+    parse_ratelimit_headers,
+    parse_retry_after,
+)
+from exporter.store import Store
 
 # Used when a 429 carries neither Retry-After nor a reset time.
 DEFAULT_RETRY_AFTER = 30.0
@@ -31,10 +39,16 @@ LATENESS_TOLERANCE = 0.02
 
 
 class Budget:
-    """One workspace's request budget, paced evenly and adapted to the server's limit."""
+    """One workspace's request budget, paced evenly and adapted to the server's limit.
 
-    def __init__(self, requests_per_minute: float, clock: Clock, max_wait: float) -> None:
+    It reports its pace, and the limiter headers it learned from, into the workspace's store.
+    """
+
+    def __init__(
+        self, requests_per_minute: float, clock: Clock, max_wait: float, store: Store
+    ) -> None:
         self.configured_rate = requests_per_minute / 60.0
+        self._store = store
         self.rate = self.configured_rate
         # Never slower than one request a minute (or the configured rate, if lower).
         self.min_rate = min(self.configured_rate, 1 / 60.0)
@@ -43,6 +57,16 @@ class Budget:
         self._clock = clock
         self._next_slot = -math.inf
         self._lock = asyncio.Lock()
+
+    @property
+    def rate(self) -> float:
+        """The pace now, in requests per second."""
+        return self._rate
+
+    @rate.setter
+    def rate(self, value: float) -> None:
+        self._rate = value
+        self._store.budget_requests_per_minute = value * 60
 
     def reconfigure(self, requests_per_minute: float, max_wait: float) -> None:
         """A reloaded config: a changed budget applies at once; an unchanged one keeps
@@ -84,6 +108,22 @@ class Budget:
 
     def _tolerance(self) -> float:
         return min(2.0 / self.rate, LATENESS_TOLERANCE)
+
+    def learn(self, raw: RawResponse, outcome: object) -> None:
+        """Learn the workspace limiter's state from an answer and what it meant."""
+        if raw.status is None:
+            return
+        headers = parse_ratelimit_headers(raw.headers)
+        self._store.api.record_ratelimit(headers)
+        # Only UniPost's own limiter speaks for the workspace: a platform's 429 about one
+        # account (UPSTREAM_RATE_LIMITED) must not pause or slow every other account.
+        refused = isinstance(outcome, ApiError) and outcome.kind is ErrorKind.RATE_LIMITED
+        retry_after = None
+        if refused:
+            # An HTTP-date Retry-After is read against the server's Date, not our clock.
+            now = headers.server_now(self._clock.wall())
+            retry_after = parse_retry_after(raw.headers.get("Retry-After"), now)
+        self.observe(refused, headers, retry_after)
 
     def observe(self, refused: bool, headers: RateLimitHeaders, retry_after: float | None) -> None:
         """Learn from one answer; `refused`: UniPost's workspace limiter said RATE_LIMITED.

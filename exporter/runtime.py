@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -15,11 +14,12 @@ from exporter.client import UniPostClient
 from exporter.clock import Clock
 from exporter.config import Config, ConfigError, UniPostConfig, WorkspaceConfig
 from exporter.discovery import Discoverer
+from exporter.logs import FieldLogger
 from exporter.scheduler import Scheduler
 from exporter.sharding import Shard
 from exporter.store import ReloadStatus, Store
 
-log = logging.getLogger("exporter.runtime")
+log = FieldLogger("exporter.runtime")
 
 SessionFactory = Callable[[UniPostConfig], aiohttp.ClientSession]
 ConfigLoader = Callable[[], Config]
@@ -45,8 +45,8 @@ class _Workspace:
 
 
 class Runtime:
-    """Owns every workspace's polling. `stores` is shared with the collectors and the fast
-    exposition, in config order, and changed in place on reload."""
+    """Owns every workspace's polling, and the list of their stores (`stores`, in config
+    order), which a reload replaces."""
 
     def __init__(
         self,
@@ -63,22 +63,24 @@ class Runtime:
         self.shard = shard
         self.loader = loader
         self.on_secrets = on_secrets
-        self.stores: list[Store] = [Store(workspace=ws.name) for ws in self.config.workspaces]
+        self._stores = tuple(Store(workspace=ws.name) for ws in self.config.workspaces)
         self.reload_status = ReloadStatus(success_timestamp=clock.wall())
         self._workspaces: dict[str | None, _Workspace] = {}
         self._lock = asyncio.Lock()
         self._closing: set[asyncio.Task[None]] = set()
-        # Called after the store list changed (the fast exposition follows it).
-        self.stores_changed: Callable[[], None] = lambda: None
+
+    def stores(self) -> Sequence[Store]:
+        """Every workspace's store, in config order (a reload may change the list)."""
+        return self._stores
 
     @property
     def polling_started(self) -> bool:
         """Whether every workspace polls."""
-        return all(store.polling_started for store in self.stores)
+        return all(store.polling_started for store in self._stores)
 
     async def start(self) -> None:
         """Start polling every workspace."""
-        for workspace, store in zip(self.config.workspaces, self.stores, strict=True):
+        for workspace, store in zip(self.config.workspaces, self._stores, strict=True):
             self._workspaces[workspace.name] = self._start(workspace, store)
 
     async def stop(self) -> None:
@@ -113,8 +115,14 @@ class Runtime:
         if not unit.config.discovery.enabled:
             unit.discoverer = None
             return
+        scheduler = unit.scheduler
         unit.discoverer = Discoverer(
-            unit.config.discovery, unit.client, unit.scheduler, unit.store, self.clock
+            unit.config.discovery,
+            unit.client,
+            scheduler.accounts,
+            scheduler.budget,
+            unit.store,
+            self.clock,
         )
         unit.discovery_task = asyncio.create_task(
             unit.discoverer.run(), name=f"discovery {unit.config.name or ''}"
@@ -153,7 +161,7 @@ class Runtime:
             if problems:
                 log.error(
                     "config reload failed; keeping the running config",
-                    extra={"fields": {"problems": "; ".join(problems)}},
+                    problems="; ".join(problems),
                 )
             else:
                 self.reload_status.success_timestamp = self.clock.wall()
@@ -179,36 +187,31 @@ class Runtime:
             changed.append(f"-{name or 'workspace'}")
         self._workspaces = new
         self.config = config
-        self.stores[:] = stores
-        self.stores_changed()
+        self._stores = tuple(stores)
         log.info(
             "config reloaded",
-            extra={
-                "fields": {
-                    "workspaces": len(new),
-                    "accounts": sum(len(s.accounts) for s in stores),
-                    "changed": ",".join(changed) or "nothing",
-                }
-            },
+            workspaces=len(new),
+            accounts=sum(len(s.accounts) for s in stores),
+            changed=",".join(changed) or "nothing",
         )
 
     def _reconfigure(self, unit: _Workspace, workspace: WorkspaceConfig, config: Config) -> None:
         old = unit.config
         unit.config = workspace
-        if _connection(old.unipost) != _connection(workspace.unipost):
+        reconnected = _connection(old.unipost) != _connection(workspace.unipost)
+        if reconnected:
             # A new key, address or timeout: a new session from now on. Requests already
             # sent finish on the old one, which closes once they have had their timeout.
             stale = unit.session
             unit.session, unit.client = self._connect(workspace, unit.store)
-            unit.scheduler.client = unit.client
             task = asyncio.create_task(self._close_later(stale, old.unipost.timeout))
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
-        unit.scheduler.reconfigure(workspace, config.polling)
-        if old.discovery != workspace.discovery:
-            self._restart_discovery(unit)
-        elif unit.discoverer is not None:
-            unit.discoverer.client = unit.client
+        unit.scheduler.reconfigure(
+            workspace, config.polling, client=unit.client if reconnected else None
+        )
+        if reconnected or old.discovery != workspace.discovery:
+            self._restart_discovery(unit)  # with the new client, and a fresh listing now
 
     def _restart_discovery(self, unit: _Workspace) -> None:
         if unit.discovery_task is not None:

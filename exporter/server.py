@@ -26,11 +26,9 @@ from exporter.exposition import FastExposition
 from exporter.parse import Snapshot
 from exporter.runtime import ConfigLoader, Runtime, SessionFactory
 from exporter.sharding import Shard
-from exporter.store import ReloadStatus, Store
+from exporter.store import ReloadStatus, Store, StoreSource
 from exporter.webconfig import WebSecurity
 
-# One store per workspace, in the config's order (changed in place by a reload).
-STORES = web.AppKey("stores", list[Store])
 EXPOSITION = web.AppKey("exposition", FastExposition)
 RUNTIME = web.AppKey("runtime", Runtime)
 RENDERS: web.AppKey[SharedRenders] = web.AppKey("renders")
@@ -50,13 +48,13 @@ def build_registry(
     """Everything /metrics shows, rendered by prometheus_client: the reference the fast
     exposition must match, and the way to render the stores in tests."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(AccountCollector(stores))
-    _add_tail(registry, stores, shard or Shard(), with_process_metrics, reload)
+    registry.register(AccountCollector(lambda: stores))
+    _add_tail(registry, lambda: stores, shard or Shard(), with_process_metrics, reload)
     return registry
 
 
 def build_tail_registry(
-    stores: Sequence[Store],
+    stores: StoreSource,
     shard: Shard | None = None,
     with_process_metrics: bool = True,
     reload: ReloadStatus | None = None,
@@ -69,7 +67,7 @@ def build_tail_registry(
 
 def _add_tail(
     registry: CollectorRegistry,
-    stores: Sequence[Store],
+    stores: StoreSource,
     shard: Shard,
     with_process_metrics: bool,
     reload: ReloadStatus | None,
@@ -104,11 +102,9 @@ def create_app(
         config, clock or SystemClock(), session_factory, shard, loader=loader, on_secrets=on_secrets
     )
     app[RUNTIME] = runtime
-    app[STORES] = runtime.stores
     exposition = FastExposition(
         runtime.stores, build_tail_registry(runtime.stores, shard, reload=runtime.reload_status)
     )
-    runtime.stores_changed = exposition.sync_stores
     app[EXPOSITION] = exposition
     app[RENDERS] = SharedRenders()
 
@@ -262,7 +258,7 @@ def _flags(snapshot: Snapshot | None) -> str:
 
 async def landing_page(request: web.Request) -> web.Response:
     """Name, version, a link to /metrics, and every account's status, counts and schedule."""
-    stores = request.app[STORES]
+    stores = request.app[RUNTIME].stores()
     named = any(store.workspace is not None for store in stores)
     rows = []
     for store in stores:

@@ -31,6 +31,7 @@ import yaml
 from aiohttp import web
 
 from exporter.config import parse_duration
+from exporter.process import parse_listen_address
 
 DEFAULT_SIM_KEY = "up_test_simulator"
 # Set by the middleware for the request being handled (each request runs in its own task).
@@ -562,8 +563,6 @@ async def start_simulator(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`unipost-exporter simulate` / `python -m exporter.simulator`."""
-    from exporter.cli import parse_listen_address  # imported here: cli imports this module
-
     parser = argparse.ArgumentParser(
         prog="unipost-exporter simulate", description="Serve a simulated UniPost workspace."
     )

@@ -3,31 +3,27 @@
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Protocol
 
 from exporter.parse import RateLimitHeaders, Snapshot
 
-PENDING = "pending"
-OK = "ok"
-UPSTREAM_FAILING = "upstream_failing"
-DISCONNECTED = "disconnected"
-NEEDS_RECONNECT = "needs_reconnect"
-NOT_SUPPORTED = "not_supported"
-NOT_FOUND = "not_found"
-UNAUTHORIZED = "unauthorized"
-ERROR = "error"
-STATUSES = (
-    PENDING,
-    OK,
-    UPSTREAM_FAILING,
-    DISCONNECTED,
-    NEEDS_RECONNECT,
-    NOT_SUPPORTED,
-    NOT_FOUND,
-    UNAUTHORIZED,
-    ERROR,
-)
+
+class Status(StrEnum):
+    """An account's status: exactly one `unipost_account_status` series carries it."""
+
+    PENDING = "pending"
+    OK = "ok"
+    UPSTREAM_FAILING = "upstream_failing"
+    DISCONNECTED = "disconnected"
+    NEEDS_RECONNECT = "needs_reconnect"
+    NOT_SUPPORTED = "not_supported"
+    NOT_FOUND = "not_found"
+    UNAUTHORIZED = "unauthorized"
+    ERROR = "error"
+
 
 # Latency buckets for calls to UniPost, which fetch live from the platform.
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -41,7 +37,7 @@ class AccountState:
     platform: str
     labels: tuple[tuple[str, str], ...]
     interval: float
-    status: str = PENDING
+    status: Status = Status.PENDING
     account_name: str = ""
     snapshot: Snapshot | None = None
     upstream_failures: dict[str, int] = field(default_factory=dict)
@@ -149,3 +145,7 @@ class Store:
         """Tell listeners that `account` was mutated."""
         for listener in self.listeners:
             listener.account_changed(account)
+
+
+# Every workspace's store, in config order, as it is now (a reload may change the list).
+StoreSource = Callable[[], Sequence[Store]]

@@ -12,10 +12,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import ctypes
 import hashlib
 import hmac
-import logging
 import os
 import re
 import secrets
@@ -31,16 +29,15 @@ import yaml
 from aiohttp import web
 
 from exporter.config import ConfigError, Problems, read_text, yaml_problem
+from exporter.logs import FieldLogger
 
-log = logging.getLogger("exporter.webconfig")
+log = FieldLogger("exporter.webconfig")
 
-CLIENT_AUTH_TYPES = (
-    "NoClientCert",
-    "RequestClientCert",
-    "RequireAnyClientCert",
-    "VerifyClientCertIfGiven",
-    "RequireAndVerifyClientCert",
-)
+CLIENT_AUTH_TYPES = ("NoClientCert", "VerifyClientCertIfGiven", "RequireAndVerifyClientCert")
+# The toolkit's two types that ask for a client certificate without verifying it. Python's
+# ssl module always verifies a certificate it asks for, and reaching around it into OpenSSL
+# would depend on one CPython build's memory layout: refused with the reason instead.
+_UNVERIFIED_CLIENT_AUTH = ("RequestClientCert", "RequireAnyClientCert")
 _VERIFYING = {"VerifyClientCertIfGiven", "RequireAndVerifyClientCert"}
 TLS_VERSIONS = {
     "TLS10": ssl.TLSVersion.TLSv1,
@@ -191,7 +188,15 @@ class _Validator(Problems):
         if key is None:
             self.err(f"{where}.key_file", "is required")
         auth = m.get("client_auth_type", "NoClientCert")
-        if not isinstance(auth, str) or auth not in CLIENT_AUTH_TYPES:
+        if auth in _UNVERIFIED_CLIENT_AUTH:
+            self.err(
+                f"{where}.client_auth_type",
+                f"{auth} is not supported: Python's ssl module verifies every client "
+                "certificate it asks for; use VerifyClientCertIfGiven or "
+                "RequireAndVerifyClientCert with client_ca_file",
+            )
+            auth = "NoClientCert"
+        elif not isinstance(auth, str) or auth not in CLIENT_AUTH_TYPES:
             self.err(
                 f"{where}.client_auth_type",
                 f"{auth!r} is not one of {', '.join(CLIENT_AUTH_TYPES)}",
@@ -283,63 +288,11 @@ def build_ssl_context(tls: TLSConfig) -> ssl.SSLContext:
     ctx.load_cert_chain(tls.cert_file, tls.key_file)
     if tls.client_ca_file is not None:
         ctx.load_verify_locations(cafile=tls.client_ca_file)
-    auth = tls.client_auth_type
-    if auth in ("RequestClientCert", "VerifyClientCertIfGiven"):
+    if tls.client_auth_type == "VerifyClientCertIfGiven":
         ctx.verify_mode = ssl.CERT_OPTIONAL
-    elif auth in ("RequireAnyClientCert", "RequireAndVerifyClientCert"):
+    elif tls.client_auth_type == "RequireAndVerifyClientCert":
         ctx.verify_mode = ssl.CERT_REQUIRED
-    if auth in ("RequestClientCert", "RequireAnyClientCert"):
-        _accept_any_client_certificate(ctx)
     return ctx
-
-
-# Go's RequestClientCert and RequireAnyClientCert ask for a client certificate without
-# verifying it. Python's ssl module always verifies a requested certificate, so for these
-# two (and only these) OpenSSL is told, through its own API on the context, to accept any.
-_VerifyCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_void_p)
-_ACCEPT_ANY = _VerifyCallback(lambda preverify_ok, store: 1)
-
-
-def _libssl() -> Any:
-    import _ssl
-
-    lib = ctypes.CDLL(_ssl.__file__)  # resolves through the OpenSSL that _ssl itself uses
-    lib.SSL_CTX_set_verify.argtypes = [ctypes.c_void_p, ctypes.c_int, _VerifyCallback]
-    lib.SSL_CTX_set_verify.restype = None
-    lib.SSL_CTX_get_verify_mode.argtypes = [ctypes.c_void_p]
-    lib.SSL_CTX_get_verify_mode.restype = ctypes.c_int
-    return lib
-
-
-def _ssl_ctx_pointer(ctx: ssl.SSLContext, lib: Any) -> int:
-    """The SSL_CTX* inside a Python SSLContext, checked before any use."""
-    # CPython's PySSLContext starts with its SSL_CTX* right after the object header.
-    pointer = ctypes.c_void_p.from_address(id(ctx) + object.__basicsize__).value
-    if not pointer:
-        raise ValueError("cannot reach the OpenSSL context")
-    # Proof it is the right pointer: OpenSSL reports the mode Python just set, twice.
-    wanted = ctx.verify_mode
-    for mode, flags in ((ssl.CERT_OPTIONAL, 1), (ssl.CERT_REQUIRED, 3)):
-        ctx.verify_mode = mode
-        if lib.SSL_CTX_get_verify_mode(pointer) != flags:
-            ctx.verify_mode = wanted
-            raise ValueError("cannot reach the OpenSSL context")
-    ctx.verify_mode = wanted
-    return int(pointer)
-
-
-def _accept_any_client_certificate(ctx: ssl.SSLContext) -> None:
-    try:
-        lib = _libssl()
-        pointer = _ssl_ctx_pointer(ctx, lib)
-    except (OSError, AttributeError, ValueError) as exc:
-        raise ValueError(
-            "client_auth_type RequestClientCert/RequireAnyClientCert is not available with "
-            f"this Python's OpenSSL ({exc}); use VerifyClientCertIfGiven or "
-            "RequireAndVerifyClientCert"
-        ) from None
-    flags = 1 if ctx.verify_mode == ssl.CERT_OPTIONAL else 3
-    lib.SSL_CTX_set_verify(pointer, flags, _ACCEPT_ANY)
 
 
 class _ReloadingContext(ssl.SSLContext):
@@ -414,7 +367,8 @@ class WebSecurity:
             self._failed = seen
             log.error(
                 "web config not reloaded; keeping the last good one",
-                extra={"fields": {"file": self.path, "problems": "; ".join(exc.problems)}},
+                file=self.path,
+                problems="; ".join(exc.problems),
             )
             return
         self.config, self._ssl = config, ctx
@@ -423,7 +377,7 @@ class WebSecurity:
         self._failed = None
         self._dummy_hash = self._make_dummy(config)
         self._verified.clear()
-        log.info("web config reloaded", extra={"fields": {"file": self.path}})
+        log.info("web config reloaded", file=self.path)
 
     # TLS
 

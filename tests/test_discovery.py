@@ -179,8 +179,12 @@ async def test_refreshes_spend_the_budget_and_retry_sooner_after_a_failure() -> 
         {},
     )
     scheduler = Scheduler(*only(config), store, client, clock)
-    fast = FastExposition([store], build_tail_registry([store], with_process_metrics=False))
-    discoverer = Discoverer(config.workspaces[0].discovery, client, scheduler, store, clock)
+    fast = FastExposition(
+        lambda: [store], build_tail_registry(lambda: [store], with_process_metrics=False)
+    )
+    discoverer = Discoverer(
+        config.workspaces[0].discovery, client, scheduler.accounts, scheduler.budget, store, clock
+    )
     tasks = [asyncio.create_task(scheduler.run()), asyncio.create_task(discoverer.run())]
     try:
         await clock.advance(5)

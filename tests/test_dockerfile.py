@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from exporter import __version__
-from exporter.cli import DEFAULT_PORT
+from exporter.process import DEFAULT_PORT
 
 ROOT = Path(__file__).parent.parent
 DOCKERFILE = ROOT / "Dockerfile"

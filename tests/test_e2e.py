@@ -270,7 +270,7 @@ async def test_concurrent_scrapes_share_renders_and_never_get_an_older_body(
         assert 1 <= len(renders) < 20 and len(bodies) <= len(renders)
         assert e.client.app[server.RENDERS]._last is None, "no body is kept once served"
         # A scrape after a change sees it: it never gets a body begun before it arrived.
-        store = e.client.app[server.STORES][0]
+        store = e.client.app[server.RUNTIME].stores()[0]
         account = store.accounts["sa_twitter_1"]
         account.account_name = "renamed"
         store.changed(account)

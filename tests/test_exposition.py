@@ -37,7 +37,9 @@ def assert_identical(store: Store | list[Store], fast: FastExposition) -> None:
 
 def test_the_golden_store_renders_identically_in_both_formats() -> None:
     store = fixed_store()
-    fast = FastExposition([store], build_tail_registry([store], with_process_metrics=False))
+    fast = FastExposition(
+        lambda: [store], build_tail_registry(lambda: [store], with_process_metrics=False)
+    )
     assert_identical(store, fast)
 
 
@@ -94,7 +96,9 @@ async def test_every_state_the_scheduler_reaches_renders_identically(
         Scheduler(replace(workspace, name=store.workspace), polling, store, client, clock, rng=rng)
         for store in stores
     ]
-    fast = FastExposition(stores, build_tail_registry(stores, with_process_metrics=False))
+    fast = FastExposition(
+        lambda: stores, build_tail_registry(lambda: stores, with_process_metrics=False)
+    )
     tasks = [asyncio.create_task(scheduler.run()) for scheduler in schedulers]
     try:
         for _ in range(120):
@@ -119,7 +123,9 @@ async def test_every_state_the_scheduler_reaches_renders_identically(
 
 def test_a_removed_account_leaves_no_series() -> None:
     store = fixed_store()
-    fast = FastExposition([store], build_tail_registry([store], with_process_metrics=False))
+    fast = FastExposition(
+        lambda: [store], build_tail_registry(lambda: [store], with_process_metrics=False)
+    )
     store.remove("sa_twitter_1")
     assert b"sa_twitter_1" not in fast.render()
     assert_identical(store, fast)
@@ -127,7 +133,9 @@ def test_a_removed_account_leaves_no_series() -> None:
 
 def test_a_poll_landing_mid_scrape_is_not_half_in_it() -> None:
     store = fixed_store()
-    fast = FastExposition([store], build_tail_registry([store], with_process_metrics=False))
+    fast = FastExposition(
+        lambda: [store], build_tail_registry(lambda: [store], with_process_metrics=False)
+    )
     before = fast.render()
     chunks = fast.iter_chunks()
     first = next(chunks)

@@ -6,6 +6,7 @@ import pytest
 
 from exporter.parse import RateLimitHeaders
 from exporter.ratelimit import Budget
+from exporter.store import Store
 from tests.helpers import FakeClock
 
 NO_HEADERS = RateLimitHeaders(None, None, None)
@@ -13,7 +14,7 @@ NO_HEADERS = RateLimitHeaders(None, None, None)
 
 def test_requests_refused_together_halve_the_pace_once() -> None:
     clock = FakeClock()
-    budget = Budget(requests_per_minute=600, clock=clock, max_wait=3600)
+    budget = Budget(requests_per_minute=600, clock=clock, max_wait=3600, store=Store())
     for _ in range(20):  # twenty requests in flight when UniPost starts refusing
         budget.observe(True, NO_HEADERS, retry_after=5)
     assert budget.rate == pytest.approx(5.0)
@@ -22,7 +23,7 @@ def test_requests_refused_together_halve_the_pace_once() -> None:
 
 def test_a_new_refusal_after_the_wait_halves_again() -> None:
     clock = FakeClock()
-    budget = Budget(requests_per_minute=600, clock=clock, max_wait=3600)
+    budget = Budget(requests_per_minute=600, clock=clock, max_wait=3600, store=Store())
     budget.observe(True, NO_HEADERS, retry_after=5)
     clock.now += 6
     budget.observe(True, NO_HEADERS, retry_after=5)
@@ -31,7 +32,7 @@ def test_a_new_refusal_after_the_wait_halves_again() -> None:
 
 def test_the_pace_recovers_from_the_floor_in_minutes() -> None:
     clock = FakeClock()
-    budget = Budget(requests_per_minute=60, clock=clock, max_wait=3600)
+    budget = Budget(requests_per_minute=60, clock=clock, max_wait=3600, store=Store())
     budget.rate = budget.min_rate  # one request a minute
     seconds, answers = 0.0, 0
     while budget.rate < budget.configured_rate and answers < 10_000:
@@ -44,7 +45,7 @@ def test_the_pace_recovers_from_the_floor_in_minutes() -> None:
 
 def test_a_nearly_empty_bucket_holds_the_pace_at_its_refill_rate() -> None:
     clock = FakeClock()
-    budget = Budget(requests_per_minute=600, clock=clock, max_wait=3600)
+    budget = Budget(requests_per_minute=600, clock=clock, max_wait=3600, store=Store())
     # 100 tokens, 2 left, full again in 49 s: the bucket refills at 2 requests/s.
     headers = RateLimitHeaders(limit=100, remaining=2, reset=clock.wall() + 49)
     budget.observe(False, headers, retry_after=None)

@@ -15,8 +15,9 @@ import yaml
 
 from exporter.client import RawResponse
 from exporter.config import Config, DiscoveryConfig, parse_config
-from exporter.parse import ListedAccount
-from exporter.scheduler import Scheduler
+from exporter.outcomes import POLICIES
+from exporter.parse import ErrorKind, ListedAccount
+from exporter.scheduler import JITTER, Scheduler
 from exporter.store import Store
 from tests.helpers import (
     FakeClock,
@@ -524,25 +525,54 @@ async def test_an_account_listed_as_broken_is_not_polled_until_it_is_listed_acti
     fixed = [broken[0], ListedAccount("sa_instagram_2", "instagram", "shop", "active")]
     discovery = DiscoveryConfig(enabled=True)
     async with h.running():
-        h.scheduler.sync_listing(broken, discovery)
+        h.scheduler.accounts.sync_listing(broken, discovery)
         await h.clock.advance(30 * 60)
         samples = scrape(h.store)
         assert statuses_of(samples) == {"sa_instagram_1": "ok", "sa_instagram_2": "needs_reconnect"}
         # No platform call for the account the listing already calls broken...
         assert h.client.times("sa_instagram_2") == []
         # ...and a refresh that lists it the same way does not poll it either.
-        h.scheduler.sync_listing(broken, discovery)
+        h.scheduler.accounts.sync_listing(broken, discovery)
         await h.clock.advance(60)
         assert h.client.times("sa_instagram_2") == []
         # It is re-checked at the hourly pace.
         await h.clock.advance(40 * 60)
         assert len(h.client.times("sa_instagram_2")) == 1
-        h.scheduler.sync_listing(broken, discovery)
+        h.scheduler.accounts.sync_listing(broken, discovery)
         await h.clock.advance(10 * 60)
         assert len(h.client.times("sa_instagram_2")) == 1
         # Reconnected and listed active again: polled at once.
         reconnected[0] = True
-        h.scheduler.sync_listing(fixed, discovery)
+        h.scheduler.accounts.sync_listing(fixed, discovery)
         await h.clock.advance(2)
         assert len(h.client.times("sa_instagram_2")) == 2
         assert statuses_of(scrape(h.store))["sa_instagram_2"] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("answer", "kind"),
+    [
+        (good("sa_instagram_1"), None),
+        (api_error(404, "NOT_FOUND"), ErrorKind.NOT_FOUND),
+        (api_error(409, "ACCOUNT_DISCONNECTED"), ErrorKind.DISCONNECTED),
+        (api_error(409, "NEEDS_RECONNECT"), ErrorKind.NEEDS_RECONNECT),
+        (api_error(400, "BAD_REQUEST"), ErrorKind.PERSISTENT),
+        (api_error(501, "NOT_SUPPORTED"), ErrorKind.NOT_SUPPORTED),
+    ],
+    ids=lambda v: getattr(v, "name", None) or "",
+)
+async def test_what_an_account_costs_is_how_often_it_is_polled(
+    answer: RawResponse, kind: ErrorKind | None
+) -> None:
+    # One table decides both: a drift between the re-check delay and the demand the stretch
+    # factor counts fails here.
+    h = Harness(make_config(["sa_instagram_1"], interval="1m"), lambda a, now: answer)
+    async with h.running():
+        await h.clock.advance(1)
+    account = h.store.accounts["sa_instagram_1"]
+    assert account.next_poll_wall is not None
+    delay = account.next_poll_wall - h.clock.wall()
+    period = 1 / h.scheduler.accounts.demand("sa_instagram_1")
+    assert period <= delay + 1 <= period * (1 + JITTER) + 1
+    if kind is not None:
+        assert period == max(60, POLICIES[kind].recheck or 0)

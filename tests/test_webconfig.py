@@ -61,7 +61,7 @@ def write(path: Path, raw: dict[str, Any]) -> Path:
 
 @contextlib.asynccontextmanager
 async def serving(security: WebSecurity) -> AsyncIterator[str]:
-    """The exporter app behind `security`, as cli.serve runs it; yields its base URL."""
+    """The exporter app behind `security`, as process.serve runs it; yields its base URL."""
     app = create_app(CONFIG, security=security)
     runner = web.AppRunner(app)
     await runner.setup()
@@ -113,8 +113,35 @@ async def get(url: str, ssl_ctx: Any = None, auth: tuple[str, str] | None = None
             [
                 "tls_server_config.cert_file: is required",
                 "tls_server_config.client_auth_type: 'Sometimes' is not one of NoClientCert, "
-                "RequestClientCert, RequireAnyClientCert, VerifyClientCertIfGiven, "
-                "RequireAndVerifyClientCert",
+                "VerifyClientCertIfGiven, RequireAndVerifyClientCert",
+            ],
+        ),
+        (
+            {
+                "tls_server_config": {
+                    "cert_file": "a",
+                    "key_file": "b",
+                    "client_auth_type": "RequireAnyClientCert",
+                }
+            },
+            [
+                "tls_server_config.client_auth_type: RequireAnyClientCert is not supported: "
+                "Python's ssl module verifies every client certificate it asks for; use "
+                "VerifyClientCertIfGiven or RequireAndVerifyClientCert with client_ca_file",
+            ],
+        ),
+        (
+            {
+                "tls_server_config": {
+                    "cert_file": "a",
+                    "key_file": "b",
+                    "client_auth_type": "RequestClientCert",
+                }
+            },
+            [
+                "tls_server_config.client_auth_type: RequestClientCert is not supported: "
+                "Python's ssl module verifies every client certificate it asks for; use "
+                "VerifyClientCertIfGiven or RequireAndVerifyClientCert with client_ca_file",
             ],
         ),
         (
@@ -192,8 +219,6 @@ async def test_tls_serves_https_only_with_the_minimum_version(tmp_path: Path) ->
 # Who gets in, per client_auth_type: no certificate, one from the trusted CA, a stranger's.
 AUTH_MATRIX = {
     "NoClientCert": (200, 200, 200),
-    "RequestClientCert": (200, 200, 200),
-    "RequireAnyClientCert": (0, 200, 200),
     "VerifyClientCertIfGiven": (200, 200, 0),
     "RequireAndVerifyClientCert": (0, 200, 0),
 }

@@ -1,0 +1,256 @@
+"""Which accounts a workspace polls, at what interval, and what they cost its budget.
+
+Accounts come from the config (always polled) and from the listing (discovery). Each has
+an interval raised to its platform's floor, and a steady period (from outcomes.POLICIES)
+whose sum, against the configured budget, gives the stretch factor.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from exporter.clock import Clock
+from exporter.config import (
+    AccountConfig,
+    DiscoveryConfig,
+    PollingConfig,
+    WorkspaceConfig,
+    format_duration,
+    platform_from_id,
+)
+from exporter.logs import FieldLogger
+from exporter.outcomes import LISTED, POLICIES, Policy, steady_period
+from exporter.parse import ListedAccount
+from exporter.pollqueue import PollQueue
+from exporter.store import AccountState, Status, Store
+
+
+class AccountSet:
+    """One workspace's polled accounts: membership, intervals, statuses and demand."""
+
+    def __init__(
+        self,
+        workspace: WorkspaceConfig,
+        polling: PollingConfig,
+        store: Store,
+        queue: PollQueue,
+        clock: Clock,
+        log: FieldLogger,
+        owns: Callable[[str], bool],
+    ) -> None:
+        self.polling = polling
+        self.budget_rate = workspace.unipost.requests_per_minute / 60.0
+        self.store = store
+        self.queue = queue
+        self.clock = clock
+        self.log = log
+        self.owns = owns  # whether this replica's shard polls an account
+        self._configured = {account.id: account for account in workspace.accounts}
+        self._discovered: set[str] = set()
+        self._account_configs: dict[str, AccountConfig] = {}
+        # The status the listing gave an account (reconnect_required, disconnected).
+        self._held_by_listing: dict[str, Status] = {}
+        self._policies: dict[str, Policy | None] = {}
+        self._demand: dict[str, float] = {}
+        self._demand_total = 0.0
+        self._floor_logged: set[tuple[str, str]] = set()
+        self._stretch_warned = False
+        now = clock.monotonic()
+        for account in workspace.accounts:
+            self._add(account, now)
+
+    # -- membership ---------------------------------------------------------------------------
+
+    def reconfigure(self, workspace: WorkspaceConfig, polling: PollingConfig) -> None:
+        """Follow a reloaded config: unchanged accounts keep their state and place."""
+        self.polling = polling
+        self.budget_rate = workspace.unipost.requests_per_minute / 60.0
+        now = self.clock.monotonic()
+        wanted = {account.id: account for account in workspace.accounts}
+        for account_id in [a for a in self._configured if a not in wanted]:
+            del self._configured[account_id]
+            if account_id in self._discovered:
+                self._account_configs[account_id] = AccountConfig(id=account_id)
+            else:
+                self.remove(account_id)
+        if not workspace.discovery.enabled:
+            for account_id in list(self._discovered):
+                self._discovered.discard(account_id)
+                if account_id not in wanted:
+                    self.remove(account_id)
+        for account_id, account in wanted.items():
+            self._configured[account_id] = account
+            if account_id not in self.store.accounts:
+                self._add(account, now)
+            else:
+                self._account_configs[account_id] = account
+        for state in self.store.accounts.values():
+            state.labels = self._labels(self._account_configs[state.id])
+            self._base_interval(state)
+            self._count_demand(state)
+            self.store.changed(state)
+        self._stretch_warned = False  # say again if the new config does not fit
+
+    def sync_listing(self, listed: Sequence[ListedAccount], discovery: DiscoveryConfig) -> None:
+        """Make the polled accounts follow a fresh GET /v1/accounts listing."""
+        now = self.clock.monotonic()
+        wanted: dict[str, ListedAccount] = {}
+        for item in listed:
+            platform = item.platform or platform_from_id(item.id)
+            if item.id in discovery.exclude:
+                continue
+            if discovery.platforms and platform not in discovery.platforms:
+                continue
+            if self.owns(item.id):
+                wanted[item.id] = item
+        for account_id, item in wanted.items():
+            account = self.store.accounts.get(account_id)
+            if account is None:
+                configured = self._configured.get(account_id)
+                account = self._add(configured or AccountConfig(id=account_id), now)
+                if configured is None:
+                    self.log.info("account discovered", account_id=account_id)
+            self._discovered.add(account_id)
+            if item.platform and item.platform != account.platform:
+                self.learn_platform(account, item.platform)
+                self._count_demand(account)
+            account.account_name = item.name
+            self._follow_listed_status(account, item.status, now)
+            self.store.changed(account)
+        for account_id in list(self._discovered):
+            if account_id not in wanted:
+                self._discovered.discard(account_id)
+                if account_id not in self._configured:
+                    self.remove(account_id)
+
+    def _follow_listed_status(self, account: AccountState, listed: str, now: float) -> None:
+        """An account the listing already calls broken is not worth a platform call: show
+        its status and re-check it at that status's pace. Listed active again, poll it now."""
+        kind = LISTED.get(listed)
+        if kind is None:
+            if self._held_by_listing.pop(account.id, None) is not None:
+                self.queue.plan(account, now)
+            return
+        policy = POLICIES[kind]
+        held = self._held_by_listing.get(account.id)
+        if held == policy.status or not self.queue.planned(account.id):
+            return  # held already, or its poll is in flight and will tell
+        self._held_by_listing[account.id] = policy.status
+        account.consecutive_failures = 0
+        self.set_status(account, policy.status, f"listed as {listed}")
+        self.set_policy(account, policy)
+        self.queue.plan(account, now + steady_period(policy, account.interval))
+
+    def release_hold(self, account_id: str) -> None:
+        """A poll's answer is fresher news than the listing's status."""
+        self._held_by_listing.pop(account_id, None)
+
+    def _add(self, account: AccountConfig, now: float) -> AccountState:
+        state = AccountState(
+            id=account.id,
+            platform=platform_from_id(account.id),
+            labels=self._labels(account),
+            interval=0.0,
+        )
+        self._account_configs[account.id] = account
+        self._base_interval(state)
+        self.store.add(state)
+        self._policies[account.id] = None
+        self._count_demand(state)
+        self.queue.plan(state, now)
+        return state
+
+    def remove(self, account_id: str) -> None:
+        """Stop polling an account; its series go with it (a poll in flight is discarded)."""
+        self.queue.forget(account_id)
+        self._held_by_listing.pop(account_id, None)
+        self.store.remove(account_id)
+        self._account_configs.pop(account_id, None)
+        self._policies.pop(account_id, None)
+        self._demand_total -= self._demand.pop(account_id, 0.0)
+        self.log.info("account removed", account_id=account_id)
+
+    def _labels(self, account: AccountConfig) -> tuple[tuple[str, str], ...]:
+        return tuple(sorted((*account.labels, *self.store.workspace_labels.items())))
+
+    # -- intervals and statuses -----------------------------------------------------------------
+
+    def _base_interval(self, account: AccountState) -> None:
+        """Set the account's interval: its own or the default, raised to its platform's floor."""
+        configured = self._account_configs[account.id].interval
+        wanted = configured if configured is not None else self.polling.interval
+        floor = self.polling.floor_for(account.platform)
+        key = (account.id, account.platform)
+        if wanted < floor and configured is not None and key not in self._floor_logged:
+            self._floor_logged.add(key)
+            self.log.info(
+                "interval raised to the platform's floor",
+                account_id=account.id,
+                platform=account.platform,
+                interval=format_duration(wanted),
+                floor=format_duration(floor),
+            )
+        account.interval = max(wanted, floor)
+
+    def learn_platform(self, account: AccountState, platform: str | None) -> None:
+        """The API names the account's platform: its floor applies from now on."""
+        if platform and platform != account.platform:
+            account.platform = platform
+            self._base_interval(account)
+
+    def set_status(
+        self, account: AccountState, status: Status, reason: str, quiet: bool = False
+    ) -> None:
+        """Change the account's status, logging the change and why."""
+        if account.status == status:
+            return
+        previous, account.status = account.status, status
+        change: dict[str, Any] = {"from": previous, "to": status, "reason": reason}
+        self.log.log(
+            logging.DEBUG if quiet else logging.INFO,
+            "account status changed",
+            account_id=account.id,
+            platform=account.platform,
+            **change,
+        )
+
+    # -- demand ---------------------------------------------------------------------------------
+
+    def set_policy(self, account: AccountState, policy: Policy) -> None:
+        """The account is now polled under `policy`: recount what it costs."""
+        self._policies[account.id] = policy
+        self._count_demand(account)
+
+    def _count_demand(self, account: AccountState) -> None:
+        period = steady_period(self._policies.get(account.id), account.interval)
+        demand = 1.0 / period
+        self._demand_total += demand - self._demand.get(account.id, 0.0)
+        self._demand[account.id] = demand
+
+    def demand(self, account_id: str) -> float:
+        """Polls per second the account costs in the long run."""
+        return self._demand[account_id]
+
+    def stretch(self) -> float:
+        """How much every interval is lengthened so that demand fits the budget.
+
+        Against the configured budget, not the pace learned from 429s: a temporary slowdown
+        must not push every next poll far out and leave the budget idle once it recovers.
+        While the server allows less, accounts simply come due faster than the pace, and the
+        most overdue goes first.
+        """
+        demand = self._demand_total
+        stretch = max(1.0, demand / self.budget_rate)
+        if stretch > 1.0 and not self._stretch_warned:
+            self._stretch_warned = True
+            self.log.warning(
+                "configured intervals ask for more requests than the budget allows; "
+                "stretching every interval evenly",
+                requests_per_minute_wanted=round(demand * 60, 2),
+                requests_per_minute_budget=round(self.budget_rate * 60, 2),
+                stretch_factor=round(stretch, 3),
+            )
+        self.store.interval_stretch_factor = stretch
+        return stretch

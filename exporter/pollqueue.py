@@ -1,0 +1,78 @@
+"""When each account of a workspace is next due, and the polling loop's sleep and wake-up."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import math
+
+from exporter.clock import Clock
+from exporter.store import AccountState
+
+
+class PollQueue:
+    """A heap of (due, version, account) entries; only an account's latest entry counts.
+
+    Planning an account again replaces its plan, so a plan never has to be found and removed.
+    """
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self._heap: list[tuple[float, int, str]] = []
+        self._versions = itertools.count()
+        self._live: dict[str, int] = {}  # each planned account's live entry
+        self._woken: asyncio.Future[None] | None = None
+        # When the sleeping loop means to look again (-inf: it is not sleeping).
+        self._waiting_until = -math.inf
+
+    def plan(self, account: AccountState, due: float) -> None:
+        """Poll `account` at `due` (monotonic seconds), replacing any earlier plan."""
+        version = next(self._versions)
+        self._live[account.id] = version
+        heapq.heappush(self._heap, (due, version, account.id))
+        account.next_poll_wall = self.clock.wall() + (due - self.clock.monotonic())
+        if due < self._waiting_until:
+            self.wake()  # only when the loop sleeps past this account's turn
+
+    def forget(self, account_id: str) -> None:
+        """Drop the account's plan (it is removed)."""
+        self._live.pop(account_id, None)
+
+    def planned(self, account_id: str) -> bool:
+        """Whether the account waits for a poll (not when its poll is in flight)."""
+        return account_id in self._live
+
+    def next_due(self) -> float | None:
+        """When the most overdue account is due; None when none is planned."""
+        heap = self._heap
+        while heap and self._live.get(heap[0][2]) != heap[0][1]:
+            heapq.heappop(heap)  # an account removed, or planned again since
+        return heap[0][0] if heap else None
+
+    def pop(self) -> str:
+        """Take the most overdue account (call next_due() first)."""
+        account_id = heapq.heappop(self._heap)[2]
+        del self._live[account_id]
+        return account_id
+
+    async def wait(self, seconds: float | None) -> None:
+        """Sleep for `seconds` (None: indefinitely) or until the plans change."""
+        # A bare future and timer, not a sleeping task: this runs once per poll.
+        woken = self._woken = asyncio.get_running_loop().create_future()
+        timer = None
+        self._waiting_until = math.inf
+        if seconds is not None:
+            timer = self.clock.call_later(seconds, self.wake)
+            self._waiting_until = self.clock.monotonic() + seconds
+        try:
+            await woken
+        finally:
+            self._waiting_until = -math.inf
+            if timer is not None:
+                timer.cancel()
+
+    def wake(self) -> None:
+        """Let the sleeping loop look again."""
+        if self._woken is not None and not self._woken.done():
+            self._woken.set_result(None)

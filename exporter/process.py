@@ -1,0 +1,115 @@
+"""The process around the server: listen, log what it is, serve until SIGTERM or SIGINT,
+reload on SIGHUP, and stop cleanly. Used by the CLI, `--demo` and the simulator alike."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
+
+from aiohttp import web
+
+from exporter import __version__
+from exporter.config import Config
+from exporter.logs import FieldLogger
+from exporter.runtime import ConfigLoader
+from exporter.server import RUNTIME, create_app
+from exporter.sharding import Shard
+from exporter.webconfig import WebSecurity
+
+DEFAULT_PORT = 9863
+DEFAULT_LISTEN_ADDRESS = f":{DEFAULT_PORT}"
+SHUTDOWN_TIMEOUT = 3.0
+
+log = FieldLogger("exporter")
+
+
+def parse_listen_address(text: str) -> tuple[str | None, int]:
+    """`:9863`, `0.0.0.0:9863`, `localhost:9863` or `[::1]:9863` into host and port."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"--web.listen-address: {text!r} is not HOST:PORT")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return (host or None), int(port_text)
+
+
+def run(main_coroutine: Coroutine[Any, Any, int]) -> int:
+    try:
+        return asyncio.run(main_coroutine)
+    except KeyboardInterrupt:
+        return 0
+    except Exception:
+        # Through the scrubbing formatter, not Python's default hook: no secret in the trace.
+        log.critical("unipost-exporter crashed")
+        return 1
+
+
+async def serve(
+    config: Config,
+    host: str | None,
+    port: int,
+    demo_note: str = "",
+    banner: str = "",
+    shard: Shard | None = None,
+    loader: ConfigLoader | None = None,
+    on_secrets: Callable[[Iterable[str]], None] = lambda keys: None,
+    security: WebSecurity | None = None,
+) -> int:
+    """Serve until SIGTERM or SIGINT, then stop polling and close connections; SIGHUP
+    reloads the config."""
+    shard = shard or Shard()
+    address = f"{host or ''}:{port}"
+    # The first line says what this process is, before any poll can log.
+    log.info(
+        banner or "unipost-exporter starting",
+        version=__version__,
+        workspaces=len(config.workspaces),
+        accounts=config.account_count,
+        base_url=",".join(sorted({ws.unipost.base_url for ws in config.workspaces})),
+        shard=f"{shard.index}/{shard.total}",
+    )
+    app = create_app(
+        config,
+        demo_note=demo_note,
+        shard=shard,
+        loader=loader,
+        on_secrets=on_secrets,
+        security=security,
+    )
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    ssl_context = security.server_ssl_context() if security else None
+    site = web.TCPSite(
+        runner, host, port, shutdown_timeout=SHUTDOWN_TIMEOUT, ssl_context=ssl_context
+    )
+    try:
+        await site.start()
+    except OSError as exc:
+        log.error("cannot listen", address=address, err=exc.strerror)
+        await runner.cleanup()
+        return 1
+    log.info(
+        "listening",
+        address=address,
+        tls=ssl_context is not None,
+        basic_auth=bool(security and security.config.users),
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[list[str]]] = set()
+
+    def on_sighup() -> None:
+        task = asyncio.create_task(app[RUNTIME].reload())
+        reloads.add(task)  # held until done: the loop keeps only weak references
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
+    await stop.wait()
+    log.info("shutting down")
+    await runner.cleanup()
+    log.info("stopped")
+    return 0
