@@ -40,6 +40,8 @@ from exporter.config import (
 from exporter.server import EXPOSITION, RUNTIME, build_registry, create_app
 
 ROOT = Path(__file__).parent.parent
+# The key the benchmark's exporter sends and its fake UniPost expects.
+API_KEY = "up_test_bench"
 
 
 def free_port() -> int:
@@ -129,7 +131,7 @@ def pin(cpu: int) -> Callable[[], None] | None:
 
 
 class FakeServer:
-    """bench.fake_unipost in its own process (on core 1), and a client for its /stats."""
+    """The tests' fake UniPost in its own process (on core 1), and a client for its /stats."""
 
     def __init__(self, process: asyncio.subprocess.Process, base: str) -> None:
         self.process = process
@@ -139,8 +141,8 @@ class FakeServer:
     @classmethod
     async def start(cls, port: int, rate: float, burst: int) -> FakeServer:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.fake_unipost", "--port", str(port),
-            "--rate", str(rate), "--burst", str(burst), cwd=ROOT, preexec_fn=pin(1),
+            sys.executable, "-m", "tests.fake_unipost", "--port", str(port), "--rate", str(rate),
+            "--burst", str(burst), "--api-key", API_KEY, cwd=ROOT, preexec_fn=pin(1),
         )  # fmt: skip
         fake = cls(process, f"http://127.0.0.1:{port}")
         for _ in range(100):
@@ -168,7 +170,7 @@ def bench_config(base: str, accounts: int, rate: float, interval: float) -> Conf
     # Built directly: parsing a 100,000-entry YAML file would leave its garbage in the RSS.
     workspace = WorkspaceConfig(
         unipost=UniPostConfig(
-            api_key="up_test_bench", base_url=base, timeout=10.0, requests_per_minute=rate * 60
+            api_key=API_KEY, base_url=base, timeout=10.0, requests_per_minute=rate * 60
         ),
         accounts=tuple(AccountConfig(id=f"sa_instagram_{i}") for i in range(accounts)),
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from exporter import __version__, demo, simulator
 from exporter.config import Config, ConfigError, format_duration, load_config
@@ -14,86 +15,108 @@ from exporter.process import DEFAULT_LISTEN_ADDRESS, parse_listen_address, run, 
 from exporter.sharding import Shard, ordinal_from_hostname
 from exporter.webconfig import WebConfigError, WebSecurity
 
+# The flags; names follow Prometheus exporters (`--config.file`, `--web.listen-address`).
+_FLAGS: tuple[tuple[str, dict[str, Any]], ...] = (
+    (
+        "--config.file",
+        {
+            "dest": "config_file",
+            "default": "config.yaml",
+            "metavar": "PATH",
+            "help": "YAML configuration file (default: %(default)s)",
+        },
+    ),
+    (
+        "--web.listen-address",
+        {
+            "dest": "listen_address",
+            "default": DEFAULT_LISTEN_ADDRESS,
+            "metavar": "HOST:PORT",
+            "help": "address to serve /metrics on (default: %(default)s)",
+        },
+    ),
+    (
+        "--web.config.file",
+        {
+            "dest": "web_config_file",
+            "default": "",
+            "metavar": "PATH",
+            "help": "exporter-toolkit web config: TLS and basic auth for every endpoint "
+            "(default: none, plain HTTP)",
+        },
+    ),
+    (
+        "--config.check",
+        {
+            "dest": "config_check",
+            "action": "store_true",
+            "help": "validate the configuration, print the result and exit 0 (valid) or 1",
+        },
+    ),
+    (
+        "--log.level",
+        {
+            "dest": "log_level",
+            "default": "info",
+            "choices": list(LEVELS),
+            "help": "minimum level to log (default: %(default)s)",
+        },
+    ),
+    (
+        "--log.format",
+        {
+            "dest": "log_format",
+            "default": "logfmt",
+            "choices": ["logfmt", "json"],
+            "help": "log line format (default: %(default)s)",
+        },
+    ),
+    (
+        "--shard",
+        {
+            "type": int,
+            "default": 0,
+            "metavar": "N",
+            "help": "this replica's shard, zero-indexed (default: %(default)s)",
+        },
+    ),
+    (
+        "--total-shards",
+        {
+            "dest": "total_shards",
+            "type": int,
+            "default": 1,
+            "metavar": "M",
+            "help": "how many replicas split the accounts (default: %(default)s)",
+        },
+    ),
+    (
+        "--shard.from-hostname",
+        {
+            "dest": "shard_from_hostname",
+            "action": "store_true",
+            "help": "take the shard from the hostname's -<ordinal> suffix (a StatefulSet pod)",
+        },
+    ),
+    (
+        "--demo",
+        {
+            "action": "store_true",
+            "help": "no config, no key: run against the built-in UniPost simulator on loopback",
+        },
+    ),
+)
+
 
 def build_parser() -> argparse.ArgumentParser:
-    """The flags; names follow Prometheus exporters (`--config.file`, `--web.listen-address`)."""
+    """The command line's parser."""
     parser = argparse.ArgumentParser(
         prog="unipost-exporter",
         description="Prometheus exporter for UniPost account metrics.",
     )
-    parser.add_argument(
-        "--config.file",
-        dest="config_file",
-        default="config.yaml",
-        metavar="PATH",
-        help="YAML configuration file (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--web.listen-address",
-        dest="listen_address",
-        default=DEFAULT_LISTEN_ADDRESS,
-        metavar="HOST:PORT",
-        help="address to serve /metrics on (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--web.config.file",
-        dest="web_config_file",
-        default="",
-        metavar="PATH",
-        help="exporter-toolkit web config: TLS and basic auth for every endpoint "
-        "(default: none, plain HTTP)",
-    )
-    parser.add_argument(
-        "--config.check",
-        dest="config_check",
-        action="store_true",
-        help="validate the configuration, print the result and exit 0 (valid) or 1",
-    )
-    parser.add_argument(
-        "--log.level",
-        dest="log_level",
-        default="info",
-        choices=list(LEVELS),
-        help="minimum level to log (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--log.format",
-        dest="log_format",
-        default="logfmt",
-        choices=["logfmt", "json"],
-        help="log line format (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--shard",
-        type=int,
-        default=0,
-        metavar="N",
-        help="this replica's shard, zero-indexed (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--total-shards",
-        dest="total_shards",
-        type=int,
-        default=1,
-        metavar="M",
-        help="how many replicas split the accounts (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--shard.from-hostname",
-        dest="shard_from_hostname",
-        action="store_true",
-        help="take the shard from the hostname's -<ordinal> suffix (a StatefulSet pod)",
-    )
-    parser.add_argument(
-        "--demo",
-        action="store_true",
-        help="no config, no key: run against the built-in UniPost simulator on loopback",
-    )
-    parser.add_argument(
-        "--version",
-        action="version",
-        version=f"unipost-exporter {__version__}",
-    )
+    for flag, options in _FLAGS:
+        parser.add_argument(flag, **options)
+    parser.add_argument("--version", action="version", version=f"unipost-exporter {__version__}")
     return parser
 
 

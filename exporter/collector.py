@@ -13,6 +13,7 @@ from exporter.parse import Snapshot
 from exporter.store import (
     DURATION_BUCKETS,
     AccountState,
+    Histogram,
     ReloadStatus,
     Status,
     Store,
@@ -271,34 +272,7 @@ class ApiCollector(Collector):
             "Latency of the background poller's requests to UniPost, by endpoint.",
             "histogram",
         )
-        gauges = [
-            Metric(name, help_text, "gauge")
-            for name, help_text in (
-                (
-                    "unipost_api_ratelimit_limit",
-                    "X-UniPost-RateLimit-Limit in the last background poll that carried it.",
-                ),
-                (
-                    "unipost_api_ratelimit_remaining",
-                    "X-UniPost-RateLimit-Remaining in the last background poll that carried it.",
-                ),
-                (
-                    "unipost_api_ratelimit_reset_timestamp_seconds",
-                    "X-UniPost-RateLimit-Reset (Unix seconds) in the last background poll "
-                    "that carried it.",
-                ),
-                (
-                    "unipost_exporter_budget_requests_per_minute",
-                    "The pace at which the exporter currently sends requests to UniPost: the "
-                    "configured requests_per_minute, lowered while UniPost signals rate limiting.",
-                ),
-                (
-                    "unipost_exporter_interval_stretch_factor",
-                    "How much every polling interval is lengthened so the accounts fit the "
-                    "budget (1: not at all).",
-                ),
-            )
-        ]
+        gauges = [Metric(name, help_text, "gauge") for name, help_text in _API_GAUGES]
         for store in self.stores():
             ws = store.workspace_labels
             api = store.api
@@ -309,24 +283,7 @@ class ApiCollector(Collector):
                     float(count),
                 )
             for endpoint, hist in sorted(api.durations.items()):
-                labels = {"endpoint": endpoint, **ws}
-                cumulative = 0
-                for bound, count in zip(DURATION_BUCKETS, hist.bucket_counts, strict=True):
-                    cumulative += count
-                    duration.add_sample(
-                        "unipost_api_request_duration_seconds_bucket",
-                        {**labels, "le": _float_label(bound)},
-                        float(cumulative),
-                    )
-                duration.add_sample(
-                    "unipost_api_request_duration_seconds_bucket",
-                    {**labels, "le": "+Inf"},
-                    float(hist.count),
-                )
-                duration.add_sample(
-                    "unipost_api_request_duration_seconds_count", labels, float(hist.count)
-                )
-                duration.add_sample("unipost_api_request_duration_seconds_sum", labels, hist.total)
+                _add_histogram(duration, {"endpoint": endpoint, **ws}, hist)
             values = (
                 api.ratelimit_limit,
                 api.ratelimit_remaining,
@@ -340,6 +297,45 @@ class ApiCollector(Collector):
         yield requests
         yield duration
         yield from gauges
+
+
+# The API-wide gauges, in exposition order: the last limiter headers, the pace, the stretch.
+_API_GAUGES = (
+    (
+        "unipost_api_ratelimit_limit",
+        "X-UniPost-RateLimit-Limit in the last background poll that carried it.",
+    ),
+    (
+        "unipost_api_ratelimit_remaining",
+        "X-UniPost-RateLimit-Remaining in the last background poll that carried it.",
+    ),
+    (
+        "unipost_api_ratelimit_reset_timestamp_seconds",
+        "X-UniPost-RateLimit-Reset (Unix seconds) in the last background poll that carried it.",
+    ),
+    (
+        "unipost_exporter_budget_requests_per_minute",
+        "The pace at which the exporter currently sends requests to UniPost: the "
+        "configured requests_per_minute, lowered while UniPost signals rate limiting.",
+    ),
+    (
+        "unipost_exporter_interval_stretch_factor",
+        "How much every polling interval is lengthened so the accounts fit the "
+        "budget (1: not at all).",
+    ),
+)
+
+
+def _add_histogram(family: Metric, labels: dict[str, str], hist: Histogram) -> None:
+    cumulative = 0
+    for bound, count in zip(DURATION_BUCKETS, hist.bucket_counts, strict=True):
+        cumulative += count
+        family.add_sample(
+            f"{family.name}_bucket", {**labels, "le": _float_label(bound)}, float(cumulative)
+        )
+    family.add_sample(f"{family.name}_bucket", {**labels, "le": "+Inf"}, float(hist.count))
+    family.add_sample(f"{family.name}_count", labels, float(hist.count))
+    family.add_sample(f"{family.name}_sum", labels, hist.total)
 
 
 def _float_label(value: float) -> str:

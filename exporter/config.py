@@ -243,8 +243,8 @@ class Problems:
         return {k: v for k, v in node.items() if isinstance(k, str) and k in allowed}
 
 
-class _Validator(Problems):
-    """The exporter's config file."""
+class _Values(Problems):
+    """Value checks shared by every section: `${VAR}` expansion, durations, numbers, names."""
 
     def __init__(self, env: Mapping[str, str], unhide: Callable[[str], str]) -> None:
         super().__init__()
@@ -302,6 +302,40 @@ class _Validator(Problems):
             self.err(where, "must be longer than 0s")
             return default
         return seconds
+
+    def names(self, node: Any, where: str, pattern: re.Pattern[str] | None) -> list[str]:
+        if node is None:
+            return []
+        if not isinstance(node, list):
+            self.err(where, f"must be a list, not {_kind(node)}")
+            return []
+        out = []
+        for i, item in enumerate(node):
+            if not isinstance(item, str) or not item or (pattern and not pattern.match(item)):
+                self.err(f"{where}[{i}]", f"{item!r} is not a valid name")
+                continue
+            out.append(item)
+        return out
+
+    def positive_number(self, node: Any, where: str, default: float) -> float:
+        if node is None:
+            return default
+        value: float | None = None
+        if isinstance(node, int | float) and not isinstance(node, bool):
+            value = float(node)
+        elif isinstance(node, str):
+            try:
+                value = float(node)
+            except ValueError:
+                value = None
+        if value is None or not (0 < value < float("inf")):
+            self.err(where, f"{node!r} is not a positive number")
+            return default
+        return value
+
+
+class _Validator(_Values):
+    """The exporter's config file, section by section."""
 
     def config(self, raw: Any) -> Config | None:
         if raw is None:
@@ -392,20 +426,6 @@ class _Validator(Problems):
             exclude=frozenset(exclude),
         )
 
-    def names(self, node: Any, where: str, pattern: re.Pattern[str] | None) -> list[str]:
-        if node is None:
-            return []
-        if not isinstance(node, list):
-            self.err(where, f"must be a list, not {_kind(node)}")
-            return []
-        out = []
-        for i, item in enumerate(node):
-            if not isinstance(item, str) or not item or (pattern and not pattern.match(item)):
-                self.err(f"{where}[{i}]", f"{item!r} is not a valid name")
-                continue
-            out.append(item)
-        return out
-
     def unipost(self, node: Any, where: str) -> UniPostConfig | None:
         if node is None:
             self.err(where, "is required (it holds the API key)")
@@ -469,22 +489,6 @@ class _Validator(Problems):
             self.err(f"{where}.api_key_file", f"{path} is empty")
             return None
         return key
-
-    def positive_number(self, node: Any, where: str, default: float) -> float:
-        if node is None:
-            return default
-        value: float | None = None
-        if isinstance(node, int | float) and not isinstance(node, bool):
-            value = float(node)
-        elif isinstance(node, str):
-            try:
-                value = float(node)
-            except ValueError:
-                value = None
-        if value is None or not (0 < value < float("inf")):
-            self.err(where, f"{node!r} is not a positive number")
-            return default
-        return value
 
     def polling(self, node: Any, where: str) -> PollingConfig | None:
         m = self.mapping(node, where, {"interval", "platform_intervals", "max_backoff"})

@@ -96,6 +96,15 @@ async def serve(
         tls=ssl_context is not None,
         basic_auth=bool(security and security.config.users),
     )
+    await _until_stopped(app)
+    log.info("shutting down")
+    await runner.cleanup()
+    log.info("stopped")
+    return 0
+
+
+async def _until_stopped(app: web.Application) -> None:
+    """Wait for SIGTERM or SIGINT; meanwhile each SIGHUP reloads the config."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -109,7 +118,3 @@ async def serve(
 
     loop.add_signal_handler(signal.SIGHUP, on_sighup)
     await stop.wait()
-    log.info("shutting down")
-    await runner.cleanup()
-    log.info("stopped")
-    return 0

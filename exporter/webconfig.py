@@ -187,21 +187,7 @@ class _Validator(Problems):
             self.err(f"{where}.cert_file", "is required")
         if key is None:
             self.err(f"{where}.key_file", "is required")
-        auth = m.get("client_auth_type", "NoClientCert")
-        if auth in _UNVERIFIED_CLIENT_AUTH:
-            self.err(
-                f"{where}.client_auth_type",
-                f"{auth} is not supported: Python's ssl module verifies every client "
-                "certificate it asks for; use VerifyClientCertIfGiven or "
-                "RequireAndVerifyClientCert with client_ca_file",
-            )
-            auth = "NoClientCert"
-        elif not isinstance(auth, str) or auth not in CLIENT_AUTH_TYPES:
-            self.err(
-                f"{where}.client_auth_type",
-                f"{auth!r} is not one of {', '.join(CLIENT_AUTH_TYPES)}",
-            )
-            auth = "NoClientCert"
+        auth = self.client_auth_type(m.get("client_auth_type", "NoClientCert"), where)
         ca = self.path(m, "client_ca_file", where)
         if ca is not None and auth == "NoClientCert":
             self.err(
@@ -228,6 +214,23 @@ class _Validator(Problems):
         if cert is None or key is None:
             return None
         return TLSConfig(cert, key, auth, ca, tuple(sans), low, high)
+
+    def client_auth_type(self, auth: Any, where: str) -> str:
+        if auth in _UNVERIFIED_CLIENT_AUTH:
+            self.err(
+                f"{where}.client_auth_type",
+                f"{auth} is not supported: Python's ssl module verifies every client "
+                "certificate it asks for; use VerifyClientCertIfGiven or "
+                "RequireAndVerifyClientCert with client_ca_file",
+            )
+            return "NoClientCert"
+        if not isinstance(auth, str) or auth not in CLIENT_AUTH_TYPES:
+            self.err(
+                f"{where}.client_auth_type",
+                f"{auth!r} is not one of {', '.join(CLIENT_AUTH_TYPES)}",
+            )
+            return "NoClientCert"
+        return auth
 
     def version(self, m: dict[str, Any], key: str, where: str) -> ssl.TLSVersion | None:
         value = m.get(key)

@@ -1,19 +1,51 @@
-"""A fake UniPost written by the tests: a real aiohttp server on loopback, scripted per account."""
+"""The tests' one fake UniPost: scripted per account, able to misbehave, shaped like the real
+server (tests/fixtures/real/).
+
+- `FakeUniPost(script)` answers `GET /v1/accounts/{id}/metrics` with `script(account_id)`
+  (a Reply) and `GET /v1/accounts` with `listing`; `faults[account_id]` overrides an
+  account with a misbehaviour on the wire (hang, reset, a 50 MB body, ...).
+- Over HTTP on loopback (`async with fake`, or `up()`/`down()`, which keep the port), or in
+  memory (`fake.client(clock)`) for tests that drive time with an injected clock.
+- It records every request. A token bucket (`limit`) can refuse with 429 RATE_LIMITED, and
+  `python -m tests.fake_unipost --port P --rate R` serves it alone, with /stats, for the
+  benchmarks (which measure the exporter, not the fake, in another process).
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import json
-from collections.abc import Callable
+import socket
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from exporter.client import RawResponse
+from exporter.clock import Clock
+from exporter.config import platform_from_id
 
 API_KEY = "up_test_k3y_SECRET_do_not_leak"
 REAL_FIXTURES = Path(__file__).parent / "fixtures" / "real"
+FIFTY_MB = 50 * 1024 * 1024
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# -- answers: the one body builder -----------------------------------------------------------
 
 
 @dataclass
@@ -23,24 +55,39 @@ class Reply:
     status: int = 200
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
-    raw: bytes | None = None
+    raw: bytes | None = None  # sent as is, instead of `body` as JSON
     # Seconds the server takes before answering (UniPost waits on the platform).
     delay: float = 0.0
+    # No answer at all: in memory, the client's error code (TIMEOUT, CONNECTION_ERROR);
+    # over HTTP the connection is dropped.
+    no_answer: str | None = None
+
+    def payload(self) -> bytes:
+        return self.raw if self.raw is not None else json.dumps(self.body).encode()
+
+    def as_raw_response(self) -> RawResponse:
+        """What the exporter's HTTP client would return for this answer."""
+        if self.no_answer is not None:
+            return RawResponse(status=None, transport_error=self.no_answer)
+        headers = CIMultiDictProxy(CIMultiDict(self.headers))
+        return RawResponse(status=self.status, headers=headers, body=self.payload())
 
 
 def snapshot(
     account_id: str,
-    platform: str = "twitter",
-    followers: int = 100,
+    platform: str | None = None,
+    followers: Any = 100,
     following: int = 10,
     posts: int = 5,
     specific: dict[str, Any] | None = None,
     fetched_at: str = "2026-04-28T18:30:00Z",
+    **changes: Any,
 ) -> Reply:
-    """A good 200 snapshot."""
+    """A good 200 snapshot; the platform defaults to the one the ID names. `changes`
+    replace fields of `data` as they are (wrong types included)."""
     data: dict[str, Any] = {
         "social_account_id": account_id,
-        "platform": platform,
+        "platform": platform or platform_from_id(account_id),
         "follower_count": followers,
         "following_count": following,
         "post_count": posts,
@@ -48,6 +95,7 @@ def snapshot(
     }
     if specific is not None:
         data["platform_specific"] = specific
+    data.update(changes)
     return Reply(body={"data": data, "request_id": "req_1"})
 
 
@@ -85,6 +133,11 @@ def error(
     )
 
 
+def no_answer(code: str = "TIMEOUT") -> Reply:
+    """A request that gets no answer."""
+    return Reply(no_answer=code)
+
+
 def recorded(name: str, account_id: str, **changes: Any) -> Reply:
     """A real server's answer from tests/fixtures/real/, for `account_id`."""
     answer = json.loads((REAL_FIXTURES / name).read_text(encoding="utf-8"))
@@ -98,57 +151,322 @@ def recorded(name: str, account_id: str, **changes: Any) -> Reply:
     return Reply(answer["status"], body=body, **changes)
 
 
-Handler = Callable[[str], Reply]
+def steady(account_id: str) -> Reply:
+    """The default script: a good Instagram snapshot whose count is fixed per account."""
+    return snapshot(
+        account_id,
+        platform="instagram",
+        followers=steady_followers(account_id),
+        specific={"media_count": 5},
+        fetched_at="2026-11-27T10:00:00Z",
+    )
+
+
+def steady_followers(account_id: str) -> int:
+    return 1000 + len(account_id)
+
+
+# -- misbehaviour on the wire ------------------------------------------------------------------
+
+Fault = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
+FAKE: web.AppKey[FakeUniPost] = web.AppKey("fake")
+
+
+def send(reply: Reply) -> web.Response:
+    return web.Response(
+        status=reply.status,
+        body=reply.payload(),
+        headers={"Content-Type": "application/json", **reply.headers},
+    )
+
+
+def answer(reply: Reply | Callable[[str], Reply]) -> Fault:
+    """A fault that is a plain answer (the same for every account, or made per account)."""
+
+    async def handler(request: web.Request, account_id: str) -> web.StreamResponse:
+        return send(reply(account_id) if callable(reply) else reply)
+
+    return handler
+
+
+async def hang(request: web.Request, account_id: str) -> web.StreamResponse:
+    await asyncio.sleep(3600)  # accepts, never answers
+    raise AssertionError("unreachable")
+
+
+async def reset_mid_body(request: web.Request, account_id: str) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    response.content_length = 4096
+    await response.prepare(request)
+    await response.write(steady(account_id).payload()[:40])
+    assert request.transport is not None
+    request.transport.abort()  # the connection is reset with most of the body unsent
+    return response
+
+
+def huge(declared: bool) -> Fault:
+    async def handler(request: web.Request, account_id: str) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        if declared:
+            response.content_length = FIFTY_MB
+        await response.prepare(request)
+        chunk = b" " * 65536
+        sent = 0
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            for _ in range(FIFTY_MB // len(chunk)):
+                await response.write(chunk)
+                sent += len(chunk)
+        request.app[FAKE].huge_sends.append(sent)
+        return response
+
+    return handler
+
+
+def rate_limited(retry_after: str) -> Reply:
+    return error(429, "RATE_LIMITED", "slow down", {"Retry-After": retry_after})
+
+
+def retry_after_date(seconds: float) -> Fault:
+    async def handler(request: web.Request, account_id: str) -> web.StreamResponse:
+        # An HTTP date `seconds` after the server's own Date header (aiohttp sets it to now).
+        return send(rate_limited(formatdate(time.time() + seconds, usegmt=True)))
+
+    return handler
+
+
+async def echo_headers(request: web.Request, account_id: str) -> web.StreamResponse:
+    """A 502 whose message repeats the request's headers, the key among them."""
+    message = f"upstream failed for request with headers {dict(request.headers)}"
+    return send(error(502, "UPSTREAM_ERROR", message))
+
+
+def low_bucket(limit: int, remaining: int, full_in: float) -> Fault:
+    """Good answers from a workspace bucket that is nearly empty and full again soon."""
+
+    async def handler(request: web.Request, account_id: str) -> web.StreamResponse:
+        reply = steady(account_id)
+        reply.headers = {
+            "X-UniPost-RateLimit-Limit": str(limit),
+            "X-UniPost-RateLimit-Remaining": str(remaining),
+            "X-UniPost-RateLimit-Reset": str(int(time.time() + full_in) + 1),
+        }
+        return send(reply)
+
+    return handler
+
+
+# -- the fake ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One request the fake received."""
+
+    time: float  # event-loop (or injected clock) seconds
+    account_id: str  # "" for the listing
+    path: str
+    headers: dict[str, str]
+
+
+class TokenBucket:
+    """A workspace limiter: `rate` requests/s refill, `burst` capacity."""
+
+    def __init__(self, rate: float, burst: float, now: Callable[[], float]) -> None:
+        self.rate, self.burst, self.now = rate, burst, now
+        self.tokens = burst
+        self.updated = now()
+        self.refused = 0
+
+    def take(self) -> bool:
+        now = self.now()
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens < 1:
+            self.refused += 1
+            return False
+        self.tokens -= 1
+        return True
 
 
 class FakeUniPost:
-    """Answers /v1/accounts/{id}/metrics from a per-account handler and records every request."""
+    """One scripted, fault-injecting UniPost; see the module's docstring."""
 
-    def __init__(self, handler: Handler, api_key: str = API_KEY) -> None:
-        self.handler = handler
+    def __init__(
+        self,
+        script: Callable[[str], Reply] = steady,
+        api_key: str = API_KEY,
+        limit: TokenBucket | None = None,
+    ) -> None:
+        self.script = script
         self.api_key = api_key
-        self.requests: list[tuple[str, dict[str, str]]] = []
-        self._arrived: list[float] = []  # loop time of each request, beside self.requests
-        app = web.Application()
-        app.router.add_get("/v1/accounts/{account_id}/metrics", self._metrics)
-        self.server = TestServer(app, host="127.0.0.1")
+        self.limit = limit
+        self.faults: dict[str, Fault] = {}
+        # GET /v1/accounts: these rows, or (None) a 502.
+        self.listing: list[dict[str, Any]] | None = []
+        self.requests: list[Seen] = []  # in order of arrival
+        self.polls: Counter[str] = Counter()
+        self.huge_sends: list[int] = []  # bytes each 50 MB answer got out before a hang-up
+        self.port = free_port()
+        self._runner: web.AppRunner | None = None
 
-    async def __aenter__(self) -> FakeUniPost:
-        await self.server.start_server()
-        return self
+    # -- what it saw
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.server.close()
+    def requested(self, account_id: str) -> int:
+        return sum(1 for seen in self.requests if seen.account_id == account_id)
+
+    def request_times(self, account_id: str) -> list[float]:
+        return [seen.time for seen in self.requests if seen.account_id == account_id]
+
+    # -- over HTTP
 
     @property
     def base_url(self) -> str:
-        return str(self.server.make_url("")).rstrip("/")
+        return f"http://127.0.0.1:{self.port}"
 
-    def requested(self, account_id: str) -> int:
-        return sum(1 for path, _ in self.requests if f"/accounts/{account_id}/" in path)
+    async def __aenter__(self) -> FakeUniPost:
+        await self.up()
+        return self
 
-    def request_times(self, account_id: str) -> list[float]:
-        """When each request for the account arrived (event-loop seconds)."""
-        return [
-            when
-            for (path, _), when in zip(self.requests, self._arrived, strict=True)
-            if f"/accounts/{account_id}/" in path
-        ]
+    async def __aexit__(self, *exc: object) -> None:
+        await self.down()
 
-    async def _metrics(self, request: web.Request) -> web.StreamResponse:
-        self.requests.append((request.path, dict(request.headers)))
-        self._arrived.append(asyncio.get_running_loop().time())
-        if request.headers.get("Authorization") != f"Bearer {self.api_key}":
-            # Echoes what it was sent, as careless servers do: the exporter must scrub it.
-            presented = request.headers.get("Authorization", "")
-            reply = error(401, "UNAUTHORIZED", f"invalid API key in {presented!r}")
-        else:
-            reply = self.handler(request.match_info["account_id"])
+    async def up(self) -> None:
+        """Listen (again) on the fake's port."""
+        app = web.Application()
+        app[FAKE] = self
+        app.router.add_get("/v1/accounts", self._list_http)
+        app.router.add_get("/v1/accounts/{account_id}/metrics", self._metrics_http)
+        app.router.add_get("/stats", self._stats)
+        # The benchmarks' naive baseline: the same answer, outside the key check, the limiter
+        # and the records.
+        app.router.add_get("/unlimited/v1/accounts/{account_id}/metrics", self._unlimited)
+        self._runner = web.AppRunner(
+            app, handle_signals=False, access_log=None, shutdown_timeout=0.1
+        )
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def down(self) -> None:
+        """Stop listening: connections are refused until up()."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _metrics_http(self, request: web.Request) -> web.StreamResponse:
+        account_id = request.match_info["account_id"]
+        seen = Seen(loop_time(), account_id, request.path, dict(request.headers))
+        reply = self._answer(seen)
+        fault = self.faults.get(account_id)
+        if fault is not None and reply is None:
+            return await fault(request, account_id)
+        reply = reply or self.script(account_id)
         if reply.delay:
             await asyncio.sleep(reply.delay)
-        body = reply.raw if reply.raw is not None else json.dumps(reply.body).encode()
-        return web.Response(
-            status=reply.status,
-            body=body,
-            headers={"Content-Type": "application/json", **reply.headers},
+        if reply.no_answer is not None:
+            assert request.transport is not None
+            request.transport.abort()
+        return send(reply)
+
+    async def _unlimited(self, request: web.Request) -> web.StreamResponse:
+        return send(self.script(request.match_info["account_id"]))
+
+    async def _list_http(self, request: web.Request) -> web.StreamResponse:
+        self.requests.append(Seen(loop_time(), "", request.path, dict(request.headers)))
+        return send(self._listing())
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        counts = list(self.polls.values())
+        metrics = [seen.time for seen in self.requests if seen.account_id]
+        return web.json_response(
+            {
+                "requests": len(metrics),
+                "refused": self.limit.refused if self.limit else 0,
+                "accounts": len(self.polls),
+                "min_polls": min(counts, default=0),
+                "max_polls": max(counts, default=0),
+                "arrivals": metrics if request.query.get("arrivals") else [],
+            }
         )
+
+    # -- in memory
+
+    def client(self, clock: Clock, latency: float = 0.0) -> InMemoryClient:
+        """A stand-in for the exporter's UniPostClient that asks this fake without HTTP."""
+        return InMemoryClient(self, clock, latency)
+
+    # -- shared
+
+    def _answer(self, seen: Seen) -> Reply | None:
+        """Record the request; the answer it gets before the script is asked, if any."""
+        self.requests.append(seen)
+        account_id = seen.account_id
+        if seen.headers.get("Authorization") != f"Bearer {self.api_key}":
+            # Echoes what it was sent, as careless servers do: the exporter must scrub it.
+            presented = seen.headers.get("Authorization", "")
+            return error(401, "UNAUTHORIZED", f"invalid API key in {presented!r}")
+        if self.limit is not None and not self.limit.take():
+            return rate_limited("1")
+        self.polls[account_id] += 1
+        return None
+
+    def _listing(self) -> Reply:
+        if self.listing is None:
+            return error(502, "UPSTREAM_ERROR", "listing failed")
+        rows = self.listing
+        return Reply(body={"data": rows, "meta": {"total": len(rows), "limit": len(rows)}})
+
+
+class InMemoryClient:
+    """Implements the client's two calls on the fake, in the injected clock's time."""
+
+    def __init__(self, fake: FakeUniPost, clock: Clock, latency: float) -> None:
+        self.fake = fake
+        self.clock = clock
+        self.latency = latency
+        self.calls: list[tuple[float, str]] = []
+
+    async def get_account_metrics(self, account_id: str) -> RawResponse:
+        self.calls.append((self.clock.monotonic(), account_id))
+        headers = {"Authorization": f"Bearer {self.fake.api_key}"}
+        path = f"/v1/accounts/{account_id}/metrics"
+        refused = self.fake._answer(Seen(self.clock.monotonic(), account_id, path, headers))
+        if self.latency:
+            await self.clock.sleep(self.latency)
+        reply = refused or self.fake.script(account_id)
+        if reply.delay:
+            await self.clock.sleep(reply.delay)
+        return reply.as_raw_response()
+
+    async def list_accounts(self, platform: str | None = None) -> RawResponse:
+        self.calls.append((self.clock.monotonic(), f"list {platform}"))
+        return self.fake._listing().as_raw_response()
+
+    def times(self, account_id: str) -> list[float]:
+        return [t for t, a in self.calls if a == account_id]
+
+
+def loop_time() -> float:
+    return asyncio.get_running_loop().time()
+
+
+def main() -> None:
+    """Serve the fake alone: steady answers behind a token bucket, with /stats."""
+    parser = argparse.ArgumentParser(prog="python -m tests.fake_unipost")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--rate", type=float, required=True)
+    parser.add_argument("--burst", type=float, default=3.0)
+    parser.add_argument("--api-key", dest="api_key", default=API_KEY)
+    args = parser.parse_args()
+
+    async def serve() -> None:
+        limit = TokenBucket(args.rate, args.burst, time.monotonic)
+        fake = FakeUniPost(api_key=args.api_key, limit=limit)
+        fake.port = args.port
+        await fake.up()
+        await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()

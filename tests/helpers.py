@@ -1,4 +1,5 @@
-"""Test helpers: an injectable clock, a scripted in-memory client, and a /metrics parser."""
+"""Test helpers shared by every test module: an injectable clock, configs, a fixed store,
+the exporter as a process, a /metrics parser, and a real Prometheus."""
 
 from __future__ import annotations
 
@@ -6,24 +7,29 @@ import asyncio
 import contextlib
 import heapq
 import itertools
-import json
 import os
+import re
 import shutil
-import socket
+import signal
+import ssl
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
-from multidict import CIMultiDict, CIMultiDictProxy
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.client import RawResponse
-from exporter.config import Config, PollingConfig, WorkspaceConfig, platform_from_id
+from exporter.config import Config, PollingConfig, WorkspaceConfig, parse_config
+from exporter.parse import Snapshot
 from exporter.server import build_registry
-from exporter.store import Store
+from exporter.store import AccountState, Store
+from tests.fake_unipost import API_KEY, FakeUniPost, free_port
+
+ROOT = Path(__file__).parent.parent
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -85,81 +91,6 @@ class FakeClock:
         await settle()
 
 
-def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> RawResponse:
-    """A RawResponse as the HTTP client would return it."""
-    return RawResponse(
-        status=status,
-        headers=CIMultiDictProxy(CIMultiDict(headers or {})),
-        body=json.dumps(body).encode(),
-    )
-
-
-def good(account_id: str, followers: int = 100, platform: str | None = None) -> RawResponse:
-    """A good snapshot; the platform defaults to the one the ID names."""
-    platform = platform or platform_from_id(account_id)
-    return json_response(
-        200,
-        {
-            "data": {
-                "social_account_id": account_id,
-                "platform": platform,
-                "follower_count": followers,
-                "following_count": 10,
-                "post_count": 5,
-                "platform_specific": {"listed_count": 3},
-                "fetched_at": "2026-04-28T18:30:00Z",
-            }
-        },
-    )
-
-
-def zero_filled(account_id: str, upstream_status: int = 429) -> RawResponse:
-    return json_response(
-        200,
-        {
-            "data": {
-                "social_account_id": account_id,
-                "platform": "twitter",
-                "follower_count": 0,
-                "following_count": 0,
-                "post_count": 0,
-                "platform_specific": {"upstream_status": upstream_status, "upstream_error": "{}"},
-                "fetched_at": "2026-04-28T18:30:00Z",
-            }
-        },
-    )
-
-
-def api_error(status: int, code: str, headers: dict[str, str] | None = None) -> RawResponse:
-    return json_response(
-        status,
-        {"error": {"code": code, "normalized_code": code.lower(), "message": "m"}},
-        headers,
-    )
-
-
-Responder = Callable[[str, float], RawResponse]
-
-
-class ScriptedClient:
-    """Stands in for UniPostClient: answers from a function of (account_id, time)."""
-
-    def __init__(self, clock: FakeClock, respond: Responder, latency: float = 0.0) -> None:
-        self.clock = clock
-        self.respond = respond
-        self.latency = latency
-        self.calls: list[tuple[float, str]] = []
-
-    async def get_account_metrics(self, account_id: str) -> RawResponse:
-        self.calls.append((self.clock.monotonic(), account_id))
-        if self.latency:
-            await self.clock.sleep(self.latency)
-        return self.respond(account_id, self.clock.monotonic())
-
-    def times(self, account_id: str) -> list[float]:
-        return [t for t, a in self.calls if a == account_id]
-
-
 def only(config: Config) -> tuple[WorkspaceConfig, PollingConfig]:
     """A single-workspace config's workspace and polling policy: what a Scheduler takes."""
     (workspace,) = config.workspaces
@@ -181,13 +112,6 @@ async def scrape_until(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met in {seconds}s; last scrape: {show(samples)}")
         await asyncio.sleep(0.05)
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def parse_exposition(text: str) -> Samples:
@@ -271,3 +195,246 @@ async def real_prometheus(
     finally:
         process.terminate()
         await process.wait()
+
+
+# -- configs and stores -----------------------------------------------------------------------
+
+
+def make_config(
+    account_ids: list[str] | list[dict[str, Any]],
+    requests_per_minute: float = 600,
+    interval: str = "1m",
+    floors: dict[str, str] | None = None,
+    max_backoff: str = "6h",
+) -> Config:
+    """A single-workspace config for these accounts (IDs or account mappings)."""
+    accounts = [a if isinstance(a, dict) else {"id": a} for a in account_ids]
+    raw = {
+        "unipost": {"api_key": "up_test_x", "requests_per_minute": requests_per_minute},
+        "polling": {
+            "interval": interval,
+            "platform_intervals": floors or {},
+            "max_backoff": max_backoff,
+        },
+        "accounts": accounts,
+    }
+    return parse_config(yaml.safe_dump(raw), {})
+
+
+# What tests/fixtures/snapshot_twitter.json means.
+TWITTER_SNAPSHOT = Snapshot(
+    platform="twitter",
+    followers=12480,
+    following=327,
+    posts=2841,
+    platform_values=(("listed_count", 41.0), ("tweet_count", 2841.0)),
+    fetched_at=1777401000.0,
+)
+
+
+def fixed_store() -> Store:
+    """A store with one account in each interesting state: the golden file's input."""
+    store = Store()
+    good = TWITTER_SNAPSHOT
+    accounts = [
+        AccountState(
+            "sa_twitter_1", "twitter", (("team", "growth"),), 900.0, status="ok", snapshot=good
+        ),
+        AccountState(
+            "sa_twitter_2",
+            "twitter",
+            (),
+            900.0,
+            status="upstream_failing",
+            upstream_failures={"429": 3, "403": 1},
+            consecutive_failures=2,
+        ),
+        AccountState(
+            'sa_odd"\\\nid',
+            "unknown",
+            (("team", 'quote " backslash \\ newline \n'),),
+            300.0,
+            status="pending",
+            account_name='Studio "Alex"',
+        ),
+        AccountState(
+            "sa_youtube_5",
+            "youtube",
+            (),
+            300.0,
+            status="ok",
+            # A channel that hides its subscribers: no followers or following series.
+            snapshot=Snapshot(
+                platform="youtube",
+                followers=None,
+                following=None,
+                posts=312,
+                platform_values=(("view_count", 18234001.0),),
+                fetched_at=1777401000.5,
+                platform_flags=(
+                    ("following_count_supported", 0.0),
+                    ("hidden_subscriber_count", 1.0),
+                    ("post_count_public_only", 1.0),
+                    ("subscriber_count_rounded", 1.0),
+                ),
+                unavailable=(
+                    ("followers", "hidden by the channel"),
+                    ("following", "YouTube does not provide it"),
+                ),
+            ),
+        ),
+        AccountState(
+            "sa_linkedin_4",
+            "linkedin",
+            (),
+            300.0,
+            status="not_supported",
+            api_errors={"NOT_SUPPORTED": 1},
+        ),
+    ]
+    for account in accounts:
+        store.accounts[account.id] = account
+    store.api.record_request("account_metrics", "200", 0.12)
+    store.api.record_request("account_metrics", "200", 0.7)
+    store.api.record_request("account_metrics", "501", 0.04)
+    store.api.record_request("account_metrics", "error", 10.0)
+    store.api.ratelimit_limit = 60
+    store.api.ratelimit_remaining = 57
+    store.api.ratelimit_reset = 1777401060
+    store.budget_requests_per_minute = 60
+    return store
+
+
+# -- the exporter as a process ------------------------------------------------------------------
+
+
+async def spawn(*args: str) -> asyncio.subprocess.Process:
+    """`python -m exporter ARGS` from the repository, its output captured."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "exporter",
+        *args,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def finish(proc: asyncio.subprocess.Process) -> tuple[int, str]:
+    """SIGTERM, then the exit code and stderr."""
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = await asyncio.wait_for(proc.communicate(), timeout=10)
+    assert proc.returncode is not None
+    return proc.returncode, stderr.decode()
+
+
+class Process:
+    """A running exporter process and a way to ask it over HTTP(S)."""
+
+    def __init__(
+        self,
+        proc: asyncio.subprocess.Process,
+        port: int,
+        ssl_context: ssl.SSLContext | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.proc = proc
+        self.port = port
+        self.stderr = b""
+        self.ssl_context = ssl_context
+        self.headers = headers or {}
+
+    async def get(self, path: str, **headers: str) -> tuple[int, str]:
+        scheme = "https" if self.ssl_context else "http"
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(
+                f"{scheme}://127.0.0.1:{self.port}{path}",
+                ssl=self.ssl_context or True,
+                headers={**self.headers, **headers},
+            ) as response,
+        ):
+            return response.status, await response.text()
+
+    async def wait_ready(self) -> None:
+        for _ in range(200):
+            try:
+                if (await self.get("/-/ready"))[0] == 200:
+                    return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+        raise AssertionError("exporter did not become ready")
+
+
+def workspace_for(fake: FakeUniPost, key_file: Path) -> dict[str, Any]:
+    """A workspace of four accounts polling `fake` with the key in `key_file`."""
+    return {
+        "unipost": {
+            "base_url": fake.base_url,
+            "api_key_file": str(key_file),
+            "requests_per_minute": 600,
+            "timeout": "1s",
+        },
+        "accounts": [
+            {"id": "sa_twitter_1", "labels": {"team": "growth"}},
+            {"id": "sa_twitter_2"},
+            {"id": "sa_instagram_3"},
+            {"id": "sa_youtube_4"},
+        ],
+    }
+
+
+async def start_process(
+    fake: FakeUniPost,
+    tmp_path: Path,
+    *args: str,
+    second_key: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[Process, Path]:
+    """The exporter as a process; with `second_key`, a second workspace polls with that key."""
+    key_file = tmp_path / "key"
+    key_file.write_text(API_KEY + "\n")
+    polling = {"interval": "1s", "platform_intervals": {"twitter": "1s"}}
+    if second_key is None:
+        raw: dict[str, Any] = {"polling": polling, **workspace_for(fake, key_file)}
+    else:
+        second_file = tmp_path / "second"
+        second_file.write_text(second_key)
+        raw = {
+            "polling": polling,
+            "workspaces": [
+                {"name": "acme", **workspace_for(fake, key_file)},
+                {"name": "globex", **workspace_for(fake, second_file)},
+            ],
+        }
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    port = free_port()
+    listen = f"127.0.0.1:{port}"
+    proc = await spawn("--config.file", str(config), "--web.listen-address", listen, *args)
+    process = Process(proc, port, ssl_context, headers)
+    await process.wait_ready()
+    return process, config
+
+
+async def stop(process: Process, sig: signal.Signals = signal.SIGTERM) -> tuple[int, float]:
+    """Send `sig`; the exit code and how long the process took to exit."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    process.proc.send_signal(sig)
+    _, stderr = await asyncio.wait_for(process.proc.communicate(), timeout=10)
+    process.stderr = stderr
+    assert process.proc.returncode is not None
+    return process.proc.returncode, loop.time() - started
+
+
+def markdown_anchors(path: Path) -> set[str]:
+    """The anchors GitHub gives the headings of a Markdown file."""
+    return {
+        re.sub(r"[^a-z0-9 _-]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.startswith("#")
+    }

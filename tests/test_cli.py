@@ -12,9 +12,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import bcrypt
 import pytest
 import trustme
@@ -22,9 +20,16 @@ import yaml
 
 from exporter import __version__
 from tests.fake_unipost import API_KEY, FakeUniPost, Reply, error, snapshot, zero_filled
-from tests.helpers import Samples, free_port, parse_exposition, scrape_until, series, value
-
-ROOT = Path(__file__).parent.parent
+from tests.helpers import (
+    ROOT,
+    Samples,
+    parse_exposition,
+    scrape_until,
+    series,
+    start_process,
+    stop,
+    value,
+)
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -102,119 +107,10 @@ def handler(account_id: str) -> Reply:
     return error(502, "UPSTREAM_ERROR", f"upstream echoed Bearer {API_KEY}")
 
 
-class Process:
-    def __init__(
-        self,
-        proc: asyncio.subprocess.Process,
-        port: int,
-        ssl_context: ssl.SSLContext | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        self.proc = proc
-        self.port = port
-        self.stderr = b""
-        self.ssl_context = ssl_context
-        self.headers = headers or {}
-
-    async def get(self, path: str, **headers: str) -> tuple[int, str]:
-        scheme = "https" if self.ssl_context else "http"
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(
-                f"{scheme}://127.0.0.1:{self.port}{path}",
-                ssl=self.ssl_context or True,
-                headers={**self.headers, **headers},
-            ) as response,
-        ):
-            return response.status, await response.text()
-
-    async def wait_ready(self) -> None:
-        for _ in range(200):
-            try:
-                if (await self.get("/-/ready"))[0] == 200:
-                    return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
-        raise AssertionError("exporter did not become ready")
-
-
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeUniPost]:
     async with FakeUniPost(handler) as fake:
         yield fake
-
-
-def workspace_for(fake: FakeUniPost, key_file: Path) -> dict[str, Any]:
-    return {
-        "unipost": {
-            "base_url": fake.base_url,
-            "api_key_file": str(key_file),
-            "requests_per_minute": 600,
-            "timeout": "1s",
-        },
-        "accounts": [
-            {"id": "sa_twitter_1", "labels": {"team": "growth"}},
-            {"id": "sa_twitter_2"},
-            {"id": "sa_instagram_3"},
-            {"id": "sa_youtube_4"},
-        ],
-    }
-
-
-async def start_process(
-    fake: FakeUniPost,
-    tmp_path: Path,
-    *args: str,
-    second_key: str | None = None,
-    ssl_context: ssl.SSLContext | None = None,
-    headers: dict[str, str] | None = None,
-) -> tuple[Process, Path]:
-    """The exporter as a process; with `second_key`, a second workspace polls with that key."""
-    key_file = tmp_path / "key"
-    key_file.write_text(API_KEY + "\n")
-    polling = {"interval": "1s", "platform_intervals": {"twitter": "1s"}}
-    if second_key is None:
-        raw: dict[str, Any] = {"polling": polling, **workspace_for(fake, key_file)}
-    else:
-        second_file = tmp_path / "second"
-        second_file.write_text(second_key)
-        raw = {
-            "polling": polling,
-            "workspaces": [
-                {"name": "acme", **workspace_for(fake, key_file)},
-                {"name": "globex", **workspace_for(fake, second_file)},
-            ],
-        }
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump(raw))
-    port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "exporter",
-        "--config.file",
-        str(config),
-        "--web.listen-address",
-        f"127.0.0.1:{port}",
-        *args,
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    process = Process(proc, port, ssl_context, headers)
-    await process.wait_ready()
-    return process, config
-
-
-async def stop(process: Process, sig: signal.Signals = signal.SIGTERM) -> tuple[int, float]:
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    process.proc.send_signal(sig)
-    _, stderr = await asyncio.wait_for(process.proc.communicate(), timeout=10)
-    process.stderr = stderr
-    assert process.proc.returncode is not None
-    return process.proc.returncode, loop.time() - started
 
 
 @pytest.mark.process

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers import require_binary
+from tests.helpers import markdown_anchors, require_binary
 
 ROOT = Path(__file__).parent.parent
 PROM = ROOT / "prometheus"
@@ -110,17 +109,14 @@ def test_every_alert_has_a_test_that_fires_and_one_that_does_not() -> None:
 
 
 def test_every_alert_links_a_runbook_section_that_exists() -> None:
-    readme = (ROOT / "README.md").read_text()
-    anchors = {
-        re.sub(r"[^a-z0-9 -]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
-        for line in readme.splitlines()
-        if line.startswith("#")
-    }
     for rule in alert_rules():
         annotations = rule["annotations"]
         assert annotations["summary"] and annotations["description"], rule["alert"]
-        anchor = annotations["runbook_url"].rsplit("#", 1)[1]
-        assert anchor in anchors, f"{rule['alert']}: README has no section #{anchor}"
+        url, anchor = annotations["runbook_url"].rsplit("#", 1)
+        # The repository's path after /blob/main/: a file of this checkout.
+        path = ROOT / url.split("/blob/main/", 1)[1]
+        assert path == ROOT / "docs" / "runbook.md", rule["alert"]
+        assert anchor in markdown_anchors(path), f"{rule['alert']}: no section #{anchor}"
         assert rule["labels"]["severity"] in ("critical", "warning", "info")
 
 

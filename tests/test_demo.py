@@ -3,37 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import signal
-import sys
 import time
 
 import aiohttp
 import pytest
 
 from exporter.simulator import DEFAULT_SIM_KEY
-from tests.helpers import free_port, parse_exposition, series, value
-from tests.test_cli import ROOT
+from tests.helpers import finish, free_port, parse_exposition, series, spawn, value
 
 pytestmark = pytest.mark.process
-
-
-async def spawn(*args: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "exporter",
-        *args,
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-
-
-async def finish(proc: asyncio.subprocess.Process) -> tuple[int, str]:
-    proc.send_signal(signal.SIGTERM)
-    _, stderr = await asyncio.wait_for(proc.communicate(), timeout=10)
-    assert proc.returncode is not None
-    return proc.returncode, stderr.decode()
 
 
 async def test_demo_shows_every_kind_of_account_within_15_seconds() -> None:

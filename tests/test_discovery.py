@@ -20,12 +20,10 @@ from exporter.scheduler import Scheduler
 from exporter.server import build_registry, build_tail_registry, create_app
 from exporter.simulator import DEFAULT_SIM_KEY, SimAccount, Simulator, demo_scenario
 from exporter.store import Store
+from tests.fake_unipost import FakeUniPost, snapshot
 from tests.helpers import (
     FakeClock,
     Samples,
-    api_error,
-    good,
-    json_response,
     only,
     parse_exposition,
     scrape,
@@ -145,30 +143,12 @@ async def test_accounts_appear_and_leave_and_a_failed_refresh_keeps_the_list(
         s.simulator.fail_listing = False
 
 
-class ListingScript:
-    """A client whose listing changes as the test says; metrics answers are always good."""
-
-    def __init__(self, clock: Any) -> None:
-        self.clock = clock
-        self.listing: list[dict[str, Any]] | None = []
-        self.calls: list[tuple[float, str]] = []
-
-    async def list_accounts(self, platform: str | None = None) -> Any:
-        self.calls.append((self.clock.monotonic(), f"list {platform}"))
-        if self.listing is None:
-            return api_error(502, "UPSTREAM_ERROR")
-        return json_response(200, {"data": self.listing, "meta": {"total": len(self.listing)}})
-
-    async def get_account_metrics(self, account_id: str) -> Any:
-        self.calls.append((self.clock.monotonic(), account_id))
-        return good(account_id)
-
-
 async def test_refreshes_spend_the_budget_and_retry_sooner_after_a_failure() -> None:
     clock = FakeClock()
     store = Store()
-    client = ListingScript(clock)
-    client.listing = [{"id": "sa_instagram_a", "platform": "instagram", "account_name": "A"}]
+    fake = FakeUniPost(snapshot)
+    client = fake.client(clock)
+    fake.listing = [{"id": "sa_instagram_a", "platform": "instagram", "account_name": "A"}]
     config = parse_config(
         yaml.safe_dump(
             {
@@ -193,9 +173,9 @@ async def test_refreshes_spend_the_budget_and_retry_sooner_after_a_failure() -> 
             (0, "list None"),
             (1, "sa_instagram_a"),
         ]
-        client.listing = None  # the next refresh fails
+        fake.listing = None  # the next refresh fails
         await clock.advance(3600)
-        client.listing = []  # and the one after it says the account is gone
+        fake.listing = []  # and the one after it says the account is gone
         await clock.advance(61)
         lists = [round(t - 1000) for t, c in client.calls if c.startswith("list")]
         assert lists == [0, 3600, 3660], "retried a minute after the failure, not an hour"

@@ -240,8 +240,9 @@ async def test_a_revoked_key_shows_every_account_unauthorized() -> None:
 async def test_the_requests_unipost_receives() -> None:
     async for exporter in start(lambda a: snapshot(a), [{"id": "sa_twitter_1"}]):
         await exporter.until(lambda s: value(s, "unipost_account_followers") is not None)
-        path, headers = exporter.fake.requests[0]
-        assert path == "/v1/accounts/sa_twitter_1/metrics"
+        seen = exporter.fake.requests[0]
+        headers = seen.headers
+        assert seen.path == "/v1/accounts/sa_twitter_1/metrics"
         assert headers["Authorization"] == f"Bearer {API_KEY}"
         assert headers["User-Agent"].startswith("unipost-exporter/")
 

@@ -15,17 +15,8 @@ from exporter.exposition import FastExposition
 from exporter.scheduler import Scheduler
 from exporter.server import build_registry, build_tail_registry
 from exporter.store import Store
-from tests.helpers import (
-    FakeClock,
-    ScriptedClient,
-    api_error,
-    good,
-    json_response,
-    only,
-    zero_filled,
-)
-from tests.test_golden import fixed_store
-from tests.test_scheduler import make_config
+from tests.fake_unipost import FakeUniPost, Reply, error, snapshot, zero_filled
+from tests.helpers import FakeClock, fixed_store, make_config, only
 
 
 def assert_identical(store: Store | list[Store], fast: FastExposition) -> None:
@@ -44,18 +35,17 @@ def test_the_golden_store_renders_identically_in_both_formats() -> None:
 
 
 def random_answer(rng: random.Random) -> Any:
-    def respond(account_id: str, now: float) -> Any:
+    def respond(account_id: str) -> Reply:
         choice = rng.random()
         if choice < 0.4:
-            return good(account_id, followers=rng.randrange(0, 10**9))
+            return snapshot(account_id, followers=rng.randrange(0, 10**9))
         if choice < 0.55:
             return zero_filled(account_id, upstream_status=rng.choice([429, 403, 401]))
         if choice < 0.6:
-            return api_error(401, "UNAUTHORIZED")
+            return error(401, "UNAUTHORIZED")
         if choice < 0.65:
-            return json_response(
-                200,
-                {
+            return Reply(
+                body={
                     "data": {
                         "platform": "youtube",
                         "follower_count": 1.0,
@@ -66,7 +56,7 @@ def random_answer(rng: random.Random) -> Any:
                     }
                 },
             )
-        return api_error(rng.choice([404, 409, 500, 501, 502, 418]), rng.choice(
+        return error(rng.choice([404, 409, 500, 501, 502, 418]), rng.choice(
             ["NOT_FOUND", "ACCOUNT_DISCONNECTED", "NEEDS_RECONNECT", "UPSTREAM_ERROR", "X_Y"]
         ))  # fmt: skip
 
@@ -91,7 +81,7 @@ async def test_every_state_the_scheduler_reaches_renders_identically(
     )
     # With two workspaces the same account IDs live in both: distinct series by workspace.
     stores = [Store(workspace=name) for name in workspaces]
-    client = ScriptedClient(clock, random_answer(rng))
+    client = FakeUniPost(random_answer(rng)).client(clock)
     schedulers = [
         Scheduler(replace(workspace, name=store.workspace), polling, store, client, clock, rng=rng)
         for store in stores

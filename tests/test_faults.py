@@ -24,8 +24,8 @@ from exporter.clock import SystemClock
 from exporter.config import UniPostConfig, parse_config
 from exporter.logs import setup_logging
 from exporter.server import create_app
-from tests import faulty_unipost as f
-from tests.faulty_unipost import API_KEY, FaultyUniPost
+from tests import fake_unipost as f
+from tests.fake_unipost import API_KEY, FakeUniPost, Reply
 from tests.helpers import (
     Samples,
     parse_exposition,
@@ -36,26 +36,40 @@ from tests.helpers import (
     value,
 )
 
+
+def raw(body: bytes, content_type: str = "application/json") -> f.Fault:
+    return f.answer(Reply(raw=body, headers={"Content-Type": content_type}))
+
+
+def snapshot_with(**changes: Any) -> f.Fault:
+    """A snapshot with `changes` to its data, wrong types and all."""
+    return f.answer(lambda account_id: f.snapshot(account_id, platform="instagram", **changes))
+
+
+NAN_FOLLOWERS = (
+    b'{"data": {"platform": "instagram", "follower_count": NaN, "following_count": 1,'
+    b' "post_count": 1, "fetched_at": "2026-11-27T10:00:00Z"}}'
+)
 # Per account: the fault it meets, and the code it must be counted under.
 FAULTS: dict[str, tuple[f.Fault, str]] = {
     "sa_instagram_hang": (f.hang, "TIMEOUT"),
     "sa_instagram_reset": (f.reset_mid_body, "CONNECTION_ERROR"),
     "sa_instagram_huge": (f.huge(declared=False), "INVALID_RESPONSE"),
     "sa_instagram_hugedeclared": (f.huge(declared=True), "INVALID_RESPONSE"),
-    "sa_instagram_badutf8": (f.raw(b'{"data": {"platform": "\xff\xfe"}}'), "INVALID_RESPONSE"),
-    "sa_instagram_nested": (f.raw(b"[" * 200_000 + b"]" * 200_000), "INVALID_RESPONSE"),
+    "sa_instagram_badutf8": (raw(b'{"data": {"platform": "\xff\xfe"}}'), "INVALID_RESPONSE"),
+    "sa_instagram_nested": (raw(b"[" * 200_000 + b"]" * 200_000), "INVALID_RESPONSE"),
     "sa_instagram_html": (
-        f.raw(b"<html><body>502 Bad Gateway</body></html>", content_type="text/html"),
+        raw(b"<html><body>502 Bad Gateway</body></html>", content_type="text/html"),
         "INVALID_RESPONSE",
     ),
-    "sa_instagram_strings": (f.snapshot_with(follower_count="1000"), "INVALID_RESPONSE"),
-    "sa_instagram_float": (f.snapshot_with(follower_count=1000.5), "INVALID_RESPONSE"),
-    "sa_instagram_negative": (f.snapshot_with(following_count=-3), "INVALID_RESPONSE"),
-    "sa_instagram_nan": (f.nan_followers(), "INVALID_RESPONSE"),
-    "sa_instagram_big": (f.snapshot_with(follower_count=1e300), "INVALID_RESPONSE"),
-    "sa_instagram_specific": (f.snapshot_with(platform_specific=[1, 2]), "INVALID_RESPONSE"),
-    "sa_instagram_echo": (f.echo_headers(), "UPSTREAM_ERROR"),
-    "sa_instagram_exception": (f.good, "INTERNAL"),
+    "sa_instagram_strings": (snapshot_with(follower_count="1000"), "INVALID_RESPONSE"),
+    "sa_instagram_float": (snapshot_with(follower_count=1000.5), "INVALID_RESPONSE"),
+    "sa_instagram_negative": (snapshot_with(following_count=-3), "INVALID_RESPONSE"),
+    "sa_instagram_nan": (raw(NAN_FOLLOWERS), "INVALID_RESPONSE"),
+    "sa_instagram_big": (snapshot_with(follower_count=1e300), "INVALID_RESPONSE"),
+    "sa_instagram_specific": (snapshot_with(platform_specific=[1, 2]), "INVALID_RESPONSE"),
+    "sa_instagram_echo": (f.echo_headers, "UPSTREAM_ERROR"),
+    "sa_instagram_exception": (f.answer(f.steady), "INTERNAL"),
 }
 # IDs and label values that need escaping in the exposition.
 HOSTILE_ID = 'sa_instagram_q"uo\\te\nline'
@@ -100,7 +114,7 @@ class ExplodingSession:
 
 @dataclass
 class Stack:
-    fake: FaultyUniPost
+    fake: FakeUniPost
     client: TestClient[Any, Any]
     log: io.StringIO
 
@@ -118,7 +132,7 @@ class Stack:
         )
 
 
-def config_for(fake: FaultyUniPost, ids: list[str], **polling: Any) -> Any:
+def config_for(fake: FakeUniPost, ids: list[str], **polling: Any) -> Any:
     raw = {
         "unipost": {
             "base_url": fake.base_url,
@@ -134,7 +148,7 @@ def config_for(fake: FaultyUniPost, ids: list[str], **polling: Any) -> Any:
 
 @contextlib.asynccontextmanager
 async def stack(ids: list[str], **kwargs: Any) -> AsyncIterator[Stack]:
-    fake = FaultyUniPost()
+    fake = FakeUniPost()
     await fake.up()
     try:
         with debug_log() as log:
@@ -157,7 +171,7 @@ async def test_every_fault_is_counted_last_values_stay_and_polling_recovers() ->
         before = {i: value(good, "unipost_account_followers", account_id=i) for i in ids}
         assert all(before.values())
 
-        s.fake.behaviour.update({i: fault for i, (fault, _) in FAULTS.items()})
+        s.fake.faults.update({i: fault for i, (fault, _) in FAULTS.items()})
         ExplodingSession.exploding = True
         faulty = await s.until(
             lambda x: all(
@@ -179,7 +193,7 @@ async def test_every_fault_is_counted_last_values_stay_and_polling_recovers() ->
         # The hostile ID and label are escaped, and read back exactly.
         assert value(faulty, "unipost_account_followers", account_id=HOSTILE_ID, zone=HOSTILE_LABEL)
 
-        s.fake.behaviour.clear()  # every fault heals
+        s.fake.faults.clear()  # every fault heals
         ExplodingSession.exploding = False
         healed = await s.until(
             lambda x: (
@@ -234,8 +248,10 @@ async def test_unipost_down_then_back() -> None:
     ("fault", "blocked_for"),
     [
         (f.retry_after_date(2), (1.0, 3.5)),  # an HTTP date, read against the server's Date
-        (f.rate_limited("any minute now"), (2.0, 4.0)),  # garbage: the default, capped at 2s
-        (f.rate_limited("99999999999999999999"), (2.0, 4.0)),  # absurd: capped at max_backoff
+        # Garbage: the default, capped at 2s.
+        (f.answer(f.rate_limited("any minute now")), (2.0, 4.0)),
+        # Absurd: capped at max_backoff.
+        (f.answer(f.rate_limited("99999999999999999999")), (2.0, 4.0)),
     ],
     ids=["http-date", "garbage", "absurd"],
 )
@@ -244,14 +260,14 @@ async def test_retry_after_in_every_shape_is_honoured_and_capped(
 ) -> None:
     async with stack(["sa_instagram_a"]) as s:
         await s.until(lambda x: statuses(x) == {"sa_instagram_a": "ok"})
-        s.fake.behaviour["sa_instagram_a"] = fault
+        s.fake.faults["sa_instagram_a"] = fault
         await s.until(
             lambda x: value(x, "unipost_api_errors_total", code="RATE_LIMITED") is not None
         )
-        refused_at = s.fake.requests[-1][0]
-        s.fake.behaviour.clear()
-        samples = await s.until(lambda x: s.fake.requests[-1][0] > refused_at, seconds=10)
-        gap = next(t for t, _ in s.fake.requests if t > refused_at) - refused_at
+        refused_at = s.fake.requests[-1].time
+        s.fake.faults.clear()
+        samples = await s.until(lambda x: s.fake.requests[-1].time > refused_at, seconds=10)
+        gap = next(seen.time for seen in s.fake.requests if seen.time > refused_at) - refused_at
         low, high = blocked_for
         assert low <= gap <= high, gap
         assert value(samples, "unipost_api_errors_total", code="RATE_LIMITED") == 1
@@ -272,7 +288,7 @@ async def test_a_wall_clock_jump_changes_neither_pace_nor_cadence() -> None:
     # The workspace bucket is always nearly empty, so the pace is read from its reset time.
     ids = [f"sa_instagram_{i}" for i in range(4)]
     async with stack(ids, clock=clock) as s:
-        s.fake.behaviour.update({i: f.low_bucket(limit=100, remaining=5, full_in=5) for i in ids})
+        s.fake.faults.update({i: f.low_bucket(limit=100, remaining=5, full_in=5) for i in ids})
         await s.until(lambda x: set(statuses(x).values()) == {"ok"})
         # About 95 requests in 5-6 seconds: the pace held at the bucket's refill rate.
         pace = value(await s.scrape(), "unipost_exporter_budget_requests_per_minute")

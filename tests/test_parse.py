@@ -17,6 +17,7 @@ from exporter.parse import (
     parse_ratelimit_headers,
     parse_retry_after,
 )
+from tests.helpers import TWITTER_SNAPSHOT
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -27,14 +28,7 @@ def fixture(name: str) -> bytes:
 
 def test_a_twitter_snapshot_carries_counts_and_numeric_platform_fields() -> None:
     result = classify(200, fixture("snapshot_twitter.json"))
-    assert result == Snapshot(
-        platform="twitter",
-        followers=12480,
-        following=327,
-        posts=2841,
-        platform_values=(("listed_count", 41.0), ("tweet_count", 2841.0)),
-        fetched_at=1777401000.0,
-    )
+    assert result == TWITTER_SNAPSHOT
 
 
 def test_booleans_and_strings_in_platform_specific_are_not_values() -> None:

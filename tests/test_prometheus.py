@@ -11,8 +11,7 @@ import aiohttp
 import pytest
 
 from tests.fake_unipost import API_KEY, FakeUniPost, Reply, snapshot, zero_filled
-from tests.helpers import real_prometheus
-from tests.test_cli import start_process, stop
+from tests.helpers import real_prometheus, start_process, stop
 
 pytestmark = pytest.mark.promtool
 

@@ -15,8 +15,7 @@ import aiohttp
 import pytest
 import yaml
 
-from tests.helpers import free_port, real_prometheus
-from tests.test_demo import finish, spawn
+from tests.helpers import finish, free_port, real_prometheus, spawn
 
 pytestmark = [pytest.mark.promtool, pytest.mark.process]
 ROOT = Path(__file__).parent.parent

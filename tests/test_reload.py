@@ -23,8 +23,7 @@ from tests.fake_unipost import API_KEY, FakeUniPost, Reply, snapshot, zero_fille
 from tests.helpers import (
     FakeClock,
     Samples,
-    ScriptedClient,
-    good,
+    make_config,
     only,
     parse_exposition,
     scrape_until,
@@ -32,10 +31,6 @@ from tests.helpers import (
     statuses,
     value,
 )
-from tests.helpers import (
-    zero_filled as zero_filled_response,
-)
-from tests.test_scheduler import make_config
 
 
 def replies(account_id: str) -> Reply:
@@ -158,7 +153,7 @@ async def test_a_rotated_key_file_is_read_on_reload_and_used_at_once(tmp_path: P
         assert (await s.reload())[0] == 200
         samples = await s.until(lambda x: set(statuses(x).values()) == {"ok"}, seconds=5)
         assert "up_test_ROTATED_key" not in str(samples)
-        assert s.fake.requests[-1][1]["Authorization"] == "Bearer up_test_ROTATED_key"
+        assert s.fake.requests[-1].headers["Authorization"] == "Bearer up_test_ROTATED_key"
 
 
 async def test_several_workspaces_reload_one_by_one(tmp_path: Path) -> None:
@@ -205,12 +200,12 @@ async def test_unchanged_accounts_keep_their_place_and_backoff() -> None:
     store = Store()
     ids = ["sa_instagram_a", "sa_instagram_failing"]
 
-    def respond(account_id: str, now: float) -> Any:
+    def respond(account_id: str) -> Reply:
         if account_id == "sa_instagram_failing":
-            return zero_filled_response(account_id)
-        return good(account_id)
+            return zero_filled(account_id)
+        return snapshot(account_id)
 
-    client = ScriptedClient(clock, respond)
+    client = FakeUniPost(respond).client(clock)
     config = make_config(ids, interval="10m")
     scheduler = Scheduler(*only(config), store, client, clock, rng=random.Random(1))
     task = asyncio.create_task(scheduler.run())
@@ -242,7 +237,7 @@ async def test_unchanged_accounts_keep_their_place_and_backoff() -> None:
 async def test_turning_discovery_off_drops_the_discovered_accounts_only() -> None:
     clock = FakeClock()
     store = Store()
-    client = ScriptedClient(clock, lambda account_id, now: good(account_id))
+    client = FakeUniPost(snapshot).client(clock)
     with_discovery = parse_config(
         "unipost: {api_key: k}\naccounts: [{id: sa_instagram_listed}]\ndiscovery: {enabled: true}",
         {},

@@ -11,52 +11,22 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import yaml
 
-from exporter.client import RawResponse
-from exporter.config import Config, DiscoveryConfig, parse_config
+from exporter.config import Config, DiscoveryConfig
 from exporter.outcomes import POLICIES
 from exporter.parse import ErrorKind, ListedAccount
 from exporter.scheduler import JITTER, Scheduler
 from exporter.store import Store
-from tests.helpers import (
-    FakeClock,
-    ScriptedClient,
-    api_error,
-    good,
-    only,
-    scrape,
-    series,
-    value,
-    zero_filled,
-)
-
-
-def make_config(
-    account_ids: list[str] | list[dict[str, Any]],
-    requests_per_minute: float = 600,
-    interval: str = "1m",
-    floors: dict[str, str] | None = None,
-    max_backoff: str = "6h",
-) -> Config:
-    accounts = [a if isinstance(a, dict) else {"id": a} for a in account_ids]
-    raw = {
-        "unipost": {"api_key": "up_test_x", "requests_per_minute": requests_per_minute},
-        "polling": {
-            "interval": interval,
-            "platform_intervals": floors or {},
-            "max_backoff": max_backoff,
-        },
-        "accounts": accounts,
-    }
-    return parse_config(yaml.safe_dump(raw), {})
+from tests.fake_unipost import FakeUniPost, Reply, error, no_answer, snapshot, zero_filled
+from tests.helpers import FakeClock, make_config, only, scrape, series, value
 
 
 class Harness:
     def __init__(self, config: Config, respond: Any, latency: float = 0.0) -> None:
         self.clock = FakeClock()
         self.store = Store()
-        self.client = ScriptedClient(self.clock, respond, latency)
+        self.fake = FakeUniPost(lambda account_id: respond(account_id, self.clock.monotonic()))
+        self.client = self.fake.client(self.clock, latency)
         self.scheduler = Scheduler(
             *only(config), self.store, self.client, self.clock, rng=random.Random(7)
         )
@@ -82,7 +52,7 @@ class Harness:
 
 
 def always_good(account_id: str, now: float) -> Any:
-    return good(account_id)
+    return snapshot(account_id)
 
 
 async def test_first_round_goes_out_as_fast_as_the_budget_allows_and_no_faster() -> None:
@@ -130,7 +100,7 @@ async def test_platform_floor_is_never_undercut_and_logged_once(
 async def test_floor_applies_once_the_api_reveals_the_platform() -> None:
     # The ID carries no platform; the first answer says twitter.
     config = make_config([{"id": "sa_8f2k", "interval": "1m"}], floors={"twitter": "15m"})
-    h = Harness(config, lambda a, now: good(a, platform="twitter"))
+    h = Harness(config, lambda a, now: snapshot(a, platform="twitter"))
     async with h.running():
         await h.clock.advance(3600)
     assert min(h.gaps("sa_8f2k")) >= 900
@@ -160,7 +130,7 @@ async def test_when_intervals_ask_for_more_than_the_budget_every_interval_stretc
 
 
 async def test_zero_filled_snapshots_back_off_exponentially_and_never_become_data() -> None:
-    answers = iter([good("sa_twitter_1", followers=500)])
+    answers = iter([snapshot("sa_twitter_1", followers=500)])
 
     def respond(account_id: str, now: float) -> Any:
         return next(answers, None) or zero_filled(account_id, upstream_status=429)
@@ -185,10 +155,10 @@ async def test_zero_filled_snapshots_back_off_exponentially_and_never_become_dat
 
 
 async def test_transient_failures_are_retried_within_a_poll_each_attempt_paced() -> None:
-    answers = iter([api_error(502, "UPSTREAM_ERROR"), api_error(500, "INTERNAL_ERROR")])
+    answers = iter([error(502, "UPSTREAM_ERROR"), error(500, "INTERNAL_ERROR")])
 
     def respond(account_id: str, now: float) -> Any:
-        return next(answers, None) or good(account_id, followers=42)
+        return next(answers, None) or snapshot(account_id, followers=42)
 
     h = Harness(make_config(["sa_instagram_1"], requests_per_minute=60), respond)
     async with h.running():
@@ -205,7 +175,7 @@ async def test_transient_failures_are_retried_within_a_poll_each_attempt_paced()
 async def test_a_poll_that_keeps_failing_stops_after_three_attempts_and_backs_off() -> None:
     h = Harness(
         make_config(["sa_instagram_1"], interval="1m"),
-        lambda a, now: api_error(502, "UPSTREAM_ERROR"),
+        lambda a, now: error(502, "UPSTREAM_ERROR"),
     )
     async with h.running():
         await h.clock.advance(100)
@@ -228,8 +198,8 @@ async def test_after_a_429_nothing_leaves_before_retry_after_and_the_pace_drops(
     def respond(account_id: str, now: float) -> Any:
         if first[0]:
             first[0] = False
-            return api_error(429, "RATE_LIMITED", {"Retry-After": "30"})
-        return good(account_id)
+            return error(429, "RATE_LIMITED", headers={"Retry-After": "30"})
+        return snapshot(account_id)
 
     ids = [f"sa_instagram_{i}" for i in range(5)]
     h = Harness(make_config(ids, requests_per_minute=60, interval="10m"), respond)
@@ -272,9 +242,10 @@ class TokenBucket:
         self.answers.append((now, 200 if allowed else 429))
         if not allowed:
             headers["Retry-After"] = str(int((1 - self.tokens) / self.rate + 0.999))
-            return api_error(429, "RATE_LIMITED", headers)
-        response = good(account_id)
-        return type(response)(status=200, headers=headers, body=response.body)
+            return error(429, "RATE_LIMITED", headers=headers)
+        reply = snapshot(account_id)
+        reply.headers = headers
+        return reply
 
 
 @pytest.mark.parametrize("headers", [True, False], ids=["with-headers", "without-headers"])
@@ -300,7 +271,7 @@ async def test_401_pauses_the_workspace_with_one_probe_per_step() -> None:
     key_valid = [False]
 
     def respond(account_id: str, now: float) -> Any:
-        return good(account_id) if key_valid[0] else api_error(401, "UNAUTHORIZED")
+        return snapshot(account_id) if key_valid[0] else error(401, "UNAUTHORIZED")
 
     ids = [f"sa_instagram_{i}" for i in range(5)]
     h = Harness(make_config(ids, requests_per_minute=60, interval="1m"), respond)
@@ -320,12 +291,10 @@ async def test_401_pauses_the_workspace_with_one_probe_per_step() -> None:
 
 
 async def test_a_probe_without_an_answer_keeps_the_workspace_paused() -> None:
-    answers = iter(
-        [api_error(401, "UNAUTHORIZED"), RawResponse(status=None, transport_error="TIMEOUT")]
-    )
+    answers = iter([error(401, "UNAUTHORIZED"), no_answer("TIMEOUT")])
 
     def respond(account_id: str, now: float) -> Any:
-        return next(answers, None) or good(account_id)
+        return next(answers, None) or snapshot(account_id)
 
     h = Harness(make_config(["sa_instagram_1"], requests_per_minute=60, interval="1h"), respond)
     async with h.running():
@@ -337,8 +306,8 @@ async def test_a_probe_without_an_answer_keeps_the_workspace_paused() -> None:
 async def test_no_retry_leaves_while_the_workspace_is_paused() -> None:
     def respond(account_id: str, now: float) -> Any:
         if account_id == "sa_instagram_flaky":
-            return api_error(502, "UPSTREAM_ERROR")
-        return api_error(403, "FORBIDDEN")
+            return error(502, "UPSTREAM_ERROR")
+        return error(403, "FORBIDDEN")
 
     ids = ["sa_instagram_flaky", "sa_instagram_revoked"]
     h = Harness(make_config(ids, requests_per_minute=600, interval="1m"), respond)
@@ -357,17 +326,17 @@ async def test_no_retry_leaves_while_the_workspace_is_paused() -> None:
 @pytest.mark.parametrize(
     ("reply", "status", "recheck", "keeps_values"),
     [
-        (api_error(404, "NOT_FOUND"), "not_found", 3600, False),
-        (api_error(409, "ACCOUNT_DISCONNECTED"), "disconnected", 3600, True),
-        (api_error(409, "NEEDS_RECONNECT"), "needs_reconnect", 3600, True),
-        (api_error(501, "NOT_SUPPORTED"), "not_supported", 86400, True),
-        (api_error(418, "TEAPOT"), "error", 3600, True),
+        (error(404, "NOT_FOUND"), "not_found", 3600, False),
+        (error(409, "ACCOUNT_DISCONNECTED"), "disconnected", 3600, True),
+        (error(409, "NEEDS_RECONNECT"), "needs_reconnect", 3600, True),
+        (error(501, "NOT_SUPPORTED"), "not_supported", 86400, True),
+        (error(418, "TEAPOT"), "error", 3600, True),
     ],
 )
 async def test_persistent_errors_set_the_status_and_recheck_rarely(
     reply: Any, status: str, recheck: float, keeps_values: bool
 ) -> None:
-    answers = iter([good("sa_instagram_1", followers=7)])
+    answers = iter([snapshot("sa_instagram_1", followers=7)])
 
     def respond(account_id: str, now: float) -> Any:
         return next(answers, None) or reply
@@ -388,16 +357,13 @@ async def test_persistent_errors_set_the_status_and_recheck_rarely(
 
 
 async def test_a_slow_account_never_delays_the_others() -> None:
-    class SlowForOne(ScriptedClient):
-        async def get_account_metrics(self, account_id: str) -> Any:
-            self.calls.append((self.clock.monotonic(), account_id))
-            if account_id == "sa_instagram_slow":
-                await self.clock.sleep(45)
-            return good(account_id)
+    def respond(account_id: str, now: float) -> Reply:
+        reply = snapshot(account_id)
+        reply.delay = 45.0 if account_id == "sa_instagram_slow" else 0.0
+        return reply
 
     ids = ["sa_instagram_slow", "sa_instagram_a", "sa_instagram_b"]
-    h = Harness(make_config(ids, requests_per_minute=60, interval="10s"), always_good)
-    h.client = SlowForOne(h.clock, always_good)
+    h = Harness(make_config(ids, requests_per_minute=60, interval="10s"), respond)
     h.scheduler = Scheduler(
         *only(make_config(ids, requests_per_minute=60, interval="10s")),
         h.store,
@@ -417,7 +383,7 @@ async def test_a_slow_account_never_delays_the_others() -> None:
 
 
 async def test_a_real_zero_is_exported_as_zero() -> None:
-    h = Harness(make_config(["sa_instagram_1"]), lambda a, now: good(a, followers=0))
+    h = Harness(make_config(["sa_instagram_1"]), lambda a, now: snapshot(a, followers=0))
     async with h.running():
         await h.clock.advance(1)
     samples = scrape(h.store)
@@ -430,8 +396,8 @@ async def test_a_platform_throttling_one_account_backs_off_that_account_alone() 
 
     def respond(account_id: str, now: float) -> Any:
         if account_id == throttled:  # TikTok's per-account throttle: no Retry-After
-            return api_error(429, "UPSTREAM_RATE_LIMITED")
-        return good(account_id)
+            return error(429, "UPSTREAM_RATE_LIMITED")
+        return snapshot(account_id)
 
     ids = [throttled, "sa_instagram_2", "sa_instagram_3"]
     h = Harness(make_config(ids, requests_per_minute=60, interval="1m", max_backoff="1h"), respond)
@@ -469,8 +435,8 @@ async def test_a_429_without_a_uniPost_envelope_still_slows_the_workspace() -> N
     def respond(account_id: str, now: float) -> Any:
         if first[0]:
             first[0] = False
-            return RawResponse(status=429, body=b"<html>Too Many Requests</html>")
-        return good(account_id)
+            return Reply(429, raw=b"<html>Too Many Requests</html>")
+        return snapshot(account_id)
 
     h = Harness(make_config(["sa_instagram_1", "sa_instagram_2"], requests_per_minute=60), respond)
     async with h.running():
@@ -482,16 +448,16 @@ async def test_a_429_without_a_uniPost_envelope_still_slows_the_workspace() -> N
 
 @pytest.mark.parametrize(
     "failure",
-    [api_error(502, "UPSTREAM_ERROR"), RawResponse(status=None, transport_error="TIMEOUT")],
+    [error(502, "UPSTREAM_ERROR"), no_answer("TIMEOUT")],
     ids=["5xx", "timeout"],
 )
 async def test_a_failed_x_call_is_retried_at_the_next_floor_slot_not_inside_the_poll(
-    failure: RawResponse,
+    failure: Reply,
 ) -> None:
     answers = iter([failure, failure, failure])
 
     def respond(account_id: str, now: float) -> Any:
-        return next(answers, None) or good(account_id, followers=7)
+        return next(answers, None) or snapshot(account_id, followers=7)
 
     config = make_config(["sa_twitter_1"], interval="5m", floors={"twitter": "15m"})
     h = Harness(config, respond)
@@ -514,8 +480,8 @@ async def test_an_account_listed_as_broken_is_not_polled_until_it_is_listed_acti
 
     def respond(account_id: str, now: float) -> Any:
         if account_id == "sa_instagram_2" and not reconnected[0]:
-            return api_error(409, "NEEDS_RECONNECT")
-        return good(account_id)
+            return error(409, "NEEDS_RECONNECT")
+        return snapshot(account_id)
 
     h = Harness(make_config(["sa_instagram_1"], interval="1m"), respond)
     broken = [
@@ -552,17 +518,17 @@ async def test_an_account_listed_as_broken_is_not_polled_until_it_is_listed_acti
 @pytest.mark.parametrize(
     ("answer", "kind"),
     [
-        (good("sa_instagram_1"), None),
-        (api_error(404, "NOT_FOUND"), ErrorKind.NOT_FOUND),
-        (api_error(409, "ACCOUNT_DISCONNECTED"), ErrorKind.DISCONNECTED),
-        (api_error(409, "NEEDS_RECONNECT"), ErrorKind.NEEDS_RECONNECT),
-        (api_error(400, "BAD_REQUEST"), ErrorKind.PERSISTENT),
-        (api_error(501, "NOT_SUPPORTED"), ErrorKind.NOT_SUPPORTED),
+        (snapshot("sa_instagram_1"), None),
+        (error(404, "NOT_FOUND"), ErrorKind.NOT_FOUND),
+        (error(409, "ACCOUNT_DISCONNECTED"), ErrorKind.DISCONNECTED),
+        (error(409, "NEEDS_RECONNECT"), ErrorKind.NEEDS_RECONNECT),
+        (error(400, "BAD_REQUEST"), ErrorKind.PERSISTENT),
+        (error(501, "NOT_SUPPORTED"), ErrorKind.NOT_SUPPORTED),
     ],
     ids=lambda v: getattr(v, "name", None) or "",
 )
 async def test_what_an_account_costs_is_how_often_it_is_polled(
-    answer: RawResponse, kind: ErrorKind | None
+    answer: Reply, kind: ErrorKind | None
 ) -> None:
     # One table decides both: a drift between the re-check delay and the demand the stretch
     # factor counts fails here.

@@ -14,8 +14,7 @@ import yaml
 
 from exporter.config import parse_config
 from exporter.sharding import Shard, fnv1a_32, ordinal_from_hostname
-from tests.helpers import free_port, parse_exposition, series, value
-from tests.test_cli import ROOT
+from tests.helpers import ROOT, free_port, parse_exposition, series, value
 
 
 def test_fnv1a_32_matches_the_reference_vectors() -> None:
