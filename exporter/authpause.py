@@ -62,6 +62,14 @@ class AuthPause:
         self.until = -math.inf
         self.log.warning("UniPost accepts the API key again; polling resumes")
 
+    def reset(self) -> None:
+        """A new connection to UniPost: no pause carries over; the next answer decides."""
+        if self.active:
+            self.paused.clear()
+            self._step = 0
+            self.until = -math.inf
+            self.log.info("new connection to UniPost; the key pause is lifted")
+
     def new_key(self) -> None:
         """A reload brought a new key: the next probe tries it now, not after the pause."""
         if self.active:

@@ -80,6 +80,11 @@ class Budget:
         # The next slot follows the new pace, not one spaced at the old one.
         self._next_slot = min(self._next_slot, self._clock.monotonic() + 1.0 / rate)
 
+    def forget_refusals(self) -> None:
+        """A new connection to UniPost: what the old one refused no longer holds."""
+        self.blocked_until = -math.inf
+        self.rate = self.configured_rate
+
     async def acquire(self) -> None:
         """Wait for the next slot; callers are served in order of arrival."""
         if not self._lock.locked() and self._take():

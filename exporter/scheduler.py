@@ -281,14 +281,32 @@ class Scheduler:
         start; removed ones stop."""
         old_key = self.workspace.unipost.api_key
         self.workspace, self.polling = workspace, polling
-        if client is not None:
-            self.client = client
         self.budget.reconfigure(workspace.unipost.requests_per_minute, polling.max_backoff)
         self.auth.max_pause = polling.max_backoff
         if workspace.unipost.api_key != old_key:
             self.auth.new_key()
         self.accounts.reconfigure(workspace, polling)
+        if client is not None:
+            self.client = client
+            self._forget_the_old_connection()
         self.queue.wake()
+
+    def _forget_the_old_connection(self) -> None:
+        """A new key, address or timeout: the backoff, pause, refusals and re-checks the old
+        connection earned say nothing about the new one. Every account is polled again as
+        soon as the budget allows, its platform's floor still respected."""
+        self.auth.reset()
+        self.budget.forget_refusals()
+        now, wall = self.clock.monotonic(), self.clock.wall()
+        for account in self.store.accounts.values():
+            if account.id in self._inflight:
+                continue  # its answer will plan it
+            account.consecutive_failures = 0
+            self.accounts.release_hold(account.id)
+            floor = self.polling.floor_for(account.platform)
+            since = wall - account.last_poll_wall if account.last_poll_wall is not None else floor
+            self.queue.plan(account, now + max(0.0, floor - since))
+            self.store.changed(account)
 
 
 def _last_result(state: RetryCallState) -> Outcome:

@@ -23,6 +23,7 @@ from tests.fake_unipost import API_KEY, FakeUniPost, Reply, snapshot, zero_fille
 from tests.helpers import (
     FakeClock,
     Samples,
+    free_port,
     make_config,
     only,
     parse_exposition,
@@ -255,3 +256,33 @@ async def test_turning_discovery_off_drops_the_discovered_accounts_only() -> Non
     assert set(store.accounts) == {"sa_instagram_listed"}
     # The listed account keeps what discovery taught it.
     assert store.accounts["sa_instagram_listed"].account_name == "Listed"
+
+
+async def test_a_reload_that_fixes_the_address_polls_again_at_once(tmp_path: Path) -> None:
+    # Production pacing: after a failure the next poll is 10 minutes away, the listing's 1.
+    async with FakeUniPost(replies) as fake:
+        path = tmp_path / "config.yaml"
+
+        def write(base_url: str) -> None:
+            raw = {
+                "unipost": {"base_url": base_url, "api_key": API_KEY, "timeout": "2s"},
+                "polling": {"interval": "5m", "max_backoff": "6h"},
+                "discovery": {"enabled": True, "refresh_interval": "1h"},
+                "accounts": [{"id": "sa_instagram_a"}, {"id": "sa_youtube_b"}],
+            }
+            path.write_text(yaml.safe_dump(raw))
+
+        write(f"http://127.0.0.1:{free_port()}")  # a wrong port: nothing listens there
+        app = create_app(load_config(path), loader=lambda: load_config(path))
+        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+            s = Stack(fake, client, path)
+            failed = await s.until(lambda x: set(statuses(x).values()) == {"error"}, seconds=15)
+            assert value(failed, "unipost_api_errors_total", account_id="", code="CONNECTION_ERROR")
+            write(fake.base_url)  # the fix
+            assert await s.reload() == (200, "Reloaded.\n")
+            fixed = await s.until(lambda x: set(statuses(x).values()) == {"ok"}, seconds=5)
+            assert (
+                value(fixed, "unipost_account_consecutive_failures", account_id="sa_youtube_b") == 0
+            )
+            # Discovery refreshed at once too, not after its retry.
+            assert fake.requested("") >= 1
