@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= config.yaml
 ARGS ?=
 
-.PHONY: demo run simulate test lint format dashboards prometheusrule bench bench-load clean
+.PHONY: demo run simulate accounts test lint format dashboards prometheusrule bench bench-load clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ run: $(STAMP)
 	@test -f $(CONFIG) || { echo "no $(CONFIG): cp config.example.yaml $(CONFIG), edit it, and export UNIPOST_API_KEY"; exit 1; }
 	@echo "unipost-exporter: http://localhost:9863/ (metrics at /metrics)"
 	$(BIN)/unipost-exporter --config.file $(CONFIG) $(ARGS)
+
+accounts: $(STAMP)
+	@test -f $(CONFIG) || { echo "no $(CONFIG): cp config.example.yaml $(CONFIG) and export UNIPOST_API_KEY"; exit 1; }
+	$(BIN)/unipost-exporter accounts --config.file $(CONFIG) $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

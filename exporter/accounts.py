@@ -26,6 +26,9 @@ from exporter.parse import ListedAccount
 from exporter.pollqueue import PollQueue
 from exporter.store import AccountState, Status, Store
 
+# A change to these statuses means the account brings no data: worth a warn line.
+_WARN_ON = frozenset({Status.ERROR, Status.UNAUTHORIZED})
+
 
 class AccountSet:
     """One workspace's polled accounts: membership, intervals, statuses and demand."""
@@ -201,15 +204,24 @@ class AccountSet:
             self._base_interval(account)
 
     def set_status(
-        self, account: AccountState, status: Status, reason: str, quiet: bool = False
+        self,
+        account: AccountState,
+        status: Status,
+        reason: str,
+        quiet: bool = False,
+        detail: str = "",
     ) -> None:
-        """Change the account's status, logging the change and why."""
+        """Change the account's status, logging the change and why (at warn when the account
+        stops bringing data)."""
         if account.status == status:
             return
         previous, account.status = account.status, status
         change: dict[str, Any] = {"from": previous, "to": status, "reason": reason}
+        if detail:
+            change["detail"] = detail
+        level = logging.WARNING if status in _WARN_ON else logging.INFO
         self.log.log(
-            logging.DEBUG if quiet else logging.INFO,
+            logging.DEBUG if quiet else level,
             "account status changed",
             account_id=account.id,
             platform=account.platform,

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from exporter import __version__, demo, simulator
+from exporter import __version__, demo, inventory, simulator
 from exporter.config import Config, ConfigError, format_duration, load_config
 from exporter.logs import LEVELS, setup_logging
 from exporter.process import DEFAULT_LISTEN_ADDRESS, parse_listen_address, run, serve
@@ -125,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["simulate"]:
         return simulator.main(argv[1:])
+    if argv[:1] == ["accounts"]:
+        return inventory.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         host, port = parse_listen_address(args.listen_address)

@@ -31,11 +31,14 @@ class RawResponse:
     headers: Mapping[str, str] = field(default_factory=lambda: CIMultiDictProxy(CIMultiDict()))
     body: bytes = b""
     transport_error: str | None = None
+    # Why there was no answer (host, port and cause), with the key scrubbed.
+    detail: str = ""
 
     def failure(self) -> ApiError | None:
         """What went wrong when there is no usable body (no answer, or one too large)."""
         if self.status is None:
-            return ApiError(self.transport_error or CONNECTION_ERROR, ErrorKind.TRANSIENT)
+            code = self.transport_error or CONNECTION_ERROR
+            return ApiError(code, ErrorKind.TRANSIENT, message=self.detail)
         if self.transport_error == INVALID_RESPONSE:
             return ApiError(INVALID_RESPONSE, ErrorKind.INVALID, self.status, "body too large")
         return None
@@ -57,6 +60,9 @@ class UniPostClient:
         self._session = session
         self._stats = stats
         self._base_url = base_url.rstrip("/")
+        authorization = session.headers.get("Authorization", "")
+        # What an error text must never show: the header, and the key inside it.
+        self._secrets = [s for s in (authorization, authorization.removeprefix("Bearer ")) if s]
 
     async def get_account_metrics(self, account_id: str) -> RawResponse:
         """GET /v1/accounts/{id}/metrics."""
@@ -83,13 +89,30 @@ class UniPostClient:
                     transport_error=None if body is not None else INVALID_RESPONSE,
                 )
         except TimeoutError:
-            result = RawResponse(status=None, transport_error=TIMEOUT)
-        except aiohttp.ClientError:
-            result = RawResponse(status=None, transport_error=CONNECTION_ERROR)
+            timeout = self._session.timeout.total
+            detail = f"no answer from {_where(url)} within {timeout:g}s" if timeout else ""
+            result = RawResponse(status=None, transport_error=TIMEOUT, detail=detail)
+        except aiohttp.ClientError as exc:
+            result = RawResponse(
+                status=None, transport_error=CONNECTION_ERROR, detail=self._describe(exc, url)
+            )
         elapsed = time.perf_counter() - started
         status_code = str(result.status) if result.status is not None else "error"
         self._stats.record_request(endpoint, status_code, elapsed)
         return result
+
+    def _describe(self, exc: Exception, url: URL) -> str:
+        """Why a request got no answer: the host and port, and the cause, key scrubbed."""
+        text = str(exc) or type(exc).__name__
+        if url.host and url.host not in text:
+            text = f"{_where(url)}: {text}"
+        for secret in self._secrets:
+            text = text.replace(secret, "<redacted>")
+        return text[:300]
+
+
+def _where(url: URL) -> str:
+    return f"{url.host}:{url.port}"
 
 
 async def _read_capped(response: aiohttp.ClientResponse) -> bytes | None:

@@ -274,11 +274,14 @@ class _Values(Problems):
         text = self.unhide(text)
 
         def substitute(match: re.Match[str]) -> str:
-            name = match.group(1)
+            # ${NAME}, or ${NAME:-default} for a variable that may be unset or empty.
+            name, has_default, default = match.group(1).partition(":-")
             if not _VAR_NAME.match(name):
                 self.err(where, f"${{{name}}} is not a valid environment variable reference")
                 self.unexpanded.add(where)
                 return ""
+            if has_default and not self.env.get(name):
+                return default
             if name not in self.env:
                 self.err(where, f"environment variable {name} is not set")
                 self.unexpanded.add(where)

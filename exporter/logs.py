@@ -64,6 +64,14 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
+def scrub(text: str, *secrets: str) -> str:
+    """`text` with every secret (an API key) replaced: for text that is shown, not logged."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
 class RedactingFormatter(logging.Formatter):
     """Wraps a formatter and replaces every known secret in its output."""
 

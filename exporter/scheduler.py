@@ -28,8 +28,9 @@ from exporter.authpause import AuthPause
 from exporter.client import RawResponse
 from exporter.clock import Clock
 from exporter.config import PollingConfig, WorkspaceConfig
-from exporter.logs import FieldLogger
+from exporter.logs import FieldLogger, scrub
 from exporter.outcomes import (
+    GOOD,
     answered,
     attempts_per_poll,
     is_transient,
@@ -222,27 +223,33 @@ class Scheduler:
                 if probe:
                     self.auth.rejected("NO_ANSWER", probe=True)
                 if isinstance(outcome, Snapshot):
-                    account.snapshot = outcome
+                    _keep(account, outcome)
                 self._schedule(account, 0.0)
                 return
+        # UniPost's message, or a proxy's: shown on the landing page, so never with the key.
+        message = outcome.message if isinstance(outcome, ApiError) else ""
+        detail = scrub(message, self.workspace.unipost.api_key)
         policy = policy_for(outcome)
         if policy is None:  # the workspace's: its key (paused), or its limiter (paced)
             if is_auth:
                 assert isinstance(outcome, ApiError)
+                account.problem, account.problem_detail = outcome.code, detail
                 self.auth.rejected(outcome.code, probe)
             self._schedule(account, 0.0)
             return
         if isinstance(outcome, Snapshot | UpstreamFailure):
             self.accounts.learn_platform(account, outcome.platform)
         if isinstance(outcome, Snapshot):
-            account.snapshot = outcome
+            _keep(account, outcome)
         elif policy.drops_snapshot:
-            account.snapshot = None
+            account.snapshot = account.previous = None
         if isinstance(outcome, UpstreamFailure):
             status = outcome.upstream_status
             account.upstream_failures[status] = account.upstream_failures.get(status, 0) + 1
         account.consecutive_failures = account.consecutive_failures + 1 if policy.failing else 0
-        self.accounts.set_status(account, policy.status, reason(outcome))
+        why = reason(outcome)
+        account.problem, account.problem_detail = ("", "") if policy is GOOD else (why, detail)
+        self.accounts.set_status(account, policy.status, why, detail=detail)
         self.accounts.set_policy(account, policy)
         self._schedule(account, next_delay(policy, account, self.polling))
 
@@ -307,6 +314,13 @@ class Scheduler:
             since = wall - account.last_poll_wall if account.last_poll_wall is not None else floor
             self.queue.plan(account, now + max(0.0, floor - since))
             self.store.changed(account)
+
+
+def _keep(account: AccountState, snapshot: Snapshot) -> None:
+    """The new good snapshot; the one it replaces stays as `previous` (for the change)."""
+    if account.snapshot is not None and account.snapshot.fetched_at != snapshot.fetched_at:
+        account.previous = account.snapshot
+    account.snapshot = snapshot
 
 
 def _last_result(state: RetryCallState) -> Outcome:

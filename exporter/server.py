@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import html
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from datetime import UTC, datetime
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -17,13 +15,12 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from exporter import __version__
+from exporter import landing
 from exporter.client import make_session
 from exporter.clock import Clock, SystemClock
 from exporter.collector import AccountCollector, ApiCollector
 from exporter.config import Config
 from exporter.exposition import FastExposition
-from exporter.parse import Snapshot
 from exporter.runtime import ConfigLoader, Runtime, SessionFactory
 from exporter.sharding import Shard
 from exporter.store import ReloadStatus, Store, StoreSource
@@ -228,80 +225,12 @@ async def ready(request: web.Request) -> web.Response:
     return web.Response(status=503, text="Not ready: polling has not started.\n")
 
 
-def _when(timestamp: float | None) -> str:
-    if timestamp is None:
-        return "never"
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _counts(snapshot: Snapshot | None) -> tuple[str, str, str]:
-    """Followers, following and posts as a person reads them; a missing count says why."""
-    if snapshot is None:
-        return "", "", ""
-    why = dict(snapshot.unavailable)
-
-    def cell(name: str, count: float | None) -> str:
-        return f"{count:,.0f}" if count is not None else f"absent: {why.get(name, 'not provided')}"
-
-    return (
-        cell("followers", snapshot.followers),
-        cell("following", snapshot.following),
-        cell("posts", snapshot.posts),
-    )
-
-
-def _flags(snapshot: Snapshot | None) -> str:
-    if snapshot is None:
-        return ""
-    return ", ".join(f"{name}: {'yes' if on else 'no'}" for name, on in snapshot.platform_flags)
-
-
 async def landing_page(request: web.Request) -> web.Response:
-    """Name, version, a link to /metrics, and every account's status, counts and schedule."""
-    stores = request.app[RUNTIME].stores()
-    named = any(store.workspace is not None for store in stores)
-    rows = []
-    for store in stores:
-        for account in store.accounts.values():
-            snapshot = account.snapshot
-            next_poll = (
-                "polling now" if account.next_poll_wall is None else _when(account.next_poll_wall)
-            )
-            cells = (
-                *([store.workspace or ""] if named else []),
-                account.id,
-                account.account_name,
-                account.platform,
-                account.status,
-                *_counts(snapshot),
-                _flags(snapshot),
-                _when(snapshot.fetched_at if snapshot else None),
-                next_poll,
-            )
-            rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-    workspace_th = "<th>workspace</th>" if named else ""
-    note = request.app[DEMO_NOTE]
-    demo = (
-        f'<p style="background:#fff3cd;border:1px solid #e0b000;padding:.6em">'
-        f"<strong>Demo mode.</strong> {html.escape(note)}</p>\n"
-        if note
-        else ""
-    )
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>UniPost Exporter</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}</style></head>
-<body><h1>UniPost Exporter</h1>
-{demo}<p>Version {html.escape(__version__)}. Metrics: <a href="metrics">/metrics</a>.
-Health: <a href="-/healthy">/-/healthy</a>, <a href="-/ready">/-/ready</a>.</p>
-<p>Values come from background polls of UniPost; a scrape never calls UniPost.
-A count a platform does not provide (YouTube's following, a channel's hidden subscribers,
-Threads' following and posts) is absent from /metrics, never 0; the cell says why.</p>
-<h2>Accounts ({len(rows)})</h2>
-<table><tr>{workspace_th}<th>account</th><th>name</th><th>platform</th><th>status</th>
-<th>followers</th><th>following</th><th>posts</th><th>platform flags</th>
-<th>last success</th><th>next poll</th></tr>
-{"".join(rows)}
-</table></body></html>
-"""
-    return web.Response(text=page, content_type="text/html")
+    """Every account's counts, status, why and what to do, and its schedule (paged)."""
+    try:
+        page = int(request.query.get("page", "1"))
+    except ValueError:
+        page = 1
+    runtime = request.app[RUNTIME]
+    text, _ = landing.render(runtime.stores(), runtime.clock.wall(), page, request.app[DEMO_NOTE])
+    return web.Response(text=text, content_type="text/html")

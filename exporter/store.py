@@ -40,9 +40,14 @@ class AccountState:
     status: Status = Status.PENDING
     account_name: str = ""
     snapshot: Snapshot | None = None
+    # The good snapshot before `snapshot` (for the change since then), if any.
+    previous: Snapshot | None = None
     upstream_failures: dict[str, int] = field(default_factory=dict)
     api_errors: dict[str, int] = field(default_factory=dict)
     consecutive_failures: int = 0
+    # Why the last poll brought no data: its code, and UniPost's message or the cause.
+    problem: str = ""
+    problem_detail: str = ""
     next_poll_wall: float | None = None
     last_poll_wall: float | None = None
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 
 import aiohttp
 import pytest
 
 from exporter.simulator import DEFAULT_SIM_KEY
-from tests.helpers import finish, free_port, parse_exposition, series, spawn, value
+from tests.helpers import ROOT, finish, free_port, parse_exposition, series, spawn, value
 
 pytestmark = pytest.mark.process
 
@@ -80,9 +81,22 @@ async def test_demo_shows_every_kind_of_account_within_15_seconds() -> None:
     assert "DEMO MODE" in log.splitlines()[0]
 
 
-async def test_the_simulator_runs_on_its_own() -> None:
+@pytest.mark.parametrize(
+    "command",
+    [["-m", "exporter", "simulate"], ["-m", "exporter.simulator"]],
+    ids=["unipost-exporter simulate", "python -m exporter.simulator"],
+)
+async def test_the_simulator_runs_on_its_own(command: list[str]) -> None:
     port = free_port()
-    proc = await spawn("simulate", "--web.listen-address", f"127.0.0.1:{port}")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *command,
+        "--web.listen-address",
+        f"127.0.0.1:{port}",
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         async with aiohttp.ClientSession() as session:
             for _ in range(100):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from exporter import landing
 from tests.helpers import ROOT, markdown_anchors
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -21,6 +22,7 @@ PROGRAMS = re.compile(
 )
 DEMO = "tests/test_demo.py::test_demo_shows_every_kind_of_account_within_15_seconds"
 SIMULATE = "tests/test_demo.py::test_the_simulator_runs_on_its_own"
+INVENTORY = "tests/test_inventory.py::test_"
 PROCESS = "tests/test_cli.py::test_the_process_serves_logs_in_logfmt_and_stops_on_sigterm"
 RULES = "tests/test_dashboards_and_rules.py::"
 GOLDEN = "tests/test_golden.py::"
@@ -34,7 +36,8 @@ NO_DOCKER = (
 RUN_BY: list[tuple[str, str]] = [
     (r"make test|pytest|promtool", "CI"),
     (r"make demo|unipost-exporter --demo", DEMO),
-    (r"unipost-exporter simulate\b.*", SIMULATE),
+    (r"unipost-exporter simulate\b.*|make simulate|python -m exporter\.simulator", SIMULATE),
+    (r"make accounts( ARGS=.*)?|unipost-exporter accounts\b.*", INVENTORY),
     (r"make run( CONFIG=\S+)?", "here"),
     (r"cp config\.example\.yaml config\.yaml|export UNIPOST_API_KEY=\S+", "here"),
     (r"unipost-exporter( --config\.file \S+)? --config\.check", "here"),
@@ -60,7 +63,9 @@ def documented_commands() -> set[str]:
                 line = line.split("  #", 1)[0].strip()
                 if line:
                     commands.add(" ".join(line.split()))
-        for span in re.findall(r"`([^`\n]+)`", text):
+        # Inline code may wrap across a line: its words, joined again.
+        for span in re.findall(r"(?<!`)`([^`]+)`(?!`)", text):
+            span = " ".join(span.split())
             if PROGRAMS.match(span):
                 commands.add(span)
     return commands
@@ -137,12 +142,25 @@ def test_the_first_real_run_as_the_readme_shows_it(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("target", "script"),
-    [("dashboards", "grafana/generate.py"), ("prometheusrule", "prometheusrule.py")],
+    ("target", "command"),
+    [
+        ("dashboards", "grafana/generate.py"),
+        ("prometheusrule", "prometheusrule.py"),
+        ("simulate", "unipost-exporter simulate"),
+        ("accounts", "unipost-exporter accounts --config.file config.example.yaml"),
+    ],
 )
-def test_the_generators_the_docs_name_are_what_make_runs(target: str, script: str) -> None:
-    # The tests compare each generator's output with the committed files; `make -n` shows
-    # the documented target runs that very generator.
-    dry = make("-n", target)
+def test_make_targets_run_what_the_tests_run(target: str, command: str) -> None:
+    # The tests run these commands (or compare a generator's output with the committed
+    # files); `make -n` shows the documented target runs that very command.
+    dry = make("-n", target, "CONFIG=config.example.yaml")
     assert dry.returncode == 0, dry.stderr
-    assert script in dry.stdout
+    assert command in dry.stdout
+
+
+def test_every_runbook_link_of_the_landing_page_lands() -> None:
+    runbook = ROOT / "docs" / "runbook.md"
+    assert landing.RUNBOOK.endswith("/blob/main/docs/runbook.md")
+    for _advice, anchor in landing.ADVICE.values():
+        if anchor:
+            assert anchor in markdown_anchors(runbook), anchor

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -14,7 +15,15 @@ from aiohttp.test_utils import TestClient, TestServer
 from exporter.config import parse_config
 from exporter.server import create_app
 from tests.fake_unipost import API_KEY, FakeUniPost, Reply, error, snapshot, zero_filled
-from tests.helpers import Samples, parse_exposition, scrape_until, series, statuses, value
+from tests.helpers import (
+    Samples,
+    free_port,
+    parse_exposition,
+    scrape_until,
+    series,
+    statuses,
+    value,
+)
 
 
 def config_for(fake: FakeUniPost, accounts: list[dict[str, Any]], **unipost: Any) -> Any:
@@ -276,3 +285,32 @@ async def test_concurrent_scrapes_share_renders_and_never_get_an_older_body(
         account.account_name = "renamed"
         store.changed(account)
         assert value(await e.scrape(), "unipost_account_info", account_name="renamed") == 1
+
+
+async def test_a_connection_error_says_where_and_why(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    port = free_port()  # nothing listens there
+    raw = {
+        "unipost": {"base_url": f"http://127.0.0.1:{port}", "api_key": API_KEY, "timeout": "2s"},
+        "polling": {"interval": "1m"},
+        "accounts": [{"id": "sa_instagram_1"}],
+    }
+    app = create_app(parse_config(yaml.safe_dump(raw), {}))
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        await scrape_until(
+            lambda: _scrape(client), lambda s: statuses(s) == {"sa_instagram_1": "error"}
+        )
+        page = await (await client.get("/")).text()
+    failed = [r for r in caplog.records if r.getMessage() == "request failed"]
+    detail = failed[0].fields["detail"]  # type: ignore[attr-defined]
+    assert f"127.0.0.1:{port}" in detail and "Connect call failed" in detail, detail
+    changed = [r for r in caplog.records if r.getMessage() == "account status changed"]
+    assert changed[-1].levelname == "WARNING"
+    assert changed[-1].fields["to"] == "error"  # type: ignore[attr-defined]
+    assert f"127.0.0.1:{port}" in changed[-1].fields["detail"]  # type: ignore[attr-defined]
+    assert f"127.0.0.1:{port}" in page
+    assert API_KEY not in page + caplog.text
+
+
+async def _scrape(client: TestClient[Any, Any]) -> Samples:
+    return parse_exposition(await (await client.get("/metrics")).text())

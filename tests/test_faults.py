@@ -103,6 +103,14 @@ class ExplodingSession:
             timeout=aiohttp.ClientTimeout(total=config.timeout),
         )
 
+    @property
+    def headers(self) -> Any:
+        return self.session.headers
+
+    @property
+    def timeout(self) -> aiohttp.ClientTimeout:
+        return self.session.timeout
+
     def get(self, url: Any, **kwargs: Any) -> Any:
         if ExplodingSession.exploding and "sa_instagram_exception" in str(url):
             raise RuntimeError(f"proxy refused {url} with headers {dict(self.session.headers)}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,7 +178,10 @@ async def test_every_series_carries_its_workspace(tmp_path: Path) -> None:
             assert budget == RPM
         page = await (await s.client.get("/")).text()
         assert "<th>workspace</th>" in page
-        assert "<td>globex</td><td>sa_instagram_g2</td>" in page
+        # The row names the workspace, then the account (its name, and its ID under it).
+        assert re.search(
+            r"<tr[^>]*><td>globex</td><td>[^<]*(<br><span class=id>)?sa_instagram_g2", page
+        )
         assert ACME_KEY not in page and GLOBEX_KEY not in page
 
 
