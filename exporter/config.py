@@ -5,10 +5,11 @@ Defaults live here and nowhere else.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,15 @@ class Config:
         return sum(len(ws.accounts) for ws in self.workspaces)
 
 
+DURATION_HINT = "write it like 30s, 5m or 1h"
+
+
+def unknown_key(key: str, allowed: Iterable[str]) -> str:
+    """The problem with an unknown key, with the known key it is most likely a typo of."""
+    close = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.75)
+    return f"unknown key; did you mean {close[0]}?" if close else "unknown key"
+
+
 def parse_duration(text: str) -> float:
     """Parse a Prometheus-style duration (`250ms`, `10s`, `5m`, `1h30m`, `1d`) into seconds."""
     match = _DURATION.match(text)
@@ -239,7 +249,7 @@ class Problems:
             if unsupported and isinstance(key, str) and key in unsupported:
                 self.err(_join(where, key), unsupported[key])
             elif not isinstance(key, str) or key not in allowed:
-                self.err(_join(where, str(key)), "unknown key")
+                self.err(_join(where, str(key)), unknown_key(str(key), allowed))
         return {k: v for k, v in node.items() if isinstance(k, str) and k in allowed}
 
 
@@ -294,12 +304,12 @@ class _Values(Problems):
         if node is None:
             return default
         if not isinstance(node, str):
-            self.err(where, f"{node!r} is not a duration (write it like 30s, 5m or 1h)")
+            self.err(where, f"{node!r} is not a duration ({DURATION_HINT})")
             return default
         try:
             seconds = parse_duration(node)
         except ValueError:
-            self.err(where, f'"{node}" is not a duration')
+            self.err(where, f'"{node}" is not a duration ({DURATION_HINT})')
             return default
         if seconds <= 0:
             self.err(where, "must be longer than 0s")

@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from exporter.config import parse_duration
+from exporter.config import DURATION_HINT, parse_duration, unknown_key
 from exporter.process import parse_listen_address
 
 DEFAULT_SIM_KEY = "up_test_simulator"
@@ -156,7 +156,7 @@ def scenario_from_dict(raw: Any) -> Scenario:
     }  # fmt: skip
     unknown = sorted(set(raw) - fields)
     if unknown:
-        raise ScenarioError(f"{unknown[0]}: unknown key")
+        raise ScenarioError(f"{unknown[0]}: {unknown_key(unknown[0], fields)}")
     values: dict[str, Any] = {}
     for key in fields - {"accounts"}:
         if key in raw:
@@ -178,7 +178,9 @@ def _scenario_value(key: str, value: Any, default: Any) -> Any:
         try:
             return parse_duration(value)
         except ValueError:
-            raise ScenarioError(f'x_window: "{value}" is not a duration') from None
+            raise ScenarioError(
+                f'x_window: "{value}" is not a duration ({DURATION_HINT})'
+            ) from None
     if isinstance(default, str):
         if not isinstance(value, str):
             raise ScenarioError(f"{key}: must be a string")
@@ -198,7 +200,7 @@ def _sim_account(raw: Any, where: str) -> SimAccount:
     known = set(SimAccount.__dataclass_fields__)
     unknown = sorted(set(raw) - known)
     if unknown:
-        raise ScenarioError(f"{where}.{unknown[0]}: unknown key")
+        raise ScenarioError(f"{where}.{unknown[0]}: {unknown_key(unknown[0], known)}")
     for key in ("id", "platform"):
         if not isinstance(raw.get(key), str) or not raw[key]:
             raise ScenarioError(f"{where}.{key}: is required")
@@ -556,7 +558,11 @@ async def start_simulator(
     runner = web.AppRunner(Simulator(scenario).app(), handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, shutdown_timeout=1.0)
-    await site.start()
+    try:
+        await site.start()
+    except OSError:
+        await runner.cleanup()
+        raise
     bound_host, bound_port = runner.addresses[0][:2]
     return runner, f"http://{host or bound_host}:{bound_port}"
 
@@ -582,8 +588,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.time_scale is not None:
         scenario = replace(scenario, time_scale=args.time_scale)
 
-    async def serve() -> None:
-        runner, url = await start_simulator(scenario, host, port)
+    async def serve() -> int:
+        try:
+            runner, url = await start_simulator(scenario, host, port)
+        except OSError as exc:
+            # One clear line, as the exporter gives: not a trace.
+            reason = exc.strerror or str(exc)
+            print(
+                f"unipost-exporter simulate: cannot listen on {args.listen_address}: {reason}",
+                file=sys.stderr,
+            )
+            return 1
         print(
             f"UniPost simulator on {url} (API key: {scenario.api_key}; "
             f"{len(scenario.accounts)} accounts; seed {scenario.seed})",
@@ -596,9 +611,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         await runner.cleanup()
+        return 0
 
-    asyncio.run(serve())
-    return 0
+    return asyncio.run(serve())
 
 
 if __name__ == "__main__":

@@ -80,7 +80,7 @@ def test_config_check_names_every_problem_and_exits_1(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
         f"unipost-exporter: invalid configuration in {bad}:",
-        '  polling.interval: "soon" is not a duration',
+        '  polling.interval: "soon" is not a duration (write it like 30s, 5m or 1h)',
         "  accounts[0].x: unknown key",
     ]
 

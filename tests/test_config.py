@@ -172,7 +172,8 @@ def test_workspace_is_a_static_label_only_in_the_single_form() -> None:
                 'workspaces[1].name: duplicate workspace "acme" (also workspaces[0])',
                 "workspaces[2].name: is required and must be a non-empty string",
                 "workspaces[3].polling: unknown key",
-                'workspaces[3].unipost.timeout: "x" is not a duration',
+                'workspaces[3].unipost.timeout: "x" is not a duration '
+                "(write it like 30s, 5m or 1h)",
                 "workspaces[3].accounts: is required: list at least one account (- id: sa_...) "
                 "or enable discovery",
             ],
@@ -192,7 +193,7 @@ def test_bad_workspaces_are_refused_with_every_problem_named(
     [
         (
             "unipost: {api_key: k}\npolling: {interval: soon}\naccounts: [{id: a}]",
-            ['polling.interval: "soon" is not a duration'],
+            ['polling.interval: "soon" is not a duration (write it like 30s, 5m or 1h)'],
         ),
         (
             "unipost: {api_key: k}\npolling: {interval: 300}\naccounts: [{id: a}]",
@@ -204,11 +205,11 @@ def test_bad_workspaces_are_refused_with_every_problem_named(
         ),
         (
             "unipost: {api_key: k, api_kee: x}\naccounts: [{id: a}]\nextra: 1",
-            ["extra: unknown key", "unipost.api_kee: unknown key"],
+            ["extra: unknown key", "unipost.api_kee: unknown key; did you mean api_key?"],
         ),
         (
             "unipost: {api_key: k}\naccounts: [{id: a, intervall: 5m}]",
-            ["accounts[0].intervall: unknown key"],
+            ["accounts[0].intervall: unknown key; did you mean interval?"],
         ),
         (
             "unipost: {api_key: k}\naccounts: [{id: a}, {id: b}, {id: a}]",
@@ -279,7 +280,10 @@ def test_bad_workspaces_are_refused_with_every_problem_named(
             "unipost: {api_key: k}\n"
             "polling: {platform_intervals: {twitter: fast}}\n"
             "accounts: [{id: a}]",
-            ['polling.platform_intervals.twitter: "fast" is not a duration'],
+            [
+                'polling.platform_intervals.twitter: "fast" is not a duration '
+                "(write it like 30s, 5m or 1h)"
+            ],
         ),
         (
             "unipost: {api_key: k}\ndiscovery: {enabled: yes please, platforms: [x-y], extra: 1}",
@@ -297,8 +301,8 @@ def test_bad_workspaces_are_refused_with_every_problem_named(
             "accounts: [{id: a}, {id: a}]",
             [
                 "unipost.api_key: environment variable MISSING is not set",
-                'unipost.timeout: "x" is not a duration',
-                'polling.interval: "y" is not a duration',
+                'unipost.timeout: "x" is not a duration (write it like 30s, 5m or 1h)',
+                'polling.interval: "y" is not a duration (write it like 30s, 5m or 1h)',
                 'accounts[1].id: duplicate account id "a" (also accounts[0])',
             ],
         ),
@@ -336,3 +340,42 @@ def test_durations(text: str, seconds: float) -> None:
 def test_not_durations(text: str) -> None:
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+@pytest.mark.parametrize("bad", ["300", "'5 minutes'", "soon", "5 min", "1.5h", "[5m]"])
+def test_every_bad_duration_says_how_to_write_one(bad: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(f"unipost: {{api_key: k}}\npolling: {{interval: {bad}}}\n" + ACCOUNTS, {})
+    (problem,) = caught.value.problems
+    assert problem.startswith("polling.interval: ")
+    assert problem.endswith("is not a duration (write it like 30s, 5m or 1h)"), problem
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("polling: {intervals: 5m}", "polling.intervals: unknown key; did you mean interval?"),
+        ("unipost: {api_key: k, requests_per_minut: 5}",
+         "unipost.requests_per_minut: unknown key; did you mean requests_per_minute?"),
+        ("polling: {colour: blue}", "polling.colour: unknown key"),
+    ],
+)  # fmt: skip
+def test_an_unknown_key_names_the_known_one_it_is_close_to(text: str, problem: str) -> None:
+    base = "" if text.startswith("unipost") else "unipost: {api_key: k}\n"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(base + text + "\n" + ACCOUNTS, {})
+    assert caught.value.problems == [problem]
+
+
+ACCOUNTS = "accounts: [{id: sa_twitter_1}]\n"
+
+
+def test_a_variable_may_have_a_default() -> None:
+    text = "unipost: {api_key: k, base_url: '${BASE:-http://localhost:8080}'}\n" + ACCOUNTS
+    for env, expected in [
+        ({}, "http://localhost:8080"),
+        ({"BASE": ""}, "http://localhost:8080"),
+        ({"BASE": "https://example.test"}, "https://example.test"),
+    ]:
+        (workspace,) = parse_config(text, env).workspaces
+        assert workspace.unipost.base_url == expected

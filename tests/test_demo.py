@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 import time
 
@@ -117,3 +118,17 @@ async def test_the_simulator_runs_on_its_own(command: list[str]) -> None:
     assert len(body["data"]) == 12
     assert code == 0
     assert "UniPost simulator on http://127.0.0.1:" in log
+
+
+async def test_the_simulator_on_a_busy_port_says_so_in_one_line() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = await spawn("simulate", "--web.listen-address", f"127.0.0.1:{port}")
+        _, stderr = await asyncio.wait_for(proc.communicate(), timeout=20)
+    lines = stderr.decode().strip().splitlines()
+    assert proc.returncode == 1
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"unipost-exporter simulate: cannot listen on 127.0.0.1:{port}: ")
+    assert "address already in use" in lines[0]

@@ -129,7 +129,7 @@ async def test_a_bad_file_keeps_the_running_config_and_is_reported(tmp_path: Pat
         s.path.write_text(s.path.read_text().replace("interval: 1s", "interval: soon"))
         status, text = await s.reload()
         assert status == 500
-        assert 'polling.interval: "soon" is not a duration' in text
+        assert 'polling.interval: "soon" is not a duration (write it like 30s, 5m or 1h)' in text
         assert API_KEY not in text
         polls = s.fake.requested("sa_instagram_kept")
         samples = await s.until(lambda x: s.fake.requested("sa_instagram_kept") >= polls + 2)
