@@ -28,7 +28,8 @@ simulate: $(STAMP)
 
 run: $(STAMP)
 	@test -f $(CONFIG) || { echo "no $(CONFIG): cp config.example.yaml $(CONFIG), edit it, and export UNIPOST_API_KEY"; exit 1; }
-	@echo "unipost-exporter: http://localhost:9863/ (metrics at /metrics)"
+	@# Check first: the address is printed (from ARGS) only once the config is valid.
+	@$(BIN)/unipost-exporter --config.file $(CONFIG) --config.check $(ARGS)
 	$(BIN)/unipost-exporter --config.file $(CONFIG) $(ARGS)
 
 accounts: $(STAMP)

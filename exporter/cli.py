@@ -11,7 +11,14 @@ from typing import Any
 from exporter import __version__, demo, inventory, simulator
 from exporter.config import Config, ConfigError, format_duration, load_config
 from exporter.logs import LEVELS, setup_logging
-from exporter.process import DEFAULT_LISTEN_ADDRESS, parse_listen_address, run, serve
+from exporter.process import (
+    DEFAULT_LISTEN_ADDRESS,
+    DEFAULT_PORT,
+    parse_listen_address,
+    run,
+    serve,
+    serving_url,
+)
 from exporter.sharding import Shard, ordinal_from_hostname
 from exporter.webconfig import WebConfigError, WebSecurity
 
@@ -108,11 +115,33 @@ _FLAGS: tuple[tuple[str, dict[str, Any]], ...] = (
 )
 
 
+EPILOG = f"""subcommands:
+  unipost-exporter simulate [--web.listen-address :8080] ...
+                        serve a simulated UniPost workspace (see simulate --help)
+  unipost-exporter accounts --config.file PATH [--output table|yaml]
+                        list the accounts each workspace's key can see, to paste
+                        into accounts: (see accounts --help)
+
+environment:
+  UNIPOST_API_KEY       the API key, as the example config reads it
+                        (api_key: ${{UNIPOST_API_KEY}}); ${{VAR}} works anywhere in it
+
+signals:
+  SIGHUP                reload --config.file (as POST /-/reload does)
+  SIGTERM, SIGINT       stop polling and exit 0
+
+The default address is {DEFAULT_LISTEN_ADDRESS} (every interface, port {DEFAULT_PORT}):
+http://localhost:{DEFAULT_PORT}/ shows every account, /metrics the exposition."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line's parser."""
     parser = argparse.ArgumentParser(
         prog="unipost-exporter",
-        description="Prometheus exporter for UniPost account metrics.",
+        description="Prometheus exporter for UniPost account metrics: polls UniPost in the "
+        f"background and serves /metrics (default port {DEFAULT_PORT}).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
     )
     for flag, options in _FLAGS:
         parser.add_argument(flag, **options)
@@ -157,6 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     if args.config_check:
         print(f"{args.config_file}: OK ({_summary(config)})")
+        url = serving_url(host, port, tls=bool(security and security.config.tls))
+        print(f"unipost-exporter would serve {url} (metrics at {url}metrics)")
         return 0
     try:
         index = ordinal_from_hostname() if args.shard_from_hostname else args.shard

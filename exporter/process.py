@@ -35,6 +35,15 @@ def parse_listen_address(text: str) -> tuple[str | None, int]:
     return (host or None), int(port_text)
 
 
+def serving_url(host: str | None, port: int, tls: bool = False) -> str:
+    """The address a person opens for --web.listen-address's host and port."""
+    if host in (None, "", "0.0.0.0", "::"):
+        host = "localhost"
+    elif host is not None and ":" in host:
+        host = f"[{host}]"
+    return f"{'https' if tls else 'http'}://{host}:{port}/"
+
+
 def run(main_coroutine: Coroutine[Any, Any, int]) -> int:
     try:
         return asyncio.run(main_coroutine)

@@ -572,10 +572,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="unipost-exporter simulate", description="Serve a simulated UniPost workspace."
     )
-    parser.add_argument("--web.listen-address", dest="listen_address", default=":8080")
-    parser.add_argument("--scenario.file", dest="scenario_file", default=None, metavar="PATH")
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--time-scale", dest="time_scale", type=float, default=None)
+    parser.add_argument(
+        "--web.listen-address",
+        dest="listen_address",
+        default=":8080",
+        metavar="HOST:PORT",
+        help="where to serve the simulated API (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--scenario.file",
+        dest="scenario_file",
+        default=None,
+        metavar="PATH",
+        help="a YAML scenario: accounts, their behaviours, the limiter (default: the demo "
+        "workspace of 13 accounts, key up_test_simulator)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of the follower curves and of the occasional 502 (default: the scenario's, 1)",
+    )
+    parser.add_argument(
+        "--time-scale",
+        dest="time_scale",
+        type=float,
+        default=None,
+        metavar="FACTOR",
+        help="simulated seconds per real second; 3600 shows a day's growth in 24 s "
+        "(default: the scenario's, 1)",
+    )
     args = parser.parse_args(argv)
     try:
         host, port = parse_listen_address(args.listen_address)

@@ -69,7 +69,9 @@ def test_config_check_summarises_each_workspace(tmp_path: Path) -> None:
     assert (result.returncode, result.stdout) == (
         0,
         f"{path}: OK (acme: 1 account, budget 30 requests/minute; "
-        "globex: 0 accounts + discovery, budget 60 requests/minute; interval 5m)\n",
+        "globex: 0 accounts + discovery, budget 60 requests/minute; interval 5m)\n"
+        "unipost-exporter would serve http://localhost:9863/ (metrics at "
+        "http://localhost:9863/metrics)\n",
     )
 
 
@@ -291,3 +293,23 @@ async def test_json_logs_and_sigint(fake: FakeUniPost, tmp_path: Path) -> None:
     assert {"ts", "level", "logger", "msg"} <= set(records[0])
     assert all(r["level"] in ("info", "warn") for r in records), "no debug lines at info level"
     assert API_KEY not in process.stderr.decode()
+
+
+def test_help_names_the_subcommands_the_key_variable_sighup_and_the_port() -> None:
+    result = run("--help")
+    assert result.returncode == 0
+    for text in ("simulate", "accounts", "UNIPOST_API_KEY", "SIGHUP", "9863"):
+        assert text in result.stdout, text
+
+
+def test_simulate_help_describes_each_option_and_its_default() -> None:
+    result = run("simulate", "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    for option, default in [
+        ("--web.listen-address", "(default: :8080)"),
+        ("--scenario.file", "(default: the demo workspace"),
+        ("--seed", "(default: the scenario's, 1)"),
+        ("--time-scale", "(default: the scenario's, 1)"),
+    ]:
+        assert option in text and default in text, option

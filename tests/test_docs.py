@@ -135,10 +135,18 @@ def test_the_first_real_run_as_the_readme_shows_it(tmp_path: Path) -> None:
     )
     assert check.returncode == 0, check.stderr
     assert "OK" in check.stdout
-    run = make("run", f"CONFIG={config}", "ARGS=--config.check", env=env)
+    args = "ARGS=--config.check --web.listen-address 127.0.0.1:9999"
+    run = make("run", f"CONFIG={config}", args, env=env)
     assert run.returncode == 0, run.stdout + run.stderr
     assert f"{config}: OK" in run.stdout
+    # The address it will really serve, from ARGS.
+    assert "would serve http://127.0.0.1:9999/" in run.stdout
     assert "up_live_docs_example" not in run.stdout + run.stderr
+    # A bad config: the problem, no address, a non-zero exit.
+    config.write_text(config.read_text().replace("interval: 5m", "interval: soon"))
+    bad = make("run", f"CONFIG={config}", env=env)
+    assert bad.returncode != 0
+    assert "polling.interval" in bad.stderr and "would serve" not in bad.stdout
 
 
 @pytest.mark.parametrize(
