@@ -142,6 +142,7 @@ class AccountSet:
             return  # held already, or its poll is in flight and will tell
         self._held_by_listing[account.id] = policy.status
         account.consecutive_failures = 0
+        account.problem, account.problem_detail = f"listed as {listed}", ""
         self.set_status(account, policy.status, f"listed as {listed}")
         self.set_policy(account, policy)
         self.queue.plan(account, now + steady_period(policy, account.interval))

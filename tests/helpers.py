@@ -150,13 +150,14 @@ def statuses(samples: Samples, **labels: str) -> dict[str, str]:
     }
 
 
-def require_binary(name: str) -> str:
-    """The path of a Debian `prometheus` binary: skipped locally when missing, failed in CI."""
+def require_binary(name: str, package: str = "prometheus") -> str:
+    """The path of a binary from a Debian package: skipped locally when missing, failed in
+    CI."""
     path = shutil.which(name)
     if path is None:
         if os.environ.get("CI"):
-            pytest.fail(f"{name} is missing in CI: .ci/run must apt-get install prometheus")
-        pytest.skip(f"{name} not installed (apt-get install prometheus)")
+            pytest.fail(f"{name} is missing in CI: .ci/run must apt-get install {package}")
+        pytest.skip(f"{name} not installed (apt-get install {package})")
     return path
 
 

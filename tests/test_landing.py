@@ -1,0 +1,141 @@
+"""The landing page as a person reads it: the demo's page in a real browser (Debian's
+headless Chromium), and the page's rules on a fixed store."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import re
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from exporter import landing
+from exporter.parse import Snapshot
+from exporter.store import AccountState, Status, Store
+from tests.helpers import finish, fixed_store, free_port, require_binary, spawn
+
+NOW = 1_777_401_600.0
+
+
+async def chromium_text(url: str, tmp_path: Path) -> tuple[str, Path]:
+    """What Chromium renders at `url`, as text (its DOM after loading), and a screenshot."""
+    binary = require_binary("chromium", package="chromium")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
+    shot = tmp_path / "landing.png"
+    for args in ([*flags, "--dump-dom", url], [*flags, f"--screenshot={shot}",
+                                               "--window-size=1600,1200", url]):  # fmt: skip
+        proc = await asyncio.create_subprocess_exec(
+            binary, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+        )
+        stdout, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
+        assert proc.returncode == 0
+        if "--dump-dom" in args:
+            dom = stdout.decode()
+    text = html.unescape(re.sub(r"<[^>]+>", " ", dom))
+    return " ".join(text.split()), shot
+
+
+@pytest.mark.process
+async def test_the_demo_page_in_a_real_browser(tmp_path: Path) -> None:
+    port = free_port()
+    proc = await spawn("--demo", "--web.listen-address", f"127.0.0.1:{port}")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                try:
+                    async with session.get(f"{base}/") as response:
+                        page = await response.text()
+                    # Every account has been polled once, the throttled one has backed off.
+                    if "Not polled yet" not in page and "UPSTREAM_RATE_LIMITED" in page:
+                        break
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.5)
+        text, shot = await chromium_text(f"{base}/", tmp_path)
+    finally:
+        await finish(proc)
+    assert shot.stat().st_size > 10_000  # a rendered page, not a blank
+    for words in (
+        "UniPost Exporter",
+        "Demo mode.",
+        "This page refreshes every 30 seconds.",
+        "Accounts: 13",
+        # Names where known, the ID under them.
+        "Acme Labs sa_youtube_hidden",
+        # Why a count is missing, in words.
+        "absent: hidden by the channel",
+        "absent: Threads does not provide it",
+        # The reason behind a status, and what to do.
+        "UPSTREAM_RATE_LIMITED: TikTok is rate limiting this account; try again later",
+        "The platform keeps failing for this account; it backs off and recovers on its own.",
+        "upstream_status=403",
+        "Reconnect the account in UniPost (credentials or scopes).",
+        "UniPost has no metrics for this platform; nothing to do.",
+    ):
+        assert words in text, words
+    # Times as a person says them.
+    assert "just now" in text or " ago" in text
+    assert re.search(r"\bin \d+ s\b", text), "the next poll, as 'in N s'"
+    # Those that need attention come first: the throttled account before the healthy ones.
+    assert text.index("sa_tiktok_shop") < text.index("sa_tiktok_brand")
+
+
+def test_counts_show_their_change_and_times_their_exact_value_on_hover() -> None:
+    store = Store()
+    before = Snapshot("twitter", 1000, 50, 10, (), NOW - 3600)
+    now = Snapshot("twitter", 1042, 49, 10, (), NOW - 180)
+    store.accounts["sa_twitter_1"] = AccountState(
+        "sa_twitter_1", "twitter", (), 900.0, status=Status.OK, account_name="acme",
+        snapshot=now, previous=before, next_poll_wall=NOW + 720,
+    )  # fmt: skip
+    page, pages = landing.render([store], NOW)
+    assert pages == 1
+    assert "1,042 <span class=up>(+42)</span>" in page
+    assert "49 <span class=down>(-1)</span>" in page
+    assert '<span title="2026-04-28 18:37:00 UTC">3 min ago</span>' in page
+    assert '<span title="2026-04-28 18:52:00 UTC">in 12 min</span>' in page
+
+
+def test_everything_is_escaped() -> None:
+    page, _ = landing.render([fixed_store()], NOW)
+    assert 'sa_odd"\\\nid' not in page and "Studio &quot;Alex&quot;" in page
+    assert "<script" not in landing.render([_hostile()], NOW)[0]
+
+
+def _hostile() -> Store:
+    store = Store(workspace="<script>alert(1)</script>")
+    store.accounts["x"] = AccountState(
+        "<script>x</script>", "twitter", (), 60.0, status=Status.ERROR,
+        account_name="<script>y</script>", problem="CONNECTION_ERROR",
+        problem_detail="<script>z</script>",
+    )  # fmt: skip
+    return store
+
+
+def test_ten_thousand_accounts_are_paged_with_a_summary_of_all() -> None:
+    store = Store()
+    for i in range(10_000):
+        status = Status.ERROR if i % 1000 == 0 else Status.OK
+        store.accounts[f"sa_x_{i}"] = AccountState(f"sa_x_{i}", "x", (), 60.0, status=status)
+    first, pages = landing.render([store], NOW)
+    assert pages == 100
+    assert first.count("<tr") == landing.PAGE_SIZE + 1  # the header row too
+    assert "10 error, 9990 ok" in first
+    assert first.index("sa_x_0<") < first.index("sa_x_1<")  # errors first
+    last, _ = landing.render([store], NOW, page=100)
+    assert "Page 100 of 100" in last and 'href="?page=99"' in last
+
+
+@pytest.mark.parametrize(
+    ("seconds", "said"),
+    [(2, "just now"), (-42, "42 s ago"), (180, "in 3 min"), (-7300, "2 h ago"),
+     (3 * 86400, "in 3 d")],
+)  # fmt: skip
+def test_relative_times(seconds: float, said: str) -> None:
+    assert landing.relative(seconds) == said
