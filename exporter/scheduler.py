@@ -286,7 +286,7 @@ class Scheduler:
         """Apply a reloaded config at once (`client`: a new connection to UniPost). Unchanged
         accounts keep their state, counters, backoff and place in the schedule; added ones
         start; removed ones stop."""
-        old_key = self.workspace.unipost.api_key
+        old_key, old_url = self.workspace.unipost.api_key, self.workspace.unipost.base_url
         self.workspace, self.polling = workspace, polling
         self.budget.reconfigure(workspace.unipost.requests_per_minute, polling.max_backoff)
         self.auth.max_pause = polling.max_backoff
@@ -295,13 +295,14 @@ class Scheduler:
         self.accounts.reconfigure(workspace, polling)
         if client is not None:
             self.client = client
-            self._forget_the_old_connection()
+            self._forget_the_old_connection(new_address=workspace.unipost.base_url != old_url)
         self.queue.wake()
 
-    def _forget_the_old_connection(self) -> None:
+    def _forget_the_old_connection(self, new_address: bool) -> None:
         """A new key, address or timeout: the backoff, pause, refusals and re-checks the old
         connection earned say nothing about the new one. Every account is polled again as
-        soon as the budget allows, its platform's floor still respected."""
+        soon as the budget allows, its platform's floor still respected, except at a new
+        address: no request of the old one reached it, so no platform window was spent."""
         self.auth.reset()
         self.budget.forget_refusals()
         now, wall = self.clock.monotonic(), self.clock.wall()
@@ -310,7 +311,7 @@ class Scheduler:
                 continue  # its answer will plan it
             account.consecutive_failures = 0
             self.accounts.release_hold(account.id)
-            floor = self.polling.floor_for(account.platform)
+            floor = 0.0 if new_address else self.polling.floor_for(account.platform)
             since = wall - account.last_poll_wall if account.last_poll_wall is not None else floor
             self.queue.plan(account, now + max(0.0, floor - since))
             self.store.changed(account)

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import random
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from exporter.parse import ListedAccount
 from exporter.scheduler import Scheduler
 from exporter.server import create_app
 from exporter.store import Store
-from tests.fake_unipost import API_KEY, FakeUniPost, Reply, snapshot, zero_filled
+from tests.fake_unipost import API_KEY, FakeUniPost, Reply, error, snapshot, zero_filled
 from tests.helpers import (
     FakeClock,
     Samples,
@@ -268,7 +268,13 @@ async def test_a_reload_that_fixes_the_address_polls_again_at_once(tmp_path: Pat
                 "unipost": {"base_url": base_url, "api_key": API_KEY, "timeout": "2s"},
                 "polling": {"interval": "5m", "max_backoff": "6h"},
                 "discovery": {"enabled": True, "refresh_interval": "1h"},
-                "accounts": [{"id": "sa_instagram_a"}, {"id": "sa_youtube_b"}],
+                # X too: at a new address no request reached UniPost, so no X window was
+                # spent and its 15-minute floor does not hold the fix back.
+                "accounts": [
+                    {"id": "sa_instagram_a"},
+                    {"id": "sa_youtube_b"},
+                    {"id": "sa_twitter_c"},
+                ],
             }
             path.write_text(yaml.safe_dump(raw))
 
@@ -286,3 +292,32 @@ async def test_a_reload_that_fixes_the_address_polls_again_at_once(tmp_path: Pat
             )
             # Discovery refreshed at once too, not after its retry.
             assert fake.requested("") >= 1
+
+
+async def test_a_new_key_at_the_same_address_still_respects_the_platform_floor() -> None:
+    clock = FakeClock()
+    store = Store()
+    fake = FakeUniPost(lambda account_id: error(502, "UPSTREAM_ERROR"))
+    client = fake.client(clock)
+    ids = ["sa_twitter_x", "sa_instagram_y"]
+    config = make_config(ids, interval="5m", floors={"twitter": "15m"})
+    scheduler = Scheduler(*only(config), store, client, clock, rng=random.Random(1))
+    task = asyncio.create_task(scheduler.run())
+    try:
+        await clock.advance(60)
+        assert {a.status for a in store.accounts.values()} == {"error"}
+        fake.script = snapshot
+        workspace, polling = only(config)
+        rotated = replace(workspace, unipost=replace(workspace.unipost, api_key="up_test_new"))
+        scheduler.reconfigure(rotated, polling, client=fake.client(clock))
+        await clock.advance(5)
+        # The backoff is forgotten: Instagram is polled at once...
+        assert store.accounts["sa_instagram_y"].status == "ok"
+        # ...but the X call sent a minute ago may have spent X's window: not before the floor.
+        assert store.accounts["sa_twitter_x"].status == "error"
+        await clock.advance(900)
+        assert store.accounts["sa_twitter_x"].status == "ok"
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
