@@ -57,18 +57,19 @@ class AuthPause:
 
     def accepted(self) -> None:
         """A probe got an answer that is not a rejection: polling resumes."""
-        self.paused.clear()
-        self._step = 0
-        self.until = -math.inf
+        self._lift()
         self.log.warning("UniPost accepts the API key again; polling resumes")
 
     def reset(self) -> None:
         """A new connection to UniPost: no pause carries over; the next answer decides."""
         if self.active:
-            self.paused.clear()
-            self._step = 0
-            self.until = -math.inf
+            self._lift()
             self.log.info("new connection to UniPost; the key pause is lifted")
+
+    def _lift(self) -> None:
+        self.paused.clear()
+        self._step = 0
+        self.until = -math.inf
 
     def new_key(self) -> None:
         """A reload brought a new key: the next probe tries it now, not after the pause."""

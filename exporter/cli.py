@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from exporter import __version__, demo, inventory, simulator
-from exporter.config import Config, ConfigError, format_duration, load_config
+from exporter.config import Config, ConfigError, format_duration, load_config, print_problems
 from exporter.logs import LEVELS, setup_logging
 from exporter.process import (
     DEFAULT_LISTEN_ADDRESS,
@@ -167,12 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             security = WebSecurity(args.web_config_file)
         except WebConfigError as exc:
-            print(
-                f"unipost-exporter: invalid web configuration in {args.web_config_file}:",
-                file=sys.stderr,
-            )
-            for problem in exc.problems:
-                print(f"  {problem}", file=sys.stderr)
+            print_problems(exc, "web configuration", args.web_config_file)
             return 1
     if args.demo:
         setup_logging(args.log_level, args.log_format)
@@ -180,9 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config_file)
     except ConfigError as exc:
-        print(f"unipost-exporter: invalid configuration in {args.config_file}:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+        print_problems(exc, "configuration", args.config_file)
         return 1
     if args.config_check:
         print(f"{args.config_file}: OK ({_summary(config)})")

@@ -9,6 +9,7 @@ import difflib
 import os
 import re
 import secrets
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,6 +172,13 @@ def platform_from_id(account_id: str) -> str:
     if len(parts) >= 3 and parts[0] == "sa" and parts[1] in KNOWN_PLATFORMS:
         return parts[1]
     return "unknown"
+
+
+def print_problems(exc: ConfigError, what: str, path: str) -> None:
+    """Tell the user every problem of a file at once, each with its location, on stderr."""
+    print(f"unipost-exporter: invalid {what} in {path}:", file=sys.stderr)
+    for problem in exc.problems:
+        print(f"  {problem}", file=sys.stderr)
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from exporter.client import UniPostClient, make_session
-from exporter.config import Config, ConfigError, WorkspaceConfig, load_config
+from exporter.config import Config, ConfigError, WorkspaceConfig, load_config, print_problems
 from exporter.logs import scrub
 from exporter.parse import ApiError, ErrorKind, ListedAccount, classify_listing
 from exporter.store import ApiStats
@@ -41,9 +41,7 @@ def main(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
     try:
         config = load_config(args.config_file)
     except ConfigError as exc:
-        print(f"unipost-exporter: invalid configuration in {args.config_file}:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+        print_problems(exc, "configuration", args.config_file)
         return 1
     listings = asyncio.run(_list_all(config))
     failed = False
