@@ -39,6 +39,7 @@ class AccountSet:
         polling: PollingConfig,
         store: Store,
         queue: PollQueue,
+        health_queue: PollQueue,
         clock: Clock,
         log: FieldLogger,
         owns: Callable[[str], bool],
@@ -47,6 +48,7 @@ class AccountSet:
         self.budget_rate = workspace.unipost.requests_per_minute / 60.0
         self.store = store
         self.queue = queue
+        self.health_queue = health_queue
         self.clock = clock
         self.log = log
         self.owns = owns  # whether this replica's shard polls an account
@@ -93,6 +95,7 @@ class AccountSet:
             state.labels = self._labels(self._account_configs[state.id])
             self._base_interval(state)
             self._count_demand(state)
+            self._follow_health_interval(state, now)
             self.store.changed(state)
         self._stretch_warned = False  # say again if the new config does not fit
 
@@ -164,11 +167,25 @@ class AccountSet:
         self._policies[account.id] = None
         self._count_demand(state)
         self.queue.plan(state, now)
+        self._follow_health_interval(state, now)
         return state
+
+    def health_interval(self, account_id: str) -> float:
+        """How often the account's health is read (0: never)."""
+        own = self._account_configs[account_id].health_interval
+        return own if own is not None else self.polling.health_interval
+
+    def _follow_health_interval(self, account: AccountState, now: float) -> None:
+        if self.health_interval(account.id) <= 0:
+            self.health_queue.forget(account.id)
+            account.health = None  # no longer read: its series go
+        elif not self.health_queue.planned(account.id):
+            self.health_queue.plan(account, now)
 
     def remove(self, account_id: str) -> None:
         """Stop polling an account; its series go with it (a poll in flight is discarded)."""
         self.queue.forget(account_id)
+        self.health_queue.forget(account_id)
         self._held_by_listing.pop(account_id, None)
         self.store.remove(account_id)
         self._account_configs.pop(account_id, None)
@@ -238,7 +255,9 @@ class AccountSet:
 
     def _count_demand(self, account: AccountState) -> None:
         period = steady_period(self._policies.get(account.id), account.interval)
-        demand = 1.0 / period
+        health = self.health_interval(account.id)
+        # Health reads take budget slots too: `accounts / health_interval` per second.
+        demand = 1.0 / period + (1.0 / health if health > 0 else 0.0)
         self._demand_total += demand - self._demand.get(account.id, 0.0)
         self._demand[account.id] = demand
 

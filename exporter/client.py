@@ -21,6 +21,7 @@ USER_AGENT = f"unipost-exporter/{__version__}"
 MAX_BODY_BYTES = 1024 * 1024
 ACCOUNT_METRICS = "account_metrics"
 ACCOUNTS = "accounts"
+ACCOUNT_HEALTH = "account_health"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,11 @@ class UniPostClient:
         # An absolute, already-encoded URL: no base_url join or re-quoting inside aiohttp.
         path = f"/v1/accounts/{quote(account_id, safe='')}/metrics"
         return await self._get(URL(self._base_url + path, encoded=True), ACCOUNT_METRICS)
+
+    async def get_account_health(self, account_id: str) -> RawResponse:
+        """GET /v1/accounts/{id}/health: UniPost's database only, no platform call."""
+        path = f"/v1/accounts/{quote(account_id, safe='')}/health"
+        return await self._get(URL(self._base_url + path, encoded=True), ACCOUNT_HEALTH)
 
     async def list_accounts(self, platform: str | None = None) -> RawResponse:
         """GET /v1/accounts, optionally filtered to one platform."""

@@ -9,7 +9,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from exporter import __version__
-from exporter.parse import Snapshot
+from exporter.parse import Health, Snapshot
 from exporter.store import (
     DURATION_BUCKETS,
     AccountState,
@@ -26,7 +26,7 @@ _ABSENT = "Absent when the platform does not provide it."
 
 # What a family's samples are made from: the last good snapshot, the account's other
 # state, or its failure tallies. The fast exposition re-renders a family when that changes.
-SNAPSHOT, STATE, TALLIES = "snapshot", "state", "tallies"
+SNAPSHOT, STATE, TALLIES, HEALTH = "snapshot", "state", "tallies", "health"
 
 # One sample: an optional extra label (name, value) beside the account's own, and a value.
 AccountSample = tuple[tuple[str, str] | None, float]
@@ -79,6 +79,27 @@ def _tally(label: str, read: Callable[[AccountState], dict[str, int]]) -> Sample
         return [((label, key), float(count)) for key, count in sorted(read(account).items())]
 
     return samples
+
+
+def _health_time(read: Callable[[Health], float | None]) -> Samples:
+    """A time of the last health answer: no sample before one, or when UniPost omits it."""
+
+    def samples(account: AccountState) -> list[AccountSample]:
+        when = None if account.health is None else read(account.health)
+        return [] if when is None else [(None, when)]
+
+    return samples
+
+
+def _health_status(account: AccountState) -> list[AccountSample]:
+    return [] if account.health is None else [(("status", account.health.status), 1.0)]
+
+
+def _last_post_error(account: AccountState) -> list[AccountSample]:
+    health = account.health
+    if health is None or health.last_error_at is None:
+        return []
+    return [(("code", health.last_error_code or "unknown"), health.last_error_at)]
 
 
 def _one(read: Callable[[AccountState], float]) -> Samples:
@@ -155,6 +176,34 @@ ACCOUNT_FAMILIES: tuple[Family, ...] = (
         "bodies); 0 after a success.",
         STATE,
         _one(lambda a: float(a.consecutive_failures)),
+    ),
+    _gauge(
+        "unipost_account_health_status",
+        "1 for the account's publishing health in UniPost (GET /v1/accounts/{id}/health): "
+        "ok, degraded (a recent post failed) or disconnected; absent until first read.",
+        HEALTH,
+        _health_status,
+    ),
+    _gauge(
+        "unipost_account_token_expiry_timestamp_seconds",
+        "Unix time at which the account's platform token expires (token_expires_at); "
+        "absent when UniPost does not know.",
+        HEALTH,
+        _health_time(lambda health: health.token_expires_at),
+    ),
+    _gauge(
+        "unipost_account_last_successful_post_timestamp_seconds",
+        "Unix time of the account's last successful post through UniPost "
+        "(last_successful_post_at); absent when there is none.",
+        HEALTH,
+        _health_time(lambda health: health.last_successful_post_at),
+    ),
+    _gauge(
+        "unipost_account_last_post_error_timestamp_seconds",
+        "Unix time of the account's last failed post (last_error.occurred_at), labelled with "
+        "its category code; the platform's message is on the landing page, never a label.",
+        HEALTH,
+        _last_post_error,
     ),
     _counter(
         "unipost_upstream_failures",

@@ -27,6 +27,8 @@ DEFAULT_INTERVAL = 300.0
 # X's free tier allows about one user lookup per account per 15 minutes.
 DEFAULT_PLATFORM_INTERVALS: Mapping[str, float] = {"twitter": 900.0}
 DEFAULT_MAX_BACKOFF = 6 * 3600.0
+# GET /v1/accounts/{id}/health reads UniPost's database only: no platform quota is spent.
+DEFAULT_HEALTH_INTERVAL = 3600.0
 DEFAULT_REFRESH_INTERVAL = 3600.0
 
 KNOWN_PLATFORMS = frozenset(
@@ -87,6 +89,8 @@ class PollingConfig:
         default_factory=lambda: dict(DEFAULT_PLATFORM_INTERVALS)
     )
     max_backoff: float = DEFAULT_MAX_BACKOFF
+    # How often each account's health is read; 0: never.
+    health_interval: float = DEFAULT_HEALTH_INTERVAL
 
     def floor_for(self, platform: str) -> float:
         """The shortest interval allowed for a platform (0 when it has none)."""
@@ -100,6 +104,7 @@ class AccountConfig:
     id: str
     interval: float | None = None
     labels: tuple[tuple[str, str], ...] = ()
+    health_interval: float | None = None
 
 
 @dataclass(frozen=True)
@@ -308,7 +313,9 @@ class _Values(Problems):
 
         return _ENV_VAR.sub(substitute, text)
 
-    def duration(self, node: Any, where: str, default: float) -> float:
+    def duration(
+        self, node: Any, where: str, default: float, zero_turns_off: bool = False
+    ) -> float:
         if node is None:
             return default
         if not isinstance(node, str):
@@ -319,7 +326,7 @@ class _Values(Problems):
         except ValueError:
             self.err(where, f'"{node}" is not a duration ({DURATION_HINT})')
             return default
-        if seconds <= 0:
+        if seconds <= 0 and not (zero_turns_off and seconds == 0):
             self.err(where, "must be longer than 0s")
             return default
         return seconds
@@ -512,10 +519,18 @@ class _Validator(_Values):
         return key
 
     def polling(self, node: Any, where: str) -> PollingConfig | None:
-        m = self.mapping(node, where, {"interval", "platform_intervals", "max_backoff"})
+        m = self.mapping(
+            node, where, {"interval", "platform_intervals", "max_backoff", "health_interval"}
+        )
         if m is None:
             return None
         interval = self.duration(m.get("interval"), f"{where}.interval", DEFAULT_INTERVAL)
+        health = self.duration(
+            m.get("health_interval"),
+            f"{where}.health_interval",
+            DEFAULT_HEALTH_INTERVAL,
+            zero_turns_off=True,
+        )
         max_backoff = self.duration(
             m.get("max_backoff"), f"{where}.max_backoff", DEFAULT_MAX_BACKOFF
         )
@@ -530,7 +545,12 @@ class _Validator(_Values):
                     self.err(loc, "is not a platform name")
                     continue
                 floors[platform] = self.duration(value, loc, floors.get(platform, 0.0))
-        return PollingConfig(interval=interval, platform_intervals=floors, max_backoff=max_backoff)
+        return PollingConfig(
+            interval=interval,
+            platform_intervals=floors,
+            max_backoff=max_backoff,
+            health_interval=health,
+        )
 
     def accounts(
         self, node: Any, where: str, required: bool, reserved: frozenset[str]
@@ -565,7 +585,7 @@ class _Validator(_Values):
         return tuple(out)
 
     def account(self, node: Any, where: str, reserved: frozenset[str]) -> AccountConfig | None:
-        m = self.mapping(node, where, {"id", "interval", "labels"})
+        m = self.mapping(node, where, {"id", "interval", "health_interval", "labels"})
         if m is None:
             return None
         account_id = m.get("id")
@@ -576,10 +596,16 @@ class _Validator(_Values):
         interval = None
         if m.get("interval") is not None:
             interval = self.duration(m["interval"], f"{where}.interval", DEFAULT_INTERVAL)
+        health = None
+        if m.get("health_interval") is not None:
+            where_health = f"{where}.health_interval"
+            health = self.duration(m["health_interval"], where_health, 0.0, zero_turns_off=True)
         labels = self.labels(m.get("labels"), f"{where}.labels", reserved)
         if not ok or not isinstance(account_id, str):
             return None
-        return AccountConfig(id=account_id.strip(), interval=interval, labels=labels)
+        return AccountConfig(
+            id=account_id.strip(), interval=interval, labels=labels, health_interval=health
+        )
 
     def labels(
         self, node: Any, where: str, reserved: frozenset[str]

@@ -18,6 +18,7 @@ from prometheus_client.utils import floatToGoString
 from exporter.collector import (
     ACCOUNT_FAMILIES,
     ERRORS_FAMILY,
+    HEALTH,
     SNAPSHOT,
     STATE,
     TALLIES,
@@ -66,7 +67,7 @@ def _header(family: Family, openmetrics: bool) -> bytes:
 class _Rendered:
     """What one account's lines were last rendered from: label text and change keys."""
 
-    __slots__ = ("key", "meta", "pairs", "plain", "snapshot", "tallies")
+    __slots__ = ("health", "key", "meta", "pairs", "plain", "snapshot", "tallies")
 
     def __init__(self, account: AccountState) -> None:
         self.key = (account.platform, account.labels)
@@ -76,6 +77,7 @@ class _Rendered:
         self.snapshot: object = _NEVER
         self.meta: object = _NEVER
         self.tallies: object = _NEVER
+        self.health: object = _NEVER
 
 
 _NEVER = object()
@@ -84,7 +86,7 @@ ACCOUNTS_PER_CHUNK = 2048
 # Which families each change key covers (indexes into ACCOUNT_FAMILIES).
 _FAMILIES_BY_INPUTS = {
     inputs: [i for i, family in enumerate(ACCOUNT_FAMILIES) if family.inputs == inputs]
-    for inputs in (SNAPSHOT, STATE, TALLIES)
+    for inputs in (SNAPSHOT, STATE, TALLIES, HEALTH)
 }
 
 
@@ -124,6 +126,9 @@ class _StoreLines:
         if tallies != rendered.tallies:
             rendered.tallies = tallies
             changed.extend(_FAMILIES_BY_INPUTS[TALLIES])
+        if account.health is not rendered.health:
+            rendered.health = account.health
+            changed.extend(_FAMILIES_BY_INPUTS[HEALTH])
         if not changed:
             return
         for index in changed:

@@ -194,6 +194,75 @@ def unavailable_counts(platform: str | None, specific: Mapping[str, Any]) -> lis
 
 
 @dataclass(frozen=True, slots=True)
+class Health:
+    """An account's health from GET /v1/accounts/{id}/health (UniPost's database, no
+    platform call). A field UniPost omitted (or sent as null) is None."""
+
+    status: str  # ok, degraded, disconnected, or what UniPost says (a safe label value)
+    token_expires_at: float | None = None
+    last_successful_post_at: float | None = None
+    last_error_code: str | None = None  # a coarse category: token_expired, rate_limited, ...
+    last_error_at: float | None = None
+    # The platform's raw text: shown on the landing page (escaped), never a label.
+    last_error_message: str = ""
+
+
+_SAFE_LABEL_VALUE = re.compile(r"^[a-z0-9_]{1,64}$")
+
+
+def classify_health(status: int, body: bytes) -> Health | ApiError:
+    """Turn an answer from the health endpoint into the account's health, or an error."""
+    if not 200 <= status < 300:
+        return classify_error(status, body)
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return _invalid(status, "body is not JSON")
+    data = payload.get("data") if isinstance(payload, dict) else None
+    if not isinstance(data, dict):
+        return _invalid(status, 'not the {"data": {...}} envelope')
+    try:
+        return _health(data)
+    except InvalidResponse as exc:
+        return _invalid(status, str(exc))
+
+
+def _health(data: dict[str, Any]) -> Health:
+    state = data.get("status")
+    if not isinstance(state, str) or not state:
+        raise InvalidResponse("status is missing")
+    error = data.get("last_error")
+    if error is not None and not isinstance(error, dict):
+        raise InvalidResponse("last_error is not an object")
+    error = error or {}
+    code = error.get("code")
+    message = error.get("message")
+    return Health(
+        status=_safe_label(state),
+        token_expires_at=_optional_time(data, "token_expires_at"),
+        last_successful_post_at=_optional_time(data, "last_successful_post_at"),
+        last_error_code=_safe_label(code) if isinstance(code, str) and code else None,
+        last_error_at=_optional_time(error, "occurred_at"),
+        last_error_message=message[:500] if isinstance(message, str) else "",
+    )
+
+
+def _safe_label(value: str) -> str:
+    """A value fit for a label (lowercase words), or "unknown"."""
+    return value if _SAFE_LABEL_VALUE.match(value) else "unknown"
+
+
+def _optional_time(data: dict[str, Any], name: str) -> float | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    try:
+        return _timestamp(value)
+    except InvalidResponse:
+        raise InvalidResponse(f"{name} is not an RFC 3339 time") from None
+
+
+@dataclass(frozen=True, slots=True)
 class ListedAccount:
     """One connected account from GET /v1/accounts."""
 

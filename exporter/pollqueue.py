@@ -17,8 +17,11 @@ class PollQueue:
     Planning an account again replaces its plan, so a plan never has to be found and removed.
     """
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, sleeper: PollQueue | None = None) -> None:
         self.clock = clock
+        # The queue whose wait() the polling loop sleeps in: a second queue (health polls)
+        # wakes the loop through it. Only the first queue's plans are the accounts' next poll.
+        self._sleeper = sleeper or self
         self._heap: list[tuple[float, int, str]] = []
         self._versions = itertools.count()
         self._live: dict[str, int] = {}  # each planned account's live entry
@@ -31,9 +34,10 @@ class PollQueue:
         version = next(self._versions)
         self._live[account.id] = version
         heapq.heappush(self._heap, (due, version, account.id))
-        account.next_poll_wall = self.clock.wall() + (due - self.clock.monotonic())
-        if due < self._waiting_until:
-            self.wake()  # only when the loop sleeps past this account's turn
+        if self._sleeper is self:
+            account.next_poll_wall = self.clock.wall() + (due - self.clock.monotonic())
+        if due < self._sleeper._waiting_until:
+            self._sleeper.wake()  # only when the loop sleeps past this account's turn
 
     def forget(self, account_id: str) -> None:
         """Drop the account's plan (it is removed)."""

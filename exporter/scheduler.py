@@ -38,7 +38,16 @@ from exporter.outcomes import (
     policy_for,
     reason,
 )
-from exporter.parse import ApiError, ErrorKind, Outcome, Snapshot, UpstreamFailure, classify
+from exporter.parse import (
+    ApiError,
+    ErrorKind,
+    Health,
+    Outcome,
+    Snapshot,
+    UpstreamFailure,
+    classify,
+    classify_health,
+)
 from exporter.pollqueue import PollQueue
 from exporter.ratelimit import Budget
 from exporter.store import AccountState, Status, Store
@@ -56,6 +65,8 @@ class MetricsClient(Protocol):
     """What the scheduler needs from the HTTP client."""
 
     async def get_account_metrics(self, account_id: str) -> RawResponse: ...
+
+    async def get_account_health(self, account_id: str) -> RawResponse: ...
 
 
 class Scheduler:
@@ -82,15 +93,20 @@ class Scheduler:
         self.clock = clock
         self.log = FieldLogger("exporter.scheduler", workspace=workspace.name)
         self.queue = PollQueue(clock)
+        # Health reads: their own cadence, behind any metrics poll that is due.
+        self.health_queue = PollQueue(clock, sleeper=self.queue)
         self.budget = Budget(
             workspace.unipost.requests_per_minute, clock, polling.max_backoff, store
         )
         self.auth = AuthPause(clock, polling.max_backoff, self.log, self._mark_unauthorized)
-        self.accounts = AccountSet(workspace, polling, store, self.queue, clock, self.log, owns)
+        self.accounts = AccountSet(
+            workspace, polling, store, self.queue, self.health_queue, clock, self.log, owns
+        )
         self._rng = rng or random.Random()
         # When each account's poll in progress was sent: the next is planned from it.
         self._sent_at: dict[str, float] = {}
         self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._health_inflight: dict[str, asyncio.Task[None]] = {}
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -106,7 +122,7 @@ class Scheduler:
             raise
         finally:
             self.store.polling_started = False
-            tasks = list(self._inflight.values())
+            tasks = [*self._inflight.values(), *self._health_inflight.values()]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -120,11 +136,13 @@ class Scheduler:
             await self.queue.wait(self.auth.until - now)
             return
         due = self.queue.next_due()
-        if due is None:
+        health_due = None if self.auth.active else self.health_queue.next_due()
+        if due is None and health_due is None:
             await self.queue.wait(None)
             return
         # One sleep until both the most overdue account and a budget slot are ready.
-        ready = max(due, self.budget.ready_at())
+        first = min(d for d in (due, health_due) if d is not None)
+        ready = max(first, self.budget.ready_at())
         if ready > now:
             await self.queue.wait(ready - now)
             return
@@ -132,12 +150,24 @@ class Scheduler:
             # A retry is queued for the slot: it goes first; look again one slot later.
             await self.queue.wait(1.0 / self.budget.rate)
             return
-        account_id = self.queue.pop()
+        if due is not None and due <= now:  # a metrics poll that is due always goes first
+            self._dispatch(self.queue.pop(), now)
+        else:
+            self._dispatch_health(self.health_queue.pop(), now)
+
+    def _dispatch(self, account_id: str, now: float) -> None:
         self._sent_at[account_id] = now
         if account_id in self.store.accounts and account_id not in self._inflight:
             probe = self.auth.probe_inflight = self.auth.active
             task = asyncio.create_task(self._poll(account_id, probe), name=f"poll {account_id}")
             self._inflight[account_id] = task
+
+    def _dispatch_health(self, account_id: str, now: float) -> None:
+        if account_id in self.store.accounts and account_id not in self._health_inflight:
+            task = asyncio.create_task(
+                self._poll_health(account_id, now), name=f"health {account_id}"
+            )
+            self._health_inflight[account_id] = task
 
     # -- one poll -------------------------------------------------------------------------------
 
@@ -166,6 +196,43 @@ class Scheduler:
             self.queue.plan(current, self.clock.monotonic())
         if probe:
             self.queue.wake()  # the loop waits for the probe's verdict
+
+    async def _poll_health(self, account_id: str, sent: float) -> None:
+        account = self.store.accounts[account_id]
+        try:
+            raw = await self.client.get_account_health(account_id)
+            failed = raw.failure()
+            outcome = failed if failed is not None else classify_health(raw.status or 0, raw.body)
+            self.budget.learn(raw, outcome)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.log.exception("health read failed unexpectedly", account_id=account_id)
+            outcome = ApiError(INTERNAL, ErrorKind.TRANSIENT)
+        finally:
+            self._health_inflight.pop(account_id, None)
+        if self.store.accounts.get(account_id) is not account:
+            return  # removed meanwhile
+        if isinstance(outcome, Health):
+            account.health = outcome
+        else:
+            self._count_error(account, outcome, "health read failed")
+            if outcome.kind in (ErrorKind.AUTH, ErrorKind.NOT_FOUND):
+                # The same news as from a metrics poll: the key is rejected (the workspace
+                # pauses), or the account is gone.
+                account.health = None
+                self._apply(account, outcome, probe=False)
+        self.store.changed(account)
+        # Other failures wait for the next health slot.
+        self._plan_health(account, sent)
+
+    def _plan_health(self, account: AccountState, sent: float) -> None:
+        interval = self.accounts.health_interval(account.id)
+        if interval <= 0 or self.health_queue.planned(account.id):
+            return
+        stretch = self.accounts.stretch()
+        delay = interval * (stretch if stretch > 1.0 else 1.0 + self._rng.uniform(0.0, JITTER))
+        self.health_queue.plan(account, max(self.clock.monotonic(), sent + delay))
 
     async def _fetch(self, account: AccountState, attempts: int) -> Outcome:
         """One poll: the request the loop took a slot for, then retries of a transient
@@ -196,16 +263,19 @@ class Scheduler:
         outcome = failed if failed is not None else classify(raw.status or 0, raw.body)
         self.budget.learn(raw, outcome)
         if isinstance(outcome, ApiError):
-            account.api_errors[outcome.code] = account.api_errors.get(outcome.code, 0) + 1
-            self.store.changed(account)
-            self.log.debug(
-                "request failed",
-                account_id=account.id,
-                code=outcome.code,
-                http_status=outcome.http_status,
-                detail=outcome.message,
-            )
+            self._count_error(account, outcome, "request failed")
         return outcome
+
+    def _count_error(self, account: AccountState, error: ApiError, what: str) -> None:
+        account.api_errors[error.code] = account.api_errors.get(error.code, 0) + 1
+        self.store.changed(account)
+        self.log.debug(
+            what,
+            account_id=account.id,
+            code=error.code,
+            http_status=error.http_status,
+            detail=error.message,
+        )
 
     # -- what the answer means ------------------------------------------------------------------
 

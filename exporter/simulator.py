@@ -69,6 +69,16 @@ class SimAccount:
     external_user_id: str | None = None
     # YouTube: the channel hides its subscriber count (UniPost then sends follower_count 0).
     hidden_subscribers: bool = False
+    # GET /v1/accounts/{id}/health: publishing health (ok or degraded; a disconnected
+    # account is disconnected), when the token expires (days from the simulator's start)
+    # and the last post was (days ago), in real days (negative: in the past; None: unknown,
+    # omitted), and the last failure's
+    # category (token_expired, rate_limited, ...) with the platform's text.
+    health: str = "ok"
+    token_expires_in_days: float | None = 30.0
+    last_post_days_ago: float | None = 0.5
+    last_error: str | None = None
+    last_error_message: str = ""
 
 
 @dataclass(frozen=True)
@@ -100,13 +110,30 @@ def demo_scenario() -> Scenario:
         accounts=(
             SimAccount("sa_twitter_acme", "twitter", "acme", 12480, 327, 2841, "growth", 0.03),
             SimAccount(
-                "sa_twitter_legacy", "twitter", "acme_legacy", 5300, 80, 12011, "decline", 0.01
+                "sa_twitter_legacy",
+                "twitter",
+                "acme_legacy",
+                5300,
+                80,
+                12011,
+                "decline",
+                0.01,
+                token_expires_in_days=-2.0,  # expired two days ago
             ),
             SimAccount(
                 "sa_instagram_studio", "instagram", "studio.alex", 8800, 410, 530, "plateau", 0.02
             ),
             SimAccount(
-                "sa_youtube_channel", "youtube", "Acme TV", 98000, 0, 312, "growth", 0.015, 0.3
+                "sa_youtube_channel",
+                "youtube",
+                "Acme TV",
+                98000,
+                0,
+                312,
+                "growth",
+                0.015,
+                0.3,
+                token_expires_in_days=3.0,  # expires in three days: time to reconnect
             ),
             SimAccount(
                 "sa_youtube_hidden",
@@ -118,10 +145,34 @@ def demo_scenario() -> Scenario:
                 posts_per_day=0.1,
                 hidden_subscribers=True,
             ),
-            SimAccount("sa_tiktok_brand", "tiktok", "acme.brand", 45000, 12, 640, "growth", 0.05),
+            SimAccount(
+                "sa_tiktok_brand",
+                "tiktok",
+                "acme.brand",
+                45000,
+                12,
+                640,
+                "growth",
+                0.05,
+                health="degraded",  # its recent posts failed
+                last_error="rate_limited",
+                last_error_message='TikTok: "spam_risk_too_many_posts" (daily post cap reached)',
+            ),
             SimAccount("sa_tiktok_shop", "tiktok", "acme.shop", 2000, behaviour="throttled"),
             SimAccount("sa_threads_studio", "threads", "studio.threads", 3100, rate=0.01),
-            SimAccount("sa_instagram_new", "instagram", "acme.new", 0, 3, 0, "plateau", 0.0, 0.0),
+            SimAccount(
+                "sa_instagram_new",
+                "instagram",
+                "acme.new",
+                0,
+                3,
+                0,
+                "plateau",
+                0.0,
+                0.0,
+                token_expires_in_days=None,
+                last_post_days_ago=None,  # nothing known yet
+            ),
             SimAccount(
                 "sa_twitter_noscope", "twitter", "acme_jobs", 900, behaviour="missing_scope"
             ),
@@ -250,6 +301,7 @@ class Simulator:
         app = web.Application(middlewares=[self._envelope])
         app.router.add_get("/v1/accounts", self._list_accounts)
         app.router.add_get("/v1/accounts/{account_id}/metrics", self._metrics)
+        app.router.add_get("/v1/accounts/{account_id}/health", self._health)
         app.router.add_get("/v1/profiles/{profile_id}/accounts/{account_id}/metrics", self._metrics)
         return app
 
@@ -446,6 +498,33 @@ class Simulator:
             return True
         state.last_platform_lookup = now
         return False
+
+    async def _health(self, request: web.Request) -> web.Response:
+        # From UniPost's database (social_account_health.go): no platform call, no quota.
+        account = self.accounts.get(request.match_info["account_id"])
+        if account is None:
+            raise _ApiError(404, "NOT_FOUND", "Account not found")
+        days = 86400.0  # real days: a token's expiry is a date, whatever the time scale
+        now = self.clock()
+        data: dict[str, Any] = {
+            "social_account_id": account.id,
+            "platform": account.platform,
+            "status": "disconnected" if account.behaviour == "disconnected" else account.health,
+        }
+        if account.last_post_days_ago is not None:
+            data["last_successful_post_at"] = rfc3339nano(now - account.last_post_days_ago * days)
+        if account.last_error is not None:
+            data["last_error"] = {
+                "code": account.last_error,
+                "message": account.last_error_message,
+                "occurred_at": rfc3339nano(now - days / 24),
+            }
+        if account.token_expires_in_days is not None:
+            # Fixed from the simulator's start, not from each answer: a date, not a countdown.
+            data["token_expires_at"] = rfc3339nano(
+                self.started + account.token_expires_in_days * days
+            )
+        return _ok(request, {"data": data})
 
     async def _list_accounts(self, request: web.Request) -> web.Response:
         if self.fail_listing:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
-from exporter.parse import RateLimitHeaders, Snapshot
+from exporter.parse import Health, RateLimitHeaders, Snapshot
 
 
 class Status(StrEnum):
@@ -42,6 +42,8 @@ class AccountState:
     snapshot: Snapshot | None = None
     # The good snapshot before `snapshot` (for the change since then), if any.
     previous: Snapshot | None = None
+    # The last good answer of GET /v1/accounts/{id}/health, if any.
+    health: Health | None = None
     upstream_failures: dict[str, int] = field(default_factory=dict)
     api_errors: dict[str, int] = field(default_factory=dict)
     consecutive_failures: int = 0

@@ -151,6 +151,25 @@ def recorded(name: str, account_id: str, **changes: Any) -> Reply:
     return Reply(answer["status"], body=body, **changes)
 
 
+def health(
+    status: str = "ok",
+    token_expires_at: str | None = "2026-12-27T10:00:00Z",
+    last_successful_post_at: str | None = "2026-11-26T09:00:00Z",
+    last_error: dict[str, Any] | None = None,
+    account_id: str = "sa_x",
+) -> Reply:
+    """An answer of GET /v1/accounts/{id}/health; a None field is omitted, as UniPost does."""
+    data: dict[str, Any] = {"social_account_id": account_id, "platform": "x", "status": status}
+    for name, value in (
+        ("last_successful_post_at", last_successful_post_at),
+        ("last_error", last_error),
+        ("token_expires_at", token_expires_at),
+    ):
+        if value is not None:
+            data[name] = value
+    return Reply(body={"data": data, "request_id": "req_1"})
+
+
 def steady(account_id: str) -> Reply:
     """The default script: a good Instagram snapshot whose count is fixed per account."""
     return snapshot(
@@ -295,10 +314,12 @@ class FakeUniPost:
         self,
         script: Callable[[str], Reply] = steady,
         api_key: str = API_KEY,
+        health_script: Callable[[str], Reply] = lambda account_id: health(account_id=account_id),
         limit: TokenBucket | None = None,
         keep_requests: bool = True,
     ) -> None:
         self.script = script
+        self.health_script = health_script  # GET /v1/accounts/{id}/health
         # Off for the benchmarks: a record per request would grow the heap (and its GC
         # pauses) over hundreds of thousands of requests.
         self.keep_requests = keep_requests
@@ -316,11 +337,16 @@ class FakeUniPost:
 
     # -- what it saw
 
-    def requested(self, account_id: str) -> int:
-        return sum(1 for seen in self.requests if seen.account_id == account_id)
+    def requested(self, account_id: str, endpoint: str = "metrics") -> int:
+        """Requests for the account's metrics (or "health")."""
+        return len(self.request_times(account_id, endpoint))
 
-    def request_times(self, account_id: str) -> list[float]:
-        return [seen.time for seen in self.requests if seen.account_id == account_id]
+    def request_times(self, account_id: str, endpoint: str = "metrics") -> list[float]:
+        return [
+            seen.time
+            for seen in self.requests
+            if seen.account_id == account_id and seen.path.endswith("/" + endpoint)
+        ]
 
     # -- over HTTP
 
@@ -341,6 +367,7 @@ class FakeUniPost:
         app[FAKE] = self
         app.router.add_get("/v1/accounts", self._list_http)
         app.router.add_get("/v1/accounts/{account_id}/metrics", self._metrics_http)
+        app.router.add_get("/v1/accounts/{account_id}/health", self._health_http)
         app.router.add_get("/stats", self._stats)
         # The benchmarks' naive baseline: the same answer, outside the key check, the limiter
         # and the records.
@@ -372,6 +399,11 @@ class FakeUniPost:
             request.transport.abort()
         return send(reply)
 
+    async def _health_http(self, request: web.Request) -> web.StreamResponse:
+        account_id = request.match_info["account_id"]
+        seen = Seen(loop_time(), account_id, request.path, request.headers)
+        return send(self._answer(seen, limited=False) or self.health_script(account_id))
+
     async def _unlimited(self, request: web.Request) -> web.StreamResponse:
         return send(self.script(request.match_info["account_id"]))
 
@@ -401,19 +433,21 @@ class FakeUniPost:
 
     # -- shared
 
-    def _answer(self, seen: Seen) -> Reply | None:
+    def _answer(self, seen: Seen, limited: bool = True) -> Reply | None:
         """Record the request; the answer it gets before the script is asked, if any."""
         if self.keep_requests:
             self.requests.append(seen)
-        self.arrivals.append(seen.time)
+        if limited:  # metrics requests: what the benchmarks count
+            self.arrivals.append(seen.time)
         account_id = seen.account_id
         if seen.headers.get("Authorization") != f"Bearer {self.api_key}":
             # Echoes what it was sent, as careless servers do: the exporter must scrub it.
             presented = seen.headers.get("Authorization", "")
             return error(401, "UNAUTHORIZED", f"invalid API key in {presented!r}")
-        if self.limit is not None and not self.limit.take():
+        if limited and self.limit is not None and not self.limit.take():
             return rate_limited("1")
-        self.polls[account_id] += 1
+        if limited:
+            self.polls[account_id] += 1
         return None
 
     def _listing(self) -> Reply:
@@ -430,7 +464,8 @@ class InMemoryClient:
         self.fake = fake
         self.clock = clock
         self.latency = latency
-        self.calls: list[tuple[float, str]] = []
+        self.calls: list[tuple[float, str]] = []  # metrics and listing requests
+        self.health_calls: list[tuple[float, str]] = []
 
     async def get_account_metrics(self, account_id: str) -> RawResponse:
         self.calls.append((self.clock.monotonic(), account_id))
@@ -443,6 +478,14 @@ class InMemoryClient:
         if reply.delay:
             await self.clock.sleep(reply.delay)
         return reply.as_raw_response()
+
+    async def get_account_health(self, account_id: str) -> RawResponse:
+        self.health_calls.append((self.clock.monotonic(), account_id))
+        headers = {"Authorization": f"Bearer {self.fake.api_key}"}
+        path = f"/v1/accounts/{account_id}/health"
+        seen = Seen(self.clock.monotonic(), account_id, path, headers)
+        refused = self.fake._answer(seen, limited=False)
+        return (refused or self.fake.health_script(account_id)).as_raw_response()
 
     async def list_accounts(self, platform: str | None = None) -> RawResponse:
         self.calls.append((self.clock.monotonic(), f"list {platform}"))

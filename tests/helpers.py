@@ -24,7 +24,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import Config, PollingConfig, WorkspaceConfig, parse_config
-from exporter.parse import Snapshot
+from exporter.parse import Health, Snapshot
 from exporter.server import build_registry
 from exporter.store import AccountState, Store
 from tests.fake_unipost import API_KEY, FakeUniPost, free_port
@@ -207,8 +207,10 @@ def make_config(
     interval: str = "1m",
     floors: dict[str, str] | None = None,
     max_backoff: str = "6h",
+    health_interval: str = "0s",
 ) -> Config:
-    """A single-workspace config for these accounts (IDs or account mappings)."""
+    """A single-workspace config for these accounts (IDs or account mappings); health reads
+    are off unless asked for."""
     accounts = [a if isinstance(a, dict) else {"id": a} for a in account_ids]
     raw = {
         "unipost": {"api_key": "up_test_x", "requests_per_minute": requests_per_minute},
@@ -216,6 +218,7 @@ def make_config(
             "interval": interval,
             "platform_intervals": floors or {},
             "max_backoff": max_backoff,
+            "health_interval": health_interval,
         },
         "accounts": accounts,
     }
@@ -264,6 +267,14 @@ def fixed_store() -> Store:
             (),
             300.0,
             status="ok",
+            health=Health(
+                status="degraded",
+                token_expires_at=1777660800.0,
+                last_successful_post_at=1777300000.0,
+                last_error_code="token_expired",
+                last_error_at=1777390000.0,
+                last_error_message='the token "expired"\n(reconnect)',
+            ),
             # A channel that hides its subscribers: no followers or following series.
             snapshot=Snapshot(
                 platform="youtube",

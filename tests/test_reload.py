@@ -291,7 +291,7 @@ async def test_a_reload_that_fixes_the_address_polls_again_at_once(tmp_path: Pat
                 value(fixed, "unipost_account_consecutive_failures", account_id="sa_youtube_b") == 0
             )
             # Discovery refreshed at once too, not after its retry.
-            assert fake.requested("") >= 1
+            assert fake.requested("", endpoint="accounts") >= 1
 
 
 async def test_a_new_key_at_the_same_address_still_respects_the_platform_floor() -> None:

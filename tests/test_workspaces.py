@@ -78,6 +78,7 @@ def ok_polls(samples: Samples, workspace: str) -> float:
         for (name, labels), v in samples.items()
         if name == "unipost_api_requests_total"
         and ("workspace", workspace) in labels
+        and ("endpoint", "account_metrics") in labels
         and ("status_code", "200") in labels
     )
 
