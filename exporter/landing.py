@@ -104,6 +104,7 @@ following and posts) is absent from /metrics, never 0; its cell says why.</p>
 <p>{_pager(page, pages)}Those that need attention first.</p>
 <table><tr>{workspace_th}<th>account</th><th>platform</th><th>status</th>
 <th>followers</th><th>following</th><th>posts</th><th>why, and what to do</th>
+<th>publishing (UniPost's account health)</th>
 <th>last success</th><th>next poll</th></tr>
 {rows}
 </table></body></html>
@@ -123,6 +124,7 @@ def _row(store: Store, account: AccountState, now: float, named: bool) -> str:
         _e(account.status),
         *_counts(snapshot, account.previous),
         _why(account, snapshot),
+        _publishing(account, now),
         _when(snapshot.fetched_at if snapshot else None, now),
         "polling now" if account.next_poll_wall is None else _when(account.next_poll_wall, now),
     ]
@@ -169,6 +171,28 @@ def _why(account: AccountState, snapshot: Snapshot | None) -> str:
         )
         parts.append(f"<span class=muted>platform flags: {_e(flags)}</span>")
     return "<br>".join(parts)
+
+
+def _publishing(account: AccountState, now: float) -> str:
+    """The account's health in UniPost: status, token expiry, last post, last post error."""
+    health = account.health
+    if health is None:
+        return "<span class=muted>not read yet</span>"
+    expiry = health.token_expires_at
+    parts = [_e(health.status)]
+    if expiry is not None:
+        verb = "token expired" if expiry <= now else "token expires"
+        parts.append(f"{verb} {_when(expiry, now)}")
+    if health.last_successful_post_at is not None:
+        parts.append(f"last post {_when(health.last_successful_post_at, now)}")
+    text = "; ".join(parts)
+    if health.last_error_code or health.last_error_message:
+        when = _when(health.last_error_at, now) if health.last_error_at else ""
+        error = f"last post error {_e(health.last_error_code or 'unknown')} {when}".rstrip()
+        if health.last_error_message:
+            error += f": <code>{_e(health.last_error_message)}</code>"
+        text += "<br>" + error
+    return text
 
 
 def _when(timestamp: float | None, now: float) -> str:
