@@ -37,6 +37,8 @@ def demo_config(scenario: Scenario, base_url: str) -> Config:
             # The simulator's X window is shorter too: polling respects it, as in production.
             "platform_intervals": {"twitter": "5s"},
             "max_backoff": "30s",
+            # Health reads cost no platform quota: often enough to see every state at once.
+            "health_interval": "10s",
         },
         "accounts": accounts,
         # The listing fills in account names (the accounts above keep their team labels).

@@ -243,6 +243,48 @@ def overview() -> dash.Dashboard:
                 )
             )
         )
+        .with_row(dash.Row("Account health"))
+        .with_panel(
+            styled(
+                table.Panel(),
+                "Tokens expiring soonest",
+                "Time left before each account's platform token expires (token_expires_at from "
+                "UniPost's account health), soonest first. Red: expired or within 7 days "
+                "(UniPostAccountTokenExpiringSoon).",
+                "s",
+                [
+                    (
+                        f"sort(bottomk(15, max by (workspace, account_id, platform) "
+                        f"(unipost_account_token_expiry_timestamp_seconds{{{SEL}}}) - time()))",
+                        "{{account_id}}",
+                    )
+                ],
+                limits=thresholds((None, "red"), (7 * 86400, "yellow"), (14 * 86400, "green")),
+                instant=True,
+            ).with_transformation(
+                DataTransformerConfig(
+                    id_val="organize",
+                    options={
+                        "excludeByName": {"Time": True},
+                        "renameByName": {"Value": "time left"},
+                    },
+                )
+            )
+        )
+        .with_panel(
+            series(
+                "Publishing health by status",
+                "Accounts by UniPost's publishing health: ok, degraded (a failure among the "
+                "last 10 posts), disconnected.",
+                "short",
+                [
+                    (
+                        f"count by (status) (unipost_account_health_status{{{SEL}}} == 1)",
+                        "{{status}}",
+                    )
+                ],
+            )
+        )
         .with_row(dash.Row("Failures"))
         .with_panel(
             series(
@@ -535,6 +577,64 @@ def account() -> dash.Dashboard:
                     ),
                 ],
                 limits=thresholds((None, "green"), (1, "orange")),
+            )
+        )
+        .with_row(dash.Row("Publishing health (UniPost)"))
+        .with_panel(
+            big_number(
+                "Token expires in",
+                "Time left before the platform token expires (token_expires_at); negative: "
+                "expired. Reconnect the account in UniPost before it does.",
+                "s",
+                [joined("-time() + unipost_account_token_expiry_timestamp_seconds")],
+                limits=thresholds((None, "red"), (7 * 86400, "yellow"), (14 * 86400, "green")),
+                width=6,
+            )
+        )
+        .with_panel(
+            big_number(
+                "Since last post",
+                "Time since the account's last successful post through UniPost.",
+                "s",
+                [joined("time() - unipost_account_last_successful_post_timestamp_seconds")],
+                width=6,
+            )
+        )
+        .with_panel(
+            styled(
+                statetimeline.Panel().show_value(common.VisibilityMode.NEVER).merge_values(True),
+                "Publishing health history",
+                "UniPost's publishing health over time: ok, degraded, disconnected.",
+                "short",
+                [
+                    (
+                        f"unipost_account_health_status{{{ACCOUNT_SEL}}} == 1",
+                        "{{account_id}} {{status}}",
+                    )
+                ],
+            )
+        )
+        .with_panel(
+            styled(
+                table.Panel(),
+                "Last post error",
+                "When the account's last failed post happened, and its category (the "
+                "platform's message is on the exporter's landing page).",
+                "dateTimeAsIso",
+                [
+                    (
+                        f"max by (account_id, code) "
+                        f"(unipost_account_last_post_error_timestamp_seconds{{{ACCOUNT_SEL}}}) "
+                        "* 1000",
+                        "{{account_id}} {{code}}",
+                    )
+                ],
+                instant=True,
+            ).with_transformation(
+                DataTransformerConfig(
+                    id_val="organize",
+                    options={"excludeByName": {"Time": True}, "renameByName": {"Value": "when"}},
+                )
             )
         )
         .with_panel(

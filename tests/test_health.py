@@ -286,7 +286,7 @@ async def test_health_end_to_end(tmp_path: Path) -> None:
     # One status series per account.
     assert len([k for k in samples if k[0] == "unipost_account_health_status"]) == 4
     # The platform's words never reach /metrics; the page shows them, escaped.
-    for part in ("Token expired", "\"reconnect\"", "then retry"):
+    for part in ("Token expired", '"reconnect"', "then retry"):
         assert part not in text
     assert html.escape(MESSAGE) in page
     # Health on its own cadence: every 3 s, while metrics go every second.

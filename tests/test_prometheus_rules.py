@@ -132,7 +132,7 @@ async def test_rules_dashboards_and_alerts_against_a_real_prometheus(
     # Every rule is loaded and healthy.
     groups = (await prometheus.api("rules"))["groups"]
     rules = [rule for group in groups for rule in group["rules"]]
-    assert len(rules) == 16
+    assert len(rules) == 19
     for rule in rules:
         assert (rule["health"], rule.get("lastError", "")) == ("ok", ""), rule["name"]
 
@@ -167,3 +167,18 @@ async def test_rules_dashboards_and_alerts_against_a_real_prometheus(
     assert {a["labels"]["account_id"] for a in alerts} <= {FAILING, THROTTLED}
     assert FAILING in {a["labels"]["account_id"] for a in alerts}
     assert {a["state"] for a in alerts} <= {"pending", "firing"}
+
+    # The demo's token expiring in 3 days and its expired one are both caught.
+    async def token_alerts() -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {}
+        for alert in (await prometheus.api("alerts"))["alerts"]:
+            name = alert["labels"]["alertname"]
+            if name.startswith("UniPostAccountToken"):
+                found.setdefault(name, set()).add(alert["labels"]["account_id"])
+        return found if len(found) == 2 else {}
+
+    tokens = await wait_for(prometheus, "the token alerts", token_alerts)
+    assert tokens == {
+        "UniPostAccountTokenExpiringSoon": {"sa_youtube_channel"},
+        "UniPostAccountTokenExpired": {"sa_twitter_legacy"},
+    }
