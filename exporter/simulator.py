@@ -261,6 +261,15 @@ def _sim_account(raw: Any, where: str) -> SimAccount:
         raise ScenarioError(f"{where}.behaviour: must be one of {', '.join(BEHAVIOURS)}")
     if not isinstance(raw.get("hidden_subscribers", False), bool):
         raise ScenarioError(f"{where}.hidden_subscribers: must be true or false")
+    if raw.get("health", "ok") not in ("ok", "degraded"):
+        raise ScenarioError(f"{where}.health: must be ok or degraded")
+    for key in ("token_expires_in_days", "last_post_days_ago"):
+        value = raw.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ScenarioError(f"{where}.{key}: must be a number of days, or null")
+    for key in ("last_error", "last_error_message"):
+        if raw.get(key) is not None and not isinstance(raw[key], str):
+            raise ScenarioError(f"{where}.{key}: must be a string")
     return SimAccount(**raw)
 
 

@@ -28,6 +28,7 @@ from exporter.simulator import (
     ScenarioError,
     SimAccount,
     Simulator,
+    demo_scenario,
     rfc3339nano,
     scenario_from_dict,
 )
@@ -368,3 +369,17 @@ def test_a_scenario_cannot_call_hidden_subscribers_anything_but_a_boolean() -> N
     with pytest.raises(ScenarioError, match="rate_limit_headers: must be true or false"):
         scenario_from_dict({"rate_limit_headers": 1})
     assert replace(Scenario(accounts=()), rate_limit_headers=True).rate_limit_headers
+
+
+@pytest.mark.parametrize(
+    ("account_id", "recorded"),
+    [("sa_tiktok_brand", "health_degraded.json"), ("sa_instagram_new", "health_minimal.json")],
+)
+async def test_the_simulator_reads_health_like_the_real_server(
+    account_id: str, recorded: str
+) -> None:
+    async with TestClient(TestServer(Simulator(demo_scenario()).app())) as client:
+        status, content_type, body, _ = await fetch(client, f"/v1/accounts/{account_id}/health")
+    answer = real(recorded)
+    assert (status, content_type) == (answer["status"], answer["content_type"])
+    assert shape(body) == shape(answer["body"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -20,6 +21,7 @@ from exporter.simulator import (
     Simulator,
     demo_scenario,
     load_scenario,
+    scenario_from_dict,
 )
 
 AUTH = {"Authorization": f"Bearer {DEFAULT_SIM_KEY}"}
@@ -250,3 +252,21 @@ def test_scenario_files(tmp_path: Path) -> None:
         path.write_text(text)
         with pytest.raises(ScenarioError, match=message.replace("[", r"\[").replace("]", r"\]")):
             load_scenario(path)
+
+
+def test_scenario_health_keys() -> None:
+    scenario = scenario_from_dict(
+        {"accounts": [{"id": "sa_x_1", "platform": "twitter", "health": "degraded",
+                       "token_expires_in_days": 3, "last_post_days_ago": None,
+                       "last_error": "rate_limited", "last_error_message": "slow"}]}
+    )  # fmt: skip
+    (account,) = scenario.accounts
+    assert (account.health, account.token_expires_in_days, account.last_error) == (
+        "degraded", 3, "rate_limited"
+    )  # fmt: skip
+    for bad, message in [
+        ({"health": "sick"}, "accounts[0].health: must be ok or degraded"),
+        ({"token_expires_in_days": "soon"}, "accounts[0].token_expires_in_days: must be"),
+    ]:
+        with pytest.raises(ScenarioError, match=re.escape(message)):
+            scenario_from_dict({"accounts": [{"id": "a", "platform": "x", **bad}]})
