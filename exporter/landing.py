@@ -208,9 +208,11 @@ def relative(seconds: float) -> str:
     size = abs(seconds)
     if size < 5:
         return "just now"
-    for unit, length in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
+    for unit, length in (("day", 86400), ("h", 3600), ("min", 60), ("s", 1)):
         if size >= length:
-            amount = f"{size // length:.0f} {unit}"
+            count = size // length
+            plural = "s" if unit == "day" and count != 1 else ""
+            amount = f"{count:.0f} {unit}{plural}"
             break
     return f"in {amount}" if seconds > 0 else f"{amount} ago"
 

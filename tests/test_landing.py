@@ -135,7 +135,7 @@ def test_ten_thousand_accounts_are_paged_with_a_summary_of_all() -> None:
 @pytest.mark.parametrize(
     ("seconds", "said"),
     [(2, "just now"), (-42, "42 s ago"), (180, "in 3 min"), (-7300, "2 h ago"),
-     (3 * 86400, "in 3 d")],
+     (3 * 86400, "in 3 days"), (-86400, "1 day ago")],
 )  # fmt: skip
 def test_relative_times(seconds: float, said: str) -> None:
     assert landing.relative(seconds) == said
