@@ -8,7 +8,8 @@ whose sum, against the configured budget, gives the stretch factor.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import random
+from collections.abc import Callable, Container, Sequence
 from typing import Any
 
 from exporter.clock import Clock
@@ -21,8 +22,8 @@ from exporter.config import (
     platform_from_id,
 )
 from exporter.logs import FieldLogger
-from exporter.outcomes import LISTED, POLICIES, Policy, steady_period
-from exporter.parse import ListedAccount
+from exporter.outcomes import JITTER, LISTED, POLICIES, Policy, steady_period
+from exporter.parse import ApiError, ListedAccount
 from exporter.pollqueue import PollQueue
 from exporter.store import AccountState, Status, Store
 
@@ -43,9 +44,9 @@ class AccountSet:
         clock: Clock,
         log: FieldLogger,
         owns: Callable[[str], bool],
+        rng: random.Random,
     ) -> None:
         self.polling = polling
-        self.budget_rate = workspace.unipost.requests_per_minute / 60.0
         self.store = store
         self.queue = queue
         self.health_queue = health_queue
@@ -58,10 +59,8 @@ class AccountSet:
         # The status the listing gave an account (reconnect_required, disconnected).
         self._held_by_listing: dict[str, Status] = {}
         self._policies: dict[str, Policy | None] = {}
-        self._demand: dict[str, float] = {}
-        self._demand_total = 0.0
+        self.demand = Demand(workspace.unipost.requests_per_minute, store, log, rng)
         self._floor_logged: set[tuple[str, str]] = set()
-        self._stretch_warned = False
         now = clock.monotonic()
         for account in workspace.accounts:
             self._add(account, now)
@@ -71,7 +70,7 @@ class AccountSet:
     def reconfigure(self, workspace: WorkspaceConfig, polling: PollingConfig) -> None:
         """Follow a reloaded config: unchanged accounts keep their state and place."""
         self.polling = polling
-        self.budget_rate = workspace.unipost.requests_per_minute / 60.0
+        self.demand.reconfigure(workspace.unipost.requests_per_minute)
         now = self.clock.monotonic()
         wanted = {account.id: account for account in workspace.accounts}
         for account_id in [a for a in self._configured if a not in wanted]:
@@ -97,7 +96,6 @@ class AccountSet:
             self._count_demand(state)
             self._follow_health_interval(state, now)
             self.store.changed(state)
-        self._stretch_warned = False  # say again if the new config does not fit
 
     def sync_listing(self, listed: Sequence[ListedAccount], discovery: DiscoveryConfig) -> None:
         """Make the polled accounts follow a fresh GET /v1/accounts listing."""
@@ -190,7 +188,7 @@ class AccountSet:
         self.store.remove(account_id)
         self._account_configs.pop(account_id, None)
         self._policies.pop(account_id, None)
-        self._demand_total -= self._demand.pop(account_id, 0.0)
+        self.demand.forget(account_id)
         self.log.info("account removed", account_id=account_id)
 
     def _labels(self, account: AccountConfig) -> tuple[tuple[str, str], ...]:
@@ -234,19 +232,11 @@ class AccountSet:
         if account.status == status:
             return
         previous, account.status = account.status, status
-        change: dict[str, Any] = {"from": previous, "to": status, "reason": reason}
-        if detail:
-            change["detail"] = detail
         level = logging.WARNING if status in _WARN_ON else logging.INFO
-        self.log.log(
-            logging.DEBUG if quiet else level,
-            "account status changed",
-            account_id=account.id,
-            platform=account.platform,
-            **change,
-        )
-
-    # -- demand ---------------------------------------------------------------------------------
+        fields: dict[str, Any] = {"account_id": account.id, "platform": account.platform}
+        fields.update({"from": previous, "to": status, "reason": reason})
+        fields.update({"detail": detail} if detail else {})
+        self.log.log(logging.DEBUG if quiet else level, "account status changed", **fields)
 
     def set_policy(self, account: AccountState, policy: Policy) -> None:
         """The account is now polled under `policy`: recount what it costs."""
@@ -257,13 +247,72 @@ class AccountSet:
         period = steady_period(self._policies.get(account.id), account.interval)
         health = self.health_interval(account.id)
         # Health reads take budget slots too: `accounts / health_interval` per second.
-        demand = 1.0 / period + (1.0 / health if health > 0 else 0.0)
-        self._demand_total += demand - self._demand.get(account.id, 0.0)
-        self._demand[account.id] = demand
+        self.demand.count(account.id, 1.0 / period + (1.0 / health if health > 0 else 0.0))
 
-    def demand(self, account_id: str) -> float:
-        """Polls per second the account costs in the long run."""
-        return self._demand[account_id]
+    def count_error(self, account: AccountState, error: ApiError, what: str) -> None:
+        """Count a failed request on the account's errors, and say so at debug."""
+        account.api_errors[error.code] = account.api_errors.get(error.code, 0) + 1
+        self.store.changed(account)
+        self.log.debug(
+            what,
+            account_id=account.id,
+            code=error.code,
+            http_status=error.http_status,
+            detail=error.message,
+        )
+
+    def mark_unauthorized(self, code: str) -> None:
+        """The workspace's key is rejected: every account says so."""
+        for account in self.store.accounts.values():
+            self.set_status(account, Status.UNAUTHORIZED, code, quiet=True)
+            self.store.changed(account)
+
+    def poll_again(self, skip: Container[str], respect_floors: bool) -> None:
+        """Forget every account's backoff and re-check: poll each as soon as the budget (and,
+        with `respect_floors`, its platform's floor since its last poll) allows."""
+        now, wall = self.clock.monotonic(), self.clock.wall()
+        for account in self.store.accounts.values():
+            if account.id in skip:
+                continue  # its answer will plan it
+            account.consecutive_failures = 0
+            self.release_hold(account.id)
+            floor = self.polling.floor_for(account.platform) if respect_floors else 0.0
+            since = wall - account.last_poll_wall if account.last_poll_wall is not None else floor
+            self.queue.plan(account, now + max(0.0, floor - since))
+            self.store.changed(account)
+
+
+class Demand:
+    """What a workspace's accounts cost in requests per second, against its budget: the
+    stretch factor that lengthens every interval evenly when they ask for more."""
+
+    def __init__(
+        self, requests_per_minute: float, store: Store, log: FieldLogger, rng: random.Random
+    ) -> None:
+        self.budget_rate = requests_per_minute / 60.0
+        self.store = store
+        self.log = log
+        self.rng = rng
+        self._per_account: dict[str, float] = {}
+        self._total = 0.0
+        self._warned = False
+
+    def reconfigure(self, requests_per_minute: float) -> None:
+        """A reloaded budget; say again if the accounts do not fit it."""
+        self.budget_rate = requests_per_minute / 60.0
+        self._warned = False
+
+    def count(self, account_id: str, per_second: float) -> None:
+        """The account now costs `per_second` requests a second."""
+        self._total += per_second - self._per_account.get(account_id, 0.0)
+        self._per_account[account_id] = per_second
+
+    def forget(self, account_id: str) -> None:
+        self._total -= self._per_account.pop(account_id, 0.0)
+
+    def of(self, account_id: str) -> float:
+        """Requests per second the account costs in the long run."""
+        return self._per_account[account_id]
 
     def stretch(self) -> float:
         """How much every interval is lengthened so that demand fits the budget.
@@ -273,10 +322,10 @@ class AccountSet:
         While the server allows less, accounts simply come due faster than the pace, and the
         most overdue goes first.
         """
-        demand = self._demand_total
+        demand = self._total
         stretch = max(1.0, demand / self.budget_rate)
-        if stretch > 1.0 and not self._stretch_warned:
-            self._stretch_warned = True
+        if stretch > 1.0 and not self._warned:
+            self._warned = True
             self.log.warning(
                 "configured intervals ask for more requests than the budget allows; "
                 "stretching every interval evenly",
@@ -286,3 +335,12 @@ class AccountSet:
             )
         self.store.interval_stretch_factor = stretch
         return stretch
+
+    def stretched(self, delay: float) -> float:
+        """`delay` lengthened by the stretch factor, or else by jitter (up to +10%)."""
+        stretch = self.stretch()
+        if stretch > 1.0:
+            # The budget is the bottleneck: its even pacing already spreads the polls, and
+            # jitter would only leave part of it unused.
+            return delay * stretch
+        return delay * (1.0 + self.rng.uniform(0.0, JITTER))

@@ -361,6 +361,29 @@ class _Values(Problems):
             return default
         return value
 
+    def labels(
+        self, node: Any, where: str, reserved: frozenset[str]
+    ) -> tuple[tuple[str, str], ...]:
+        if node is None:
+            return ()
+        if not isinstance(node, dict):
+            self.err(where, f"must be a mapping of label names to values, not {_kind(node)}")
+            return ()
+        out = []
+        for name, value in node.items():
+            loc = f"{where}.{name}"
+            if not isinstance(name, str) or not _LABEL_NAME.match(name) or name.startswith("__"):
+                self.err(where, f'"{name}" is not a valid Prometheus label name')
+                continue
+            if name in reserved:
+                self.err(where, f'"{name}" is set by the exporter and cannot be a static label')
+                continue
+            if isinstance(value, bool) or not isinstance(value, str | int | float):
+                self.err(loc, f"label value must be a string, not {_kind(value)}")
+                continue
+            out.append((name, str(value)))
+        return tuple(sorted(out))
+
 
 class _Validator(_Values):
     """The exporter's config file, section by section."""
@@ -606,29 +629,6 @@ class _Validator(_Values):
         return AccountConfig(
             id=account_id.strip(), interval=interval, labels=labels, health_interval=health
         )
-
-    def labels(
-        self, node: Any, where: str, reserved: frozenset[str]
-    ) -> tuple[tuple[str, str], ...]:
-        if node is None:
-            return ()
-        if not isinstance(node, dict):
-            self.err(where, f"must be a mapping of label names to values, not {_kind(node)}")
-            return ()
-        out = []
-        for name, value in node.items():
-            loc = f"{where}.{name}"
-            if not isinstance(name, str) or not _LABEL_NAME.match(name) or name.startswith("__"):
-                self.err(where, f'"{name}" is not a valid Prometheus label name')
-                continue
-            if name in reserved:
-                self.err(where, f'"{name}" is set by the exporter and cannot be a static label')
-                continue
-            if isinstance(value, bool) or not isinstance(value, str | int | float):
-                self.err(loc, f"label value must be a string, not {_kind(value)}")
-                continue
-            out.append((name, str(value)))
-        return tuple(sorted(out))
 
 
 def _join(where: str, key: str) -> str:

@@ -15,6 +15,10 @@ from exporter.config import PollingConfig
 from exporter.parse import ApiError, ErrorKind, Outcome, Snapshot, UpstreamFailure
 from exporter.store import AccountState, Status
 
+# The error code of a request that failed inside the exporter (a bug, logged with its trace).
+INTERNAL = "INTERNAL"
+# Jitter only ever lengthens a delay, by up to this fraction.
+JITTER = 0.1
 RECHECK_HOURLY = 3600.0
 RECHECK_DAILY = 86400.0
 # Attempts per poll for transient failures (timeouts, connection errors, 5xx).

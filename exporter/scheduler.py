@@ -28,9 +28,11 @@ from exporter.authpause import AuthPause
 from exporter.client import RawResponse
 from exporter.clock import Clock
 from exporter.config import PollingConfig, WorkspaceConfig
+from exporter.health import HealthReads
 from exporter.logs import FieldLogger, scrub
 from exporter.outcomes import (
     GOOD,
+    INTERNAL,
     answered,
     attempts_per_poll,
     is_transient,
@@ -38,24 +40,11 @@ from exporter.outcomes import (
     policy_for,
     reason,
 )
-from exporter.parse import (
-    ApiError,
-    ErrorKind,
-    Health,
-    Outcome,
-    Snapshot,
-    UpstreamFailure,
-    classify,
-    classify_health,
-)
+from exporter.parse import ApiError, ErrorKind, Outcome, Snapshot, UpstreamFailure, classify
 from exporter.pollqueue import PollQueue
 from exporter.ratelimit import Budget
-from exporter.store import AccountState, Status, Store
+from exporter.store import AccountState, Store
 
-# The error code of a poll that failed inside the exporter (a bug, logged with its trace).
-INTERNAL = "INTERNAL"
-# Jitter only ever lengthens a delay, by up to this fraction.
-JITTER = 0.1
 RETRY_WAIT_MAX = 30.0
 # A retry that found the workspace paused for its key by the time its slot came: not sent.
 _KEY_REJECTED = ApiError("UNAUTHORIZED", ErrorKind.AUTH)
@@ -94,19 +83,26 @@ class Scheduler:
         self.log = FieldLogger("exporter.scheduler", workspace=workspace.name)
         self.queue = PollQueue(clock)
         # Health reads: their own cadence, behind any metrics poll that is due.
-        self.health_queue = PollQueue(clock, sleeper=self.queue)
+        health_queue = PollQueue(clock, sleeper=self.queue)
         self.budget = Budget(
             workspace.unipost.requests_per_minute, clock, polling.max_backoff, store
         )
-        self.auth = AuthPause(clock, polling.max_backoff, self.log, self._mark_unauthorized)
         self.accounts = AccountSet(
-            workspace, polling, store, self.queue, self.health_queue, clock, self.log, owns
+            workspace,
+            polling,
+            store,
+            self.queue,
+            health_queue,
+            clock,
+            self.log,
+            owns,
+            rng or random.Random(),
         )
-        self._rng = rng or random.Random()
+        self.health = HealthReads(self, health_queue)
+        self.auth = AuthPause(clock, polling.max_backoff, self.log, self.accounts.mark_unauthorized)
         # When each account's poll in progress was sent: the next is planned from it.
         self._sent_at: dict[str, float] = {}
         self._inflight: dict[str, asyncio.Task[None]] = {}
-        self._health_inflight: dict[str, asyncio.Task[None]] = {}
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -122,7 +118,7 @@ class Scheduler:
             raise
         finally:
             self.store.polling_started = False
-            tasks = [*self._inflight.values(), *self._health_inflight.values()]
+            tasks = [*self._inflight.values(), *self.health.inflight.values()]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -136,7 +132,7 @@ class Scheduler:
             await self.queue.wait(self.auth.until - now)
             return
         due = self.queue.next_due()
-        health_due = None if self.auth.active else self.health_queue.next_due()
+        health_due = None if self.auth.active else self.health.queue.next_due()
         if due is None and health_due is None:
             await self.queue.wait(None)
             return
@@ -153,7 +149,7 @@ class Scheduler:
         if due is not None and due <= now:  # a metrics poll that is due always goes first
             self._dispatch(self.queue.pop(), now)
         else:
-            self._dispatch_health(self.health_queue.pop(), now)
+            self.health.dispatch(self.health.queue.pop(), now)
 
     def _dispatch(self, account_id: str, now: float) -> None:
         self._sent_at[account_id] = now
@@ -161,13 +157,6 @@ class Scheduler:
             probe = self.auth.probe_inflight = self.auth.active
             task = asyncio.create_task(self._poll(account_id, probe), name=f"poll {account_id}")
             self._inflight[account_id] = task
-
-    def _dispatch_health(self, account_id: str, now: float) -> None:
-        if account_id in self.store.accounts and account_id not in self._health_inflight:
-            task = asyncio.create_task(
-                self._poll_health(account_id, now), name=f"health {account_id}"
-            )
-            self._health_inflight[account_id] = task
 
     # -- one poll -------------------------------------------------------------------------------
 
@@ -189,50 +178,13 @@ class Scheduler:
                 self.auth.probe_inflight = False
         current = self.store.accounts.get(account_id)
         if current is account:
-            self._apply(account, outcome, probe)
+            self.apply(account, outcome, probe)
             self.store.changed(account)
         elif current is not None and not self.queue.planned(account_id):
             # Removed and added again while this poll ran: the new one has not been polled.
             self.queue.plan(current, self.clock.monotonic())
         if probe:
             self.queue.wake()  # the loop waits for the probe's verdict
-
-    async def _poll_health(self, account_id: str, sent: float) -> None:
-        account = self.store.accounts[account_id]
-        try:
-            raw = await self.client.get_account_health(account_id)
-            failed = raw.failure()
-            outcome = failed if failed is not None else classify_health(raw.status or 0, raw.body)
-            self.budget.learn(raw, outcome)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            self.log.exception("health read failed unexpectedly", account_id=account_id)
-            outcome = ApiError(INTERNAL, ErrorKind.TRANSIENT)
-        finally:
-            self._health_inflight.pop(account_id, None)
-        if self.store.accounts.get(account_id) is not account:
-            return  # removed meanwhile
-        if isinstance(outcome, Health):
-            account.health = outcome
-        else:
-            self._count_error(account, outcome, "health read failed")
-            if outcome.kind in (ErrorKind.AUTH, ErrorKind.NOT_FOUND):
-                # The same news as from a metrics poll: the key is rejected (the workspace
-                # pauses), or the account is gone.
-                account.health = None
-                self._apply(account, outcome, probe=False)
-        self.store.changed(account)
-        # Other failures wait for the next health slot.
-        self._plan_health(account, sent)
-
-    def _plan_health(self, account: AccountState, sent: float) -> None:
-        interval = self.accounts.health_interval(account.id)
-        if interval <= 0 or self.health_queue.planned(account.id):
-            return
-        stretch = self.accounts.stretch()
-        delay = interval * (stretch if stretch > 1.0 else 1.0 + self._rng.uniform(0.0, JITTER))
-        self.health_queue.plan(account, max(self.clock.monotonic(), sent + delay))
 
     async def _fetch(self, account: AccountState, attempts: int) -> Outcome:
         """One poll: the request the loop took a slot for, then retries of a transient
@@ -263,23 +215,13 @@ class Scheduler:
         outcome = failed if failed is not None else classify(raw.status or 0, raw.body)
         self.budget.learn(raw, outcome)
         if isinstance(outcome, ApiError):
-            self._count_error(account, outcome, "request failed")
+            self.accounts.count_error(account, outcome, "request failed")
         return outcome
-
-    def _count_error(self, account: AccountState, error: ApiError, what: str) -> None:
-        account.api_errors[error.code] = account.api_errors.get(error.code, 0) + 1
-        self.store.changed(account)
-        self.log.debug(
-            what,
-            account_id=account.id,
-            code=error.code,
-            http_status=error.http_status,
-            detail=error.message,
-        )
 
     # -- what the answer means ------------------------------------------------------------------
 
-    def _apply(self, account: AccountState, outcome: Outcome, probe: bool) -> None:
+    def apply(self, account: AccountState, outcome: Outcome, probe: bool) -> None:
+        """What an answer means for the account: its status, values and next poll."""
         self.accounts.release_hold(account.id)
         is_auth = isinstance(outcome, ApiError) and outcome.kind is ErrorKind.AUTH
         if self.auth.active and not is_auth:
@@ -325,13 +267,7 @@ class Scheduler:
 
     def _schedule(self, account: AccountState, delay: float) -> None:
         if delay > 0:
-            stretch = self.accounts.stretch()
-            if stretch > 1.0:
-                # The budget is the bottleneck: its even pacing already spreads the polls,
-                # and jitter would only leave part of it unused.
-                delay *= stretch
-            else:
-                delay *= 1.0 + self._rng.uniform(0.0, JITTER)
+            delay = self.accounts.demand.stretched(delay)
         now = self.clock.monotonic()
         # Planned from when this poll was sent, not from when its answer came: UniPost's
         # latency and a busy event loop (many scrapers) then do not stretch the cadence.
@@ -339,11 +275,6 @@ class Scheduler:
         # bunched round after round, instead of spreading out as the budget paces them.)
         anchor = self._sent_at.pop(account.id, now)
         self.queue.plan(account, max(now, anchor + delay) if delay > 0 else now)
-
-    def _mark_unauthorized(self, code: str) -> None:
-        for account in self.store.accounts.values():
-            self.accounts.set_status(account, Status.UNAUTHORIZED, code, quiet=True)
-            self.store.changed(account)
 
     # -- a reloaded config ----------------------------------------------------------------------
 
@@ -375,16 +306,7 @@ class Scheduler:
         address: no request of the old one reached it, so no platform window was spent."""
         self.auth.reset()
         self.budget.forget_refusals()
-        now, wall = self.clock.monotonic(), self.clock.wall()
-        for account in self.store.accounts.values():
-            if account.id in self._inflight:
-                continue  # its answer will plan it
-            account.consecutive_failures = 0
-            self.accounts.release_hold(account.id)
-            floor = 0.0 if new_address else self.polling.floor_for(account.platform)
-            since = wall - account.last_poll_wall if account.last_poll_wall is not None else floor
-            self.queue.plan(account, now + max(0.0, floor - since))
-            self.store.changed(account)
+        self.accounts.poll_again(skip=self._inflight, respect_floors=not new_address)
 
 
 def _keep(account: AccountState, snapshot: Snapshot) -> None:

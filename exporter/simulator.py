@@ -104,83 +104,81 @@ class Scenario:
     epoch: float = 1_777_000_000.0
 
 
+# The built-in workspace: growth, plateau, decline, a real zero, and every failure.
+DEMO_ACCOUNTS = (
+    SimAccount("sa_twitter_acme", "twitter", "acme", 12480, 327, 2841, "growth", 0.03),
+    SimAccount(
+        "sa_twitter_legacy",
+        "twitter",
+        "acme_legacy",
+        5300,
+        80,
+        12011,
+        "decline",
+        0.01,
+        token_expires_in_days=-2.0,  # expired two days ago
+    ),
+    SimAccount("sa_instagram_studio", "instagram", "studio.alex", 8800, 410, 530, "plateau", 0.02),
+    SimAccount(
+        "sa_youtube_channel",
+        "youtube",
+        "Acme TV",
+        98000,
+        0,
+        312,
+        "growth",
+        0.015,
+        0.3,
+        token_expires_in_days=3.0,  # expires in three days: time to reconnect
+    ),
+    SimAccount(
+        "sa_youtube_hidden",
+        "youtube",
+        "Acme Labs",
+        4200,
+        0,
+        57,
+        posts_per_day=0.1,
+        hidden_subscribers=True,
+    ),
+    SimAccount(
+        "sa_tiktok_brand",
+        "tiktok",
+        "acme.brand",
+        45000,
+        12,
+        640,
+        "growth",
+        0.05,
+        health="degraded",  # its recent posts failed
+        last_error="rate_limited",
+        last_error_message='TikTok: "spam_risk_too_many_posts" (daily post cap reached)',
+    ),
+    SimAccount("sa_tiktok_shop", "tiktok", "acme.shop", 2000, behaviour="throttled"),
+    SimAccount("sa_threads_studio", "threads", "studio.threads", 3100, rate=0.01),
+    SimAccount(
+        "sa_instagram_new",
+        "instagram",
+        "acme.new",
+        0,
+        3,
+        0,
+        "plateau",
+        0.0,
+        0.0,
+        token_expires_in_days=None,
+        last_post_days_ago=None,  # nothing known yet
+    ),
+    SimAccount("sa_twitter_noscope", "twitter", "acme_jobs", 900, behaviour="missing_scope"),
+    SimAccount("sa_threads_old", "threads", "acme.threads", 700, behaviour="disconnected"),
+    SimAccount("sa_instagram_shop", "instagram", None, 1500, behaviour="needs_reconnect"),
+    SimAccount("sa_linkedin_company", "linkedin", "Acme Inc.", 3100),
+)
+
+
 def demo_scenario() -> Scenario:
-    """The built-in workspace: growth, plateau, decline, a real zero, and every failure."""
-    return Scenario(
-        accounts=(
-            SimAccount("sa_twitter_acme", "twitter", "acme", 12480, 327, 2841, "growth", 0.03),
-            SimAccount(
-                "sa_twitter_legacy",
-                "twitter",
-                "acme_legacy",
-                5300,
-                80,
-                12011,
-                "decline",
-                0.01,
-                token_expires_in_days=-2.0,  # expired two days ago
-            ),
-            SimAccount(
-                "sa_instagram_studio", "instagram", "studio.alex", 8800, 410, 530, "plateau", 0.02
-            ),
-            SimAccount(
-                "sa_youtube_channel",
-                "youtube",
-                "Acme TV",
-                98000,
-                0,
-                312,
-                "growth",
-                0.015,
-                0.3,
-                token_expires_in_days=3.0,  # expires in three days: time to reconnect
-            ),
-            SimAccount(
-                "sa_youtube_hidden",
-                "youtube",
-                "Acme Labs",
-                4200,
-                0,
-                57,
-                posts_per_day=0.1,
-                hidden_subscribers=True,
-            ),
-            SimAccount(
-                "sa_tiktok_brand",
-                "tiktok",
-                "acme.brand",
-                45000,
-                12,
-                640,
-                "growth",
-                0.05,
-                health="degraded",  # its recent posts failed
-                last_error="rate_limited",
-                last_error_message='TikTok: "spam_risk_too_many_posts" (daily post cap reached)',
-            ),
-            SimAccount("sa_tiktok_shop", "tiktok", "acme.shop", 2000, behaviour="throttled"),
-            SimAccount("sa_threads_studio", "threads", "studio.threads", 3100, rate=0.01),
-            SimAccount(
-                "sa_instagram_new",
-                "instagram",
-                "acme.new",
-                0,
-                3,
-                0,
-                "plateau",
-                0.0,
-                0.0,
-                token_expires_in_days=None,
-                last_post_days_ago=None,  # nothing known yet
-            ),
-            SimAccount(
-                "sa_twitter_noscope", "twitter", "acme_jobs", 900, behaviour="missing_scope"
-            ),
-            SimAccount("sa_threads_old", "threads", "acme.threads", 700, behaviour="disconnected"),
-            SimAccount("sa_instagram_shop", "instagram", None, 1500, behaviour="needs_reconnect"),
-            SimAccount("sa_linkedin_company", "linkedin", "Acme Inc.", 3100),
-        ),
-    )
+    """The built-in workspace."""
+    return Scenario(accounts=DEMO_ACCOUNTS)
 
 
 class ScenarioError(Exception):
@@ -513,27 +511,7 @@ class Simulator:
         account = self.accounts.get(request.match_info["account_id"])
         if account is None:
             raise _ApiError(404, "NOT_FOUND", "Account not found")
-        days = 86400.0  # real days: a token's expiry is a date, whatever the time scale
-        now = self.clock()
-        data: dict[str, Any] = {
-            "social_account_id": account.id,
-            "platform": account.platform,
-            "status": "disconnected" if account.behaviour == "disconnected" else account.health,
-        }
-        if account.last_post_days_ago is not None:
-            data["last_successful_post_at"] = rfc3339nano(now - account.last_post_days_ago * days)
-        if account.last_error is not None:
-            data["last_error"] = {
-                "code": account.last_error,
-                "message": account.last_error_message,
-                "occurred_at": rfc3339nano(now - days / 24),
-            }
-        if account.token_expires_in_days is not None:
-            # Fixed from the simulator's start, not from each answer: a date, not a countdown.
-            data["token_expires_at"] = rfc3339nano(
-                self.started + account.token_expires_in_days * days
-            )
-        return _ok(request, {"data": data})
+        return _ok(request, {"data": _health_data(account, self.clock(), self.started)})
 
     async def _list_accounts(self, request: web.Request) -> web.Response:
         if self.fail_listing:
@@ -575,6 +553,28 @@ def _listed(account: SimAccount) -> dict[str, Any]:
     if account.external_user_id is not None:  # omitted when null
         row["external_user_id"] = account.external_user_id
     return row
+
+
+def _health_data(account: SimAccount, now: float, started: float) -> dict[str, Any]:
+    """The account's health as GET /v1/accounts/{id}/health answers it."""
+    days = 86400.0  # real days: a token's expiry is a date, whatever the time scale
+    data: dict[str, Any] = {
+        "social_account_id": account.id,
+        "platform": account.platform,
+        "status": "disconnected" if account.behaviour == "disconnected" else account.health,
+    }
+    if account.last_post_days_ago is not None:
+        data["last_successful_post_at"] = rfc3339nano(now - account.last_post_days_ago * days)
+    if account.last_error is not None:
+        data["last_error"] = {
+            "code": account.last_error,
+            "message": account.last_error_message,
+            "occurred_at": rfc3339nano(now - days / 24),
+        }
+    if account.token_expires_in_days is not None:
+        # Fixed from the simulator's start, not from each answer: a date, not a countdown.
+        data["token_expires_at"] = rfc3339nano(started + account.token_expires_in_days * days)
+    return data
 
 
 def _platform_error(account: SimAccount) -> _ApiError:
@@ -657,39 +657,7 @@ async def start_simulator(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`unipost-exporter simulate` / `python -m exporter.simulator`."""
-    parser = argparse.ArgumentParser(
-        prog="unipost-exporter simulate", description="Serve a simulated UniPost workspace."
-    )
-    parser.add_argument(
-        "--web.listen-address",
-        dest="listen_address",
-        default=":8080",
-        metavar="HOST:PORT",
-        help="where to serve the simulated API (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--scenario.file",
-        dest="scenario_file",
-        default=None,
-        metavar="PATH",
-        help="a YAML scenario: accounts, their behaviours, the limiter (default: the demo "
-        "workspace of 13 accounts, key up_test_simulator)",
-    )
-    parser.add_argument(
-        "--seed",
-        type=int,
-        default=None,
-        help="seed of the follower curves and of the occasional 502 (default: the scenario's, 1)",
-    )
-    parser.add_argument(
-        "--time-scale",
-        dest="time_scale",
-        type=float,
-        default=None,
-        metavar="FACTOR",
-        help="simulated seconds per real second; 3600 shows a day's growth in 24 s "
-        "(default: the scenario's, 1)",
-    )
+    parser = _parser()
     args = parser.parse_args(argv)
     try:
         host, port = parse_listen_address(args.listen_address)
@@ -728,6 +696,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     return asyncio.run(serve())
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="unipost-exporter simulate", description="Serve a simulated UniPost workspace."
+    )
+    parser.add_argument(
+        "--web.listen-address",
+        dest="listen_address",
+        default=":8080",
+        metavar="HOST:PORT",
+        help="where to serve the simulated API (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--scenario.file",
+        dest="scenario_file",
+        default=None,
+        metavar="PATH",
+        help="a YAML scenario: accounts, their behaviours, the limiter (default: the demo "
+        "workspace of 13 accounts, key up_test_simulator)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of the follower curves and of the occasional 502 (default: the scenario's, 1)",
+    )
+    parser.add_argument(
+        "--time-scale",
+        dest="time_scale",
+        type=float,
+        default=None,
+        metavar="FACTOR",
+        help="simulated seconds per real second; 3600 shows a day's growth in 24 s "
+        "(default: the scenario's, 1)",
+    )
+    return parser
 
 
 if __name__ == "__main__":

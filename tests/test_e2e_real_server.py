@@ -12,7 +12,7 @@ import yaml
 from aiohttp.test_utils import TestClient, TestServer
 
 from exporter.config import parse_config
-from exporter.scheduler import JITTER
+from exporter.outcomes import JITTER
 from exporter.server import create_app
 from tests.fake_unipost import API_KEY, FakeUniPost, Reply, recorded
 from tests.helpers import parse_exposition, series, statuses, value

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from exporter.config import Config, DiscoveryConfig
-from exporter.outcomes import POLICIES
+from exporter.outcomes import JITTER, POLICIES
 from exporter.parse import ErrorKind, ListedAccount
-from exporter.scheduler import JITTER, Scheduler
+from exporter.scheduler import Scheduler
 from exporter.store import Store
 from tests.fake_unipost import FakeUniPost, Reply, error, no_answer, snapshot, zero_filled
 from tests.helpers import FakeClock, make_config, only, scrape, series, value
@@ -538,7 +538,7 @@ async def test_what_an_account_costs_is_how_often_it_is_polled(
     account = h.store.accounts["sa_instagram_1"]
     assert account.next_poll_wall is not None
     delay = account.next_poll_wall - h.clock.wall()
-    period = 1 / h.scheduler.accounts.demand("sa_instagram_1")
+    period = 1 / h.scheduler.accounts.demand.of("sa_instagram_1")
     assert period <= delay + 1 <= period * (1 + JITTER) + 1
     if kind is not None:
         assert period == max(60, POLICIES[kind].recheck or 0)
