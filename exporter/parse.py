@@ -212,13 +212,9 @@ _SAFE_LABEL_VALUE = re.compile(r"^[a-z0-9_]{1,64}$")
 
 def classify_health(status: int, body: bytes) -> Health | ApiError:
     """Turn an answer from the health endpoint into the account's health, or an error."""
-    if not 200 <= status < 300:
-        return classify_error(status, body)
-    try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        return _invalid(status, "body is not JSON")
-    data = payload.get("data") if isinstance(payload, dict) else None
+    data = _data(status, body)
+    if isinstance(data, ApiError):
+        return data
     if not isinstance(data, dict):
         return _invalid(status, 'not the {"data": {...}} envelope')
     try:
@@ -274,13 +270,9 @@ class ListedAccount:
 
 def classify_listing(status: int, body: bytes) -> list[ListedAccount] | ApiError:
     """Turn an answer from GET /v1/accounts into the accounts it lists, or an error."""
-    if not 200 <= status < 300:
-        return classify_error(status, body)
-    try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        return _invalid(status, "body is not JSON")
-    rows = payload.get("data") if isinstance(payload, dict) else None
+    rows = _data(status, body)
+    if isinstance(rows, ApiError):
+        return rows
     if not isinstance(rows, list):
         return _invalid(status, 'not the {"data": [...]} envelope')
     accounts = []
@@ -297,6 +289,17 @@ def classify_listing(status: int, body: bytes) -> list[ListedAccount] | ApiError
             )
         )
     return accounts
+
+
+def _data(status: int, body: bytes) -> Any:
+    """The `data` of a 2xx answer (None when missing), or the error the answer is."""
+    if not 200 <= status < 300:
+        return classify_error(status, body)
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return _invalid(status, "body is not JSON")
+    return payload.get("data") if isinstance(payload, dict) else None
 
 
 def parse_retry_after(value: str | None, now_wall: float) -> float | None:

@@ -91,6 +91,18 @@ class FakeClock:
         await settle()
 
 
+@contextlib.asynccontextmanager
+async def running(scheduler: Any) -> AsyncIterator[None]:
+    """The scheduler's loop, for the block; cancelled and awaited after it."""
+    task = asyncio.create_task(scheduler.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 def only(config: Config) -> tuple[WorkspaceConfig, PollingConfig]:
     """A single-workspace config's workspace and polling policy: what a Scheduler takes."""
     (workspace,) = config.workspaces

@@ -24,7 +24,7 @@ from exporter.scheduler import Scheduler
 from exporter.server import create_app
 from exporter.store import Store
 from tests.fake_unipost import API_KEY, FakeUniPost, Reply, error, health, snapshot
-from tests.helpers import FakeClock, make_config, only, parse_exposition, scrape, value
+from tests.helpers import FakeClock, make_config, only, parse_exposition, running, scrape, value
 
 REAL = Path(__file__).parent / "fixtures" / "real"
 
@@ -124,13 +124,8 @@ class Stack:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Stack]:
-        task = asyncio.create_task(self.scheduler.run())
-        try:
+        async with running(self.scheduler):
             yield self
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     def health_times(self, account_id: str) -> list[float]:
         return [t for t, a in self.client.health_calls if a == account_id]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
 import logging
@@ -18,7 +17,7 @@ from exporter.parse import ErrorKind, ListedAccount
 from exporter.scheduler import Scheduler
 from exporter.store import Store
 from tests.fake_unipost import FakeUniPost, Reply, error, no_answer, snapshot, zero_filled
-from tests.helpers import FakeClock, make_config, only, scrape, series, value
+from tests.helpers import FakeClock, make_config, only, running, scrape, series, value
 
 
 class Harness:
@@ -34,13 +33,8 @@ class Harness:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Harness]:
-        task = asyncio.create_task(self.scheduler.run())
-        try:
+        async with running(self.scheduler):
             yield self
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     def gaps(self, account_id: str) -> list[float]:
         times = self.client.times(account_id)
