@@ -34,7 +34,7 @@ from bench.run import (
     pin,
     report,
 )
-from exporter.scheduler import JITTER
+from exporter.outcomes import JITTER
 from exporter.server import create_app
 
 
