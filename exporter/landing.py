@@ -156,8 +156,19 @@ def _counts(snapshot: Snapshot | None, previous: Snapshot | None) -> list[str]:
     return cells
 
 
+# Zero-filled failures that do not pass on their own: the advice says what a human must do.
+UPSTREAM_ADVICE: Mapping[str, str] = {
+    "upstream_status=401": "The platform rejects the account's token and UniPost cannot "
+    "refresh it: reconnect the account in UniPost.",
+    "upstream_status=403": "The platform refuses this account's lookups (its tier or "
+    "scopes): reconnect it in UniPost, or change the tier.",
+}
+
+
 def _why(account: AccountState, snapshot: Snapshot | None) -> str:
     advice, anchor = ADVICE[account.status]
+    if account.status == Status.UPSTREAM_FAILING:
+        advice = UPSTREAM_ADVICE.get(account.problem, advice)
     parts = []
     if account.problem:
         cause = account.problem + (f": {account.problem_detail}" if account.problem_detail else "")

@@ -75,6 +75,7 @@ async def test_the_demo_page_in_a_real_browser(tmp_path: Path) -> None:
         "UPSTREAM_RATE_LIMITED: TikTok is rate limiting this account; try again later",
         "The platform keeps failing for this account; it backs off and recovers on its own.",
         "upstream_status=403",
+        "The platform refuses this account's lookups (its tier or scopes)",
         "Reconnect the account in UniPost (credentials or scopes).",
         "UniPost has no metrics for this platform; nothing to do.",
     ):
