@@ -54,6 +54,7 @@ class AccountSet:
         self.log = log
         self.owns = owns  # whether this replica's shard polls an account
         self._configured = {account.id: account for account in workspace.accounts}
+        self.discovery_enabled = workspace.discovery.enabled
         self._discovered: set[str] = set()
         self._account_configs: dict[str, AccountConfig] = {}
         # The status the listing gave an account (reconnect_required, disconnected).
@@ -70,6 +71,7 @@ class AccountSet:
     def reconfigure(self, workspace: WorkspaceConfig, polling: PollingConfig) -> None:
         """Follow a reloaded config: unchanged accounts keep their state and place."""
         self.polling = polling
+        self.discovery_enabled = workspace.discovery.enabled
         self.demand.reconfigure(workspace.unipost.requests_per_minute)
         now = self.clock.monotonic()
         wanted = {account.id: account for account in workspace.accounts}
@@ -147,6 +149,16 @@ class AccountSet:
         self.set_status(account, policy.status, f"listed as {listed}")
         self.set_policy(account, policy)
         self.queue.plan(account, now + steady_period(policy, account.interval))
+
+    def adopt(self, account_id: str, now: float) -> AccountState | None:
+        """A discovered account the last process polled: back in, if discovery and this
+        replica's shard still want it (the next listing confirms it or drops it)."""
+        if account_id in self.store.accounts:
+            return self.store.accounts[account_id]
+        if not self.discovery_enabled or not self.owns(account_id):
+            return None
+        self._discovered.add(account_id)
+        return self._add(AccountConfig(id=account_id), now)
 
     def release_hold(self, account_id: str) -> None:
         """A poll's answer is fresher news than the listing's status."""
@@ -249,18 +261,6 @@ class AccountSet:
         # Health reads take budget slots too: `accounts / health_interval` per second.
         self.demand.count(account.id, 1.0 / period + (1.0 / health if health > 0 else 0.0))
 
-    def count_error(self, account: AccountState, error: ApiError, what: str) -> None:
-        """Count a failed request on the account's errors, and say so at debug."""
-        account.api_errors[error.code] = account.api_errors.get(error.code, 0) + 1
-        self.store.changed(account)
-        self.log.debug(
-            what,
-            account_id=account.id,
-            code=error.code,
-            http_status=error.http_status,
-            detail=error.message,
-        )
-
     def mark_unauthorized(self, code: str) -> None:
         """The workspace's key is rejected: every account says so."""
         for account in self.store.accounts.values():
@@ -280,6 +280,15 @@ class AccountSet:
             since = wall - account.last_poll_wall if account.last_poll_wall is not None else floor
             self.queue.plan(account, now + max(0.0, floor - since))
             self.store.changed(account)
+
+
+def count_error(account: AccountState, error: ApiError, what: str, store: Store,
+                log: FieldLogger) -> None:  # fmt: skip
+    """Count a failed request on the account's errors, and say so at debug."""
+    account.api_errors[error.code] = account.api_errors.get(error.code, 0) + 1
+    store.changed(account)
+    log.debug(what, account_id=account.id, code=error.code, http_status=error.http_status,
+              detail=error.message)  # fmt: skip
 
 
 class Demand:

@@ -22,6 +22,8 @@ from exporter.process import (
 from exporter.sharding import Shard, ordinal_from_hostname
 from exporter.webconfig import WebConfigError, WebSecurity
 
+# As Alertmanager's --storage.path: relative to the working directory.
+DEFAULT_STORAGE_PATH = "data"
 # The flags; names follow Prometheus exporters (`--config.file`, `--web.listen-address`).
 _FLAGS: tuple[tuple[str, dict[str, Any]], ...] = (
     (
@@ -112,6 +114,16 @@ _FLAGS: tuple[tuple[str, dict[str, Any]], ...] = (
             "help": "no config, no key: run against the built-in UniPost simulator on loopback",
         },
     ),
+    (
+        "--storage.path",
+        {
+            "dest": "storage_path",
+            "default": None,
+            "metavar": "DIR",
+            "help": f"where the state that survives a restart is kept (default: "
+            f"{DEFAULT_STORAGE_PATH}, created if missing; none with --demo); '' turns it off",
+        },
+    ),
 )
 
 
@@ -171,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
     if args.demo:
         setup_logging(args.log_level, args.log_format)
-        return run(demo.serve_demo(host, port, security=security))
+        return run(demo.serve_demo(host, port, security=security, storage=args.storage_path))
     try:
         config = load_config(args.config_file)
     except ConfigError as exc:
@@ -204,6 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             loader=lambda: load_config(args.config_file),
             on_secrets=learn_secrets,
             security=security,
+            storage=DEFAULT_STORAGE_PATH if args.storage_path is None else args.storage_path,
         )
     )
 

@@ -15,6 +15,7 @@ from exporter.store import (
     AccountState,
     Histogram,
     ReloadStatus,
+    StateStatus,
     Status,
     Store,
     StoreSource,
@@ -272,15 +273,18 @@ class ApiCollector(Collector):
         total_shards: int = 1,
         version: str = __version__,
         reload: ReloadStatus | None = None,
+        state: StateStatus | None = None,
     ) -> None:
         self.stores = stores
         self.shard = shard
         self.total_shards = total_shards
         self.version = version
         self.reload = reload or ReloadStatus()
+        self.state = state
 
     def collect(self) -> Iterator[Metric]:
         yield from self._api_families()
+        yield from self._state_families()
         for name, number, help_text in (
             (
                 "unipost_exporter_config_last_reload_successful",
@@ -308,6 +312,28 @@ class ApiCollector(Collector):
         )
         build.add_sample("unipost_exporter_build_info", {"version": self.version}, 1.0)
         yield build
+
+    def _state_families(self) -> Iterator[Metric]:
+        """How saving the state (--storage.path) goes; nothing without persistence."""
+        state = self.state
+        if state is None or not state.enabled:
+            return
+        failures = Metric(
+            "unipost_exporter_state_save_failures",
+            "Saves of the state file (--storage.path) that failed since the process started.",
+            "counter",
+        )
+        failures.add_sample(
+            "unipost_exporter_state_save_failures_total", {}, float(state.save_failures)
+        )
+        yield failures
+        if state.last_save is not None:
+            name = "unipost_exporter_state_last_save_timestamp_seconds"
+            saved = Metric(
+                name, "Unix time of the last successful save of the state file.", "gauge"
+            )
+            saved.add_sample(name, {}, state.last_save)
+            yield saved
 
     def _api_families(self) -> Iterator[Metric]:
         requests = Metric(

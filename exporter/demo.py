@@ -47,7 +47,9 @@ def demo_config(scenario: Scenario, base_url: str) -> Config:
     return parse_config(yaml.safe_dump(raw), {})
 
 
-async def serve_demo(host: str | None, port: int, security: WebSecurity | None = None) -> int:
+async def serve_demo(
+    host: str | None, port: int, security: WebSecurity | None = None, storage: str | None = None
+) -> int:
     """Start the simulator on a free loopback port, then serve the exporter against it."""
     scenario = demo_scenario()
     scenario = Scenario(
@@ -76,6 +78,7 @@ async def serve_demo(host: str | None, port: int, security: WebSecurity | None =
             loader=lambda: demo_config(scenario, base_url),
             banner="DEMO MODE: polling the built-in UniPost simulator, not the real UniPost",
             security=security,
+            storage=storage,  # none unless asked: the simulator starts fresh each time
         )
     finally:
         await runner.cleanup()

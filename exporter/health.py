@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-from exporter.accounts import AccountSet
+from exporter.accounts import AccountSet, count_error
 from exporter.client import RawResponse
 from exporter.clock import Clock
 from exporter.logs import FieldLogger
@@ -75,7 +75,7 @@ class HealthReads:
         if isinstance(outcome, Health):
             account.health = outcome
         else:
-            self.polls.accounts.count_error(account, outcome, "health read failed")
+            count_error(account, outcome, "health read failed", self.polls.store, self.polls.log)
             if outcome.kind in (ErrorKind.AUTH, ErrorKind.NOT_FOUND):
                 # The same news as from a metrics poll: the key is rejected (the workspace
                 # pauses), or the account is gone.

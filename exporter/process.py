@@ -65,6 +65,7 @@ async def serve(
     loader: ConfigLoader | None = None,
     on_secrets: Callable[[Iterable[str]], None] = lambda keys: None,
     security: WebSecurity | None = None,
+    storage: str | None = None,
 ) -> int:
     """Serve until SIGTERM or SIGINT, then stop polling and close connections; SIGHUP
     reloads the config."""
@@ -86,6 +87,7 @@ async def serve(
         loader=loader,
         on_secrets=on_secrets,
         security=security,
+        storage=storage or None,
     )
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()

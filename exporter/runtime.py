@@ -15,9 +15,10 @@ from exporter.clock import Clock
 from exporter.config import Config, ConfigError, UniPostConfig, WorkspaceConfig
 from exporter.discovery import Discoverer
 from exporter.logs import FieldLogger
+from exporter.persistence import SavedWorkspace, StateFile, StateSaver, restore
 from exporter.scheduler import Scheduler
 from exporter.sharding import Shard
-from exporter.store import ReloadStatus, Store
+from exporter.store import ReloadStatus, StateStatus, Store
 
 log = FieldLogger("exporter.runtime")
 
@@ -56,8 +57,14 @@ class Runtime:
         shard: Shard,
         loader: ConfigLoader | None = None,
         on_secrets: Callable[[Iterable[str]], None] = lambda keys: None,
+        storage: str | None = None,
     ) -> None:
         self.config = shard.apply(config)
+        # --storage.path: what survives a restart (None: nothing).
+        self.state_status: StateStatus | None = StateStatus() if storage else None
+        self._state = StateFile(storage) if storage else None
+        self._saver: StateSaver | None = None
+        self._saver_task: asyncio.Task[None] | None = None
         self.clock = clock
         self.session_factory = session_factory
         self.shard = shard
@@ -79,14 +86,32 @@ class Runtime:
         return all(store.polling_started for store in self._stores)
 
     async def start(self) -> None:
-        """Start polling every workspace."""
+        """Take back the saved state, then start polling every workspace."""
+        saved: dict[str | None, SavedWorkspace] = {}
+        if self._state is not None and not self._state.prepare():
+            self._state = None
+            if self.state_status is not None:
+                self.state_status.enabled = False
+        if self._state is not None:
+            saved = self._state.load()
         for workspace, store in zip(self.config.workspaces, self._stores, strict=True):
-            self._workspaces[workspace.name] = self._start(workspace, store)
+            self._workspaces[workspace.name] = self._start(
+                workspace, store, saved.get(workspace.name)
+            )
+        if self._state is not None and self.state_status is not None:
+            self._saver = StateSaver(self._state, self.stores, self._base_url, self.state_status)
+            for store in self._stores:
+                store.listeners.append(self._saver)
+            self._saver_task = asyncio.create_task(self._saver.run(), name="state saver")
 
     async def stop(self) -> None:
-        """Stop polling and close every connection."""
+        """Stop polling, save the state a last time, and close every connection."""
         for unit in self._workspaces.values():
             await self._stop(unit)
+        if self._saver is not None and self._saver_task is not None:
+            self._saver_task.cancel()
+            await asyncio.gather(self._saver_task, return_exceptions=True)
+            await self._saver.save()  # after polling stopped: nothing changes any more
         self._workspaces.clear()
         for task in list(self._closing):
             task.cancel()
@@ -99,11 +124,23 @@ class Runtime:
         session = self.session_factory(workspace.unipost)
         return session, UniPostClient(session, store.api, workspace.unipost.base_url)
 
-    def _start(self, workspace: WorkspaceConfig, store: Store) -> _Workspace:
+    def _base_url(self, store: Store) -> str:
+        unit = self._workspaces.get(store.workspace)
+        return unit.config.unipost.base_url if unit is not None else ""
+
+    def _start(
+        self, workspace: WorkspaceConfig, store: Store, saved: SavedWorkspace | None = None
+    ) -> _Workspace:
         session, client = self._connect(workspace, store)
         scheduler = Scheduler(
             workspace, self.config.polling, store, client, self.clock, owns=self.shard.owns
         )
+        if saved is not None and saved.base_url != workspace.unipost.base_url:
+            log.info("saved state dropped: the workspace's base_url changed",
+                     workspace=workspace.name)  # fmt: skip
+        elif saved is not None:
+            count = restore(scheduler.accounts, scheduler.budget, saved)
+            log.info("state restored", workspace=workspace.name, accounts=count)
         unit = _Workspace(workspace, store, session, client, scheduler)
         unit.scheduler_task = asyncio.create_task(
             scheduler.run(), name=f"scheduler {workspace.name or ''}"
@@ -176,6 +213,8 @@ class Runtime:
             unit = old.pop(workspace.name, None)
             if unit is None:
                 unit = self._start(workspace, Store(workspace=workspace.name))
+                if self._saver is not None:
+                    unit.store.listeners.append(self._saver)
                 changed.append(f"+{workspace.name or 'workspace'}")
             elif unit.config != workspace or self.config.polling != config.polling:
                 self._reconfigure(unit, workspace, config)

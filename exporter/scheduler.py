@@ -23,7 +23,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from exporter.accounts import AccountSet
+from exporter.accounts import AccountSet, count_error
 from exporter.authpause import AuthPause
 from exporter.client import RawResponse
 from exporter.clock import Clock
@@ -215,7 +215,7 @@ class Scheduler:
         outcome = failed if failed is not None else classify(raw.status or 0, raw.body)
         self.budget.learn(raw, outcome)
         if isinstance(outcome, ApiError):
-            self.accounts.count_error(account, outcome, "request failed")
+            count_error(account, outcome, "request failed", self.store, self.log)
         return outcome
 
     # -- what the answer means ------------------------------------------------------------------

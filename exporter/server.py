@@ -23,7 +23,7 @@ from exporter.config import Config
 from exporter.exposition import FastExposition
 from exporter.runtime import ConfigLoader, Runtime, SessionFactory
 from exporter.sharding import Shard
-from exporter.store import ReloadStatus, Store, StoreSource
+from exporter.store import ReloadStatus, StateStatus, Store, StoreSource
 from exporter.webconfig import WebSecurity
 
 EXPOSITION = web.AppKey("exposition", FastExposition)
@@ -55,10 +55,11 @@ def build_tail_registry(
     shard: Shard | None = None,
     with_process_metrics: bool = True,
     reload: ReloadStatus | None = None,
+    state: StateStatus | None = None,
 ) -> CollectorRegistry:
     """What follows the per-account families: exporter-wide and process metrics."""
     registry = CollectorRegistry(auto_describe=False)
-    _add_tail(registry, stores, shard or Shard(), with_process_metrics, reload)
+    _add_tail(registry, stores, shard or Shard(), with_process_metrics, reload, state)
     return registry
 
 
@@ -68,8 +69,9 @@ def _add_tail(
     shard: Shard,
     with_process_metrics: bool,
     reload: ReloadStatus | None,
+    state: StateStatus | None = None,
 ) -> None:
-    registry.register(ApiCollector(stores, shard.index, shard.total, reload=reload))
+    registry.register(ApiCollector(stores, shard.index, shard.total, reload=reload, state=state))
     if with_process_metrics:
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
@@ -86,6 +88,7 @@ def create_app(
     loader: ConfigLoader | None = None,
     on_secrets: Callable[[Iterable[str]], None] = lambda keys: None,
     security: WebSecurity | None = None,
+    storage: str | None = None,
 ) -> web.Application:
     """The exporter as an aiohttp application; polling starts with the app and stops with it.
 
@@ -96,12 +99,19 @@ def create_app(
     app[DEMO_NOTE] = demo_note
     shard = shard or Shard()
     runtime = Runtime(
-        config, clock or SystemClock(), session_factory, shard, loader=loader, on_secrets=on_secrets
+        config,
+        clock or SystemClock(),
+        session_factory,
+        shard,
+        loader=loader,
+        on_secrets=on_secrets,
+        storage=storage,
     )
     app[RUNTIME] = runtime
-    exposition = FastExposition(
-        runtime.stores, build_tail_registry(runtime.stores, shard, reload=runtime.reload_status)
+    tail = build_tail_registry(
+        runtime.stores, shard, reload=runtime.reload_status, state=runtime.state_status
     )
+    exposition = FastExposition(runtime.stores, tail)
     app[EXPOSITION] = exposition
     app[RENDERS] = SharedRenders()
 

@@ -104,6 +104,15 @@ class ReloadStatus:
     success_timestamp: float = 0.0
 
 
+@dataclass(slots=True)
+class StateStatus:
+    """How saving the state file (--storage.path) goes, for /metrics."""
+
+    enabled: bool = True  # False when the storage directory turned out unusable
+    last_save: float | None = None
+    save_failures: int = 0
+
+
 class StoreListener(Protocol):
     """Told of every change to an account, right after it happens."""
 

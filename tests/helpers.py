@@ -438,7 +438,8 @@ async def start_process(
     config.write_text(yaml.safe_dump(raw))
     port = free_port()
     listen = f"127.0.0.1:{port}"
-    proc = await spawn("--config.file", str(config), "--web.listen-address", listen, *args)
+    storage = f"--storage.path={tmp_path / 'state'}"  # its own, not the checkout's data/
+    proc = await spawn("--config.file", str(config), "--web.listen-address", listen, storage, *args)
     process = Process(proc, port, ssl_context, headers)
     await process.wait_ready()
     return process, config

@@ -106,6 +106,7 @@ async def test_three_shards_cover_every_account_once_and_cause_no_429(tmp_path: 
             await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "exporter", f"--config.file={config}",
                 f"--web.listen-address=127.0.0.1:{port}", f"--shard={shard}", "--total-shards=3",
+                f"--storage.path={tmp_path / f'state-{shard}'}",
                 cwd=ROOT, stderr=asyncio.subprocess.DEVNULL,
             )
         )  # fmt: skip

@@ -1,0 +1,268 @@
+"""What survives a restart (`--storage.path`): each account's last good values, status and
+schedule, and each workspace's learned pace, so a restart neither blanks the graphs nor
+spends a platform window again.
+
+One JSON file, `state.json`, written atomically (a temporary file, fsync, rename) at most
+every SAVE_EVERY seconds when something changed, and once more at shutdown. It holds no
+secret. A file that cannot be used (another format version, torn, garbage) is logged once,
+moved aside to `state.json.corrupt`, and the exporter starts fresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from exporter.accounts import AccountSet
+from exporter.logs import FieldLogger
+from exporter.parse import Health, Snapshot
+from exporter.ratelimit import Budget
+from exporter.store import AccountState, StateStatus, Status, Store
+
+FORMAT_VERSION = 1
+STATE_FILE = "state.json"
+SAVE_EVERY = 30.0
+# Accounts encoded per slice: the event loop runs between slices.
+ACCOUNTS_PER_SLICE = 200
+
+log = FieldLogger("exporter.persistence")
+
+
+@dataclass(frozen=True, slots=True)
+class SavedWorkspace:
+    """One workspace as the last process left it."""
+
+    base_url: str
+    pace_requests_per_minute: float | None
+    accounts: dict[str, dict[str, Any]]
+
+
+class StateFile:
+    """The state file in a storage directory."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / STATE_FILE
+
+    def prepare(self) -> bool:
+        """Create the directory if missing (one level), and check it is writable."""
+        try:
+            self.directory.mkdir(exist_ok=True)
+            probe = self.directory / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            log.error(
+                "storage directory is not usable; running without persistence",
+                path=str(self.directory),
+                err=exc.strerror or str(exc),
+            )
+            return False
+        return True
+
+    def load(self) -> dict[str | None, SavedWorkspace]:
+        """The saved workspaces (by name; None for the single form), or none at all."""
+        try:
+            text = self.path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            log.error("cannot read the state file; starting fresh", path=str(self.path),
+                      err=exc.strerror or str(exc))  # fmt: skip
+            return {}
+        try:
+            return _decode(json.loads(text))
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+            aside = self.path.with_name(STATE_FILE + ".corrupt")
+            with contextlib.suppress(OSError):
+                os.replace(self.path, aside)
+            log.error(
+                "state file unusable; moved aside, starting fresh",
+                path=str(self.path),
+                moved_to=str(aside),
+                reason=str(exc)[:200],
+            )
+            return {}
+
+    def write(self, data: bytes) -> None:
+        """Replace the file atomically: a crash leaves the old file or the new, never half."""
+        tmp = self.path.with_name(STATE_FILE + ".tmp")
+        with open(tmp, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, self.path)
+        directory = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(directory)  # the rename itself survives a power cut
+        finally:
+            os.close(directory)
+
+
+def _decode(payload: Any) -> dict[str | None, SavedWorkspace]:
+    if not isinstance(payload, dict) or payload.get("version") != FORMAT_VERSION:
+        version = payload.get("version") if isinstance(payload, dict) else None
+        raise ValueError(f"format version {version!r}, not {FORMAT_VERSION}")
+    out: dict[str | None, SavedWorkspace] = {}
+    for entry in payload["workspaces"]:
+        accounts = entry["accounts"]
+        if not isinstance(accounts, dict) or not isinstance(entry["base_url"], str):
+            raise ValueError("a workspace without accounts or base_url")
+        pace = entry.get("pace_requests_per_minute")
+        out[entry["name"]] = SavedWorkspace(
+            entry["base_url"], float(pace) if pace is not None else None, accounts
+        )
+    return out
+
+
+# -- accounts ---------------------------------------------------------------------------------
+
+_KEPT = ("platform", "status", "account_name", "consecutive_failures", "problem",
+         "problem_detail", "last_poll_wall", "next_poll_wall")  # fmt: skip
+
+
+def encode_account(account: AccountState) -> dict[str, Any]:
+    """What is kept of an account (no counters: they restart at 0, as Prometheus expects)."""
+    out: dict[str, Any] = {name: getattr(account, name) for name in _KEPT}
+    for name in ("snapshot", "previous", "health"):
+        value = getattr(account, name)
+        out[name] = None if value is None else asdict(value)
+    return out
+
+
+def restore_account(account: AccountState, saved: dict[str, Any]) -> None:
+    """Put what was kept back on `account`; raises on anything malformed."""
+    account.status = Status(saved["status"])
+    account.account_name = str(saved["account_name"])
+    account.consecutive_failures = int(saved["consecutive_failures"])
+    account.problem = str(saved["problem"])
+    account.problem_detail = str(saved["problem_detail"])
+    account.last_poll_wall = _number(saved["last_poll_wall"])
+    account.next_poll_wall = _number(saved["next_poll_wall"])
+    account.snapshot = _snapshot(saved["snapshot"])
+    account.previous = _snapshot(saved["previous"])
+    account.health = None if saved["health"] is None else Health(**saved["health"])
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _snapshot(value: Any) -> Snapshot | None:
+    if value is None:
+        return None
+    names = {f.name for f in fields(Snapshot)}
+    data = {k: v for k, v in value.items() if k in names}
+    for key in ("platform_values", "platform_flags", "unavailable"):
+        data[key] = tuple(tuple(pair) for pair in data.get(key, ()))
+    return Snapshot(**data)
+
+
+def restore(accounts: AccountSet, budget: Budget, saved: SavedWorkspace) -> int:
+    """Before polling starts: each account the last process knew gets its values, status and
+    schedule back (its next poll as planned then, never before its platform's floor since
+    its last request); the workspace gets its learned pace. Returns how many came back."""
+    clock = accounts.clock
+    now, wall = clock.monotonic(), clock.wall()
+    if saved.pace_requests_per_minute:
+        learned = saved.pace_requests_per_minute / 60.0
+        budget.rate = max(budget.min_rate, min(budget.configured_rate, learned))
+    restored = 0
+    for account_id, data in saved.accounts.items():
+        account = accounts.adopt(account_id, now)
+        if account is None:
+            continue  # no longer in the config, the listing or this shard
+        try:
+            restore_account(account, data)
+            accounts.learn_platform(account, str(data["platform"]))
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            log.warning("an account's saved state is unusable; it starts fresh",
+                        account_id=account_id, reason=str(exc)[:200])  # fmt: skip
+            continue
+        due = account.next_poll_wall if account.next_poll_wall is not None else wall
+        if account.last_poll_wall is not None:
+            due = max(due, account.last_poll_wall + accounts.polling.floor_for(account.platform))
+        accounts.queue.plan(account, now + max(0.0, due - wall))
+        interval = accounts.health_interval(account_id)
+        if account.health is not None and interval > 0:
+            # Spread the first health reads over one interval: no burst after a restart.
+            accounts.health_queue.plan(account, now + interval * accounts.demand.rng.random())
+        accounts.store.changed(account)
+        restored += 1
+    return restored
+
+
+# -- saving -----------------------------------------------------------------------------------
+
+
+class StateSaver:
+    """Saves every workspace's state when something changed, at most every SAVE_EVERY s."""
+
+    def __init__(
+        self,
+        file: StateFile,
+        stores: Callable[[], Sequence[Store]],
+        base_urls: Callable[[Store], str],
+        status: StateStatus,
+    ) -> None:
+        self.file = file
+        self.stores = stores
+        self.base_urls = base_urls
+        self.status = status
+        self.dirty = True
+
+    def account_changed(self, account: AccountState) -> None:
+        self.dirty = True
+
+    def account_removed(self, account_id: str) -> None:
+        self.dirty = True
+
+    async def run(self) -> None:
+        """Save every SAVE_EVERY seconds when something changed, until cancelled."""
+        while True:
+            await asyncio.sleep(SAVE_EVERY)
+            if self.dirty:
+                await self.save()
+
+    async def save(self) -> None:
+        """One save; a failure is counted and logged, and the next save tries again."""
+        self.dirty = False
+        try:
+            data = await self._encode()
+            await asyncio.to_thread(self.file.write, data)
+        except OSError as exc:
+            self.dirty = True
+            self.status.save_failures += 1
+            log.error("saving state failed", path=str(self.file.path),
+                      err=exc.strerror or str(exc))  # fmt: skip
+            return
+        self.status.last_save = time.time()
+
+    async def _encode(self) -> bytes:
+        """The file's bytes, built in slices with the event loop free between them."""
+        parts = [b'{"version": %d, "workspaces": [' % FORMAT_VERSION]
+        for index, store in enumerate(self.stores()):
+            head = {"name": store.workspace, "base_url": self.base_urls(store),
+                    "pace_requests_per_minute": store.budget_requests_per_minute}  # fmt: skip
+            parts.append((b", " if index else b"") + json.dumps(head)[:-1].encode())
+            parts.append(b', "accounts": {')
+            accounts = list(store.accounts.values())
+            for start in range(0, len(accounts), ACCOUNTS_PER_SLICE):
+                parts.append(
+                    ", ".join(
+                        f"{json.dumps(a.id)}: {json.dumps(encode_account(a))}"
+                        for a in accounts[start : start + ACCOUNTS_PER_SLICE]
+                    ).encode()
+                    + (b", " if start + ACCOUNTS_PER_SLICE < len(accounts) else b"")
+                )
+                await asyncio.sleep(0)
+            parts.append(b"}}")
+        parts.append(b"]}")
+        return b"".join(parts)
