@@ -20,6 +20,7 @@ import platform
 import socket
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -37,7 +38,9 @@ from exporter.config import (
     UniPostConfig,
     WorkspaceConfig,
 )
+from exporter.persistence import StateFile, StateSaver
 from exporter.server import EXPOSITION, RUNTIME, build_registry, create_app
+from exporter.store import StateStatus
 
 ROOT = Path(__file__).parent.parent
 # The key the benchmark's exporter sends and its fake UniPost expects.
@@ -241,6 +244,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         stalls = monitor.take() or [0.0]
         out[f"stall_scrape_{mode}_max_ms"] = max(stalls) * 1000
         out[f"stall_scrape_{mode}_p99_ms"] = percentile(stalls, 0.99) * 1000
+    # -- saving the state (--storage.path) while polling: its size, and the loop's stall ------
+    with tempfile.TemporaryDirectory() as directory:
+        file = StateFile(directory)
+        saver = StateSaver(file, app[RUNTIME].stores, lambda store: fake.base, StateStatus())
+        monitor.take()
+        began = time.perf_counter()
+        await saver.save()
+        out["state_save_ms"] = (time.perf_counter() - began) * 1000
+        out["stall_save_max_ms"] = max(monitor.take() or [0.0]) * 1000
+        out["state_bytes"] = file.path.stat().st_size
     out["stall_no_scrape_max_ms"] = max(steady_stalls or [0.0]) * 1000
     out["stall_no_scrape_p99_ms"] = percentile(steady_stalls or [0.0], 0.99) * 1000
     out["rss_mb_after_scrapes"] = rss_mb()
@@ -321,6 +334,10 @@ def table(r: dict[str, Any]) -> str:
         ("loop stall during scrapes, p99",
          f"{r['stall_scrape_plain_p99_ms']:.1f} ms plain, {r['stall_scrape_gzip_p99_ms']:.1f} "
          "ms gzip", f"no scrape: {r['stall_no_scrape_p99_ms']:.1f} ms", "", ""),
+        ("state file (--storage.path)",
+         f"{r['state_bytes'] / 1e6:.1f} MB, {r['state_bytes'] / r['accounts']:.0f} B/account",
+         f"saved in {r['state_save_ms']:.0f} ms", "", ""),
+        ("loop stall while saving, max", f"{r['stall_save_max_ms']:.1f} ms", "", "", "<= 20 ms"),
         ("CPU per poll", f"{r['cpu_per_poll_ms']:.3f} ms",
          f"naive sequential {r['naive_cpu_per_poll_ms']:.3f} ms",
          f"{r['cpu_per_poll_ms'] / r['naive_cpu_per_poll_ms']:.2f}x", "<= 0.3 ms"),

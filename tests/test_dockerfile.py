@@ -64,7 +64,12 @@ def test_the_image_is_pinned_unprivileged_and_healthchecked() -> None:
     assert final_args["EXPOSE"] == str(DEFAULT_PORT)
     assert "/-/healthy" in final_args["HEALTHCHECK"]
     assert json.loads(final_args["ENTRYPOINT"]) == ["unipost-exporter"]
-    assert json.loads(final_args["CMD"]) == ["--config.file=/etc/unipost-exporter/config.yaml"]
+    assert json.loads(final_args["CMD"]) == [
+        "--config.file=/etc/unipost-exporter/config.yaml",
+        "--storage.path=/var/lib/unipost-exporter",
+    ]
+    # The state lives on a volume, writable by the unprivileged user.
+    assert json.loads(final_args["VOLUME"]) == ["/var/lib/unipost-exporter"]
 
 
 def test_installing_the_way_the_dockerfile_does_gives_a_working_entrypoint(

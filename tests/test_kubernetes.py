@@ -49,6 +49,11 @@ def test_every_manifest_parses_and_names_what_it_needs() -> None:
     args = pod["spec"]["containers"][0]["args"]
     assert f"--total-shards={sts['spec']['replicas']}" in args, "replicas = --total-shards"
     assert "--shard.from-hostname" in args
+    # Each shard keeps its own state on a volume of its own.
+    (claim,) = sts["spec"]["volumeClaimTemplates"]
+    assert claim["spec"]["resources"]["requests"]["storage"]
+    mounts = {m["name"]: m["mountPath"] for m in pod["spec"]["containers"][0]["volumeMounts"]}
+    assert f"--storage.path={mounts[claim['metadata']['name']]}" in args
 
 
 def test_the_configmap_holds_a_valid_config(tmp_path: Path) -> None:
