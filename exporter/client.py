@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -13,9 +14,11 @@ from yarl import URL
 
 from exporter import __version__
 from exporter.config import UniPostConfig
+from exporter.logs import scrub
 from exporter.parse import CONNECTION_ERROR, INVALID_RESPONSE, TIMEOUT, ApiError, ErrorKind
 from exporter.store import ApiStats
 
+T = TypeVar("T")
 USER_AGENT = f"unipost-exporter/{__version__}"
 # A metrics snapshot is a few hundred bytes; anything near this is not one.
 MAX_BODY_BYTES = 1024 * 1024
@@ -34,6 +37,11 @@ class RawResponse:
     transport_error: str | None = None
     # Why there was no answer (host, port and cause), with the key scrubbed.
     detail: str = ""
+
+    def read(self, classify: Callable[[int, bytes], T]) -> T | ApiError:
+        """What the answer means, by `classify`; the failure when there is no usable body."""
+        failed = self.failure()
+        return failed if failed is not None else classify(self.status or 0, self.body)
 
     def failure(self) -> ApiError | None:
         """What went wrong when there is no usable body (no answer, or one too large)."""
@@ -112,9 +120,7 @@ class UniPostClient:
         text = str(exc) or type(exc).__name__
         if url.host and url.host not in text:
             text = f"{_where(url)}: {text}"
-        for secret in self._secrets:
-            text = text.replace(secret, "<redacted>")
-        return text[:300]
+        return scrub(text, *self._secrets)[:300]
 
 
 def _where(url: URL) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
@@ -29,6 +30,7 @@ _ABSENT = "Absent when the platform does not provide it."
 # state, or its failure tallies. The fast exposition re-renders a family when that changes.
 SNAPSHOT, STATE, TALLIES, HEALTH = "snapshot", "state", "tallies", "health"
 
+P = TypeVar("P")
 # One sample: an optional extra label (name, value) beside the account's own, and a value.
 AccountSample = tuple[tuple[str, str] | None, float]
 Samples = Callable[[AccountState], list[AccountSample]]
@@ -55,15 +57,28 @@ def _counter(name: str, help_text: str, samples: Samples) -> Family:
     return Family(name, f"{name}_total", "counter", f"{help_text} {_FROM_POLLS}", TALLIES, samples)
 
 
-def _count(read: Callable[[Snapshot], float | None]) -> Samples:
-    """A count of the last good snapshot: no sample before one, or when the platform does
-    not provide it."""
+def _value_of(
+    part: Callable[[AccountState], P | None], read: Callable[[P], float | None]
+) -> Samples:
+    """One value read from a part of the account's state (its last good snapshot, its last
+    health answer): no sample before there is one, or when the value is absent."""
 
     def samples(account: AccountState) -> list[AccountSample]:
-        count = None if account.snapshot is None else read(account.snapshot)
-        return [] if count is None else [(None, count)]
+        whole = part(account)
+        value = None if whole is None else read(whole)
+        return [] if value is None else [(None, value)]
 
     return samples
+
+
+def _count(read: Callable[[Snapshot], float | None]) -> Samples:
+    """A count of the last good snapshot; absent when the platform does not provide it."""
+    return _value_of(lambda account: account.snapshot, read)
+
+
+def _health_time(read: Callable[[Health], float | None]) -> Samples:
+    """A time of the last health answer; absent when UniPost omits it."""
+    return _value_of(lambda account: account.health, read)
 
 
 def _by_field(read: Callable[[Snapshot], tuple[tuple[str, float], ...]]) -> Samples:
@@ -78,16 +93,6 @@ def _by_field(read: Callable[[Snapshot], tuple[tuple[str, float], ...]]) -> Samp
 def _tally(label: str, read: Callable[[AccountState], dict[str, int]]) -> Samples:
     def samples(account: AccountState) -> list[AccountSample]:
         return [((label, key), float(count)) for key, count in sorted(read(account).items())]
-
-    return samples
-
-
-def _health_time(read: Callable[[Health], float | None]) -> Samples:
-    """A time of the last health answer: no sample before one, or when UniPost omits it."""
-
-    def samples(account: AccountState) -> list[AccountSample]:
-        when = None if account.health is None else read(account.health)
-        return [] if when is None else [(None, when)]
 
     return samples
 

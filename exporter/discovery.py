@@ -65,8 +65,7 @@ class Discoverer:
         for platform in platforms:
             await self.budget.acquire()
             raw = await self.client.list_accounts(platform)
-            failed = raw.failure()
-            result = failed if failed is not None else classify_listing(raw.status or 0, raw.body)
+            result = raw.read(classify_listing)
             self.budget.learn(raw, result)
             if isinstance(result, ApiError):
                 self._failed(result)

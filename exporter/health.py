@@ -60,8 +60,7 @@ class HealthReads:
         account = self.polls.store.accounts[account_id]
         try:
             raw = await self.polls.client.get_account_health(account_id)
-            failed = raw.failure()
-            outcome = failed if failed is not None else classify_health(raw.status or 0, raw.body)
+            outcome = raw.read(classify_health)
             self.polls.budget.learn(raw, outcome)
         except asyncio.CancelledError:
             raise

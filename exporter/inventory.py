@@ -67,8 +67,7 @@ async def _list(workspace: WorkspaceConfig) -> list[ListedAccount] | str:
     unipost = workspace.unipost
     async with make_session(unipost) as session:
         raw = await UniPostClient(session, ApiStats(), unipost.base_url).list_accounts()
-    failure = raw.failure()
-    result = failure if failure is not None else classify_listing(raw.status or 0, raw.body)
+    result = raw.read(classify_listing)
     if not isinstance(result, ApiError):
         return result
     if result.kind is ErrorKind.AUTH:

@@ -211,8 +211,7 @@ class Scheduler:
 
     async def _attempt(self, account: AccountState) -> Outcome:
         raw = await self.client.get_account_metrics(account.id)
-        failed = raw.failure()
-        outcome = failed if failed is not None else classify(raw.status or 0, raw.body)
+        outcome = raw.read(classify)
         self.budget.learn(raw, outcome)
         if isinstance(outcome, ApiError):
             count_error(account, outcome, "request failed", self.store, self.log)

@@ -119,6 +119,25 @@ def big_number(
     return styled(panel, title, description, unit, queries, **kw)
 
 
+def instant_table(
+    title: str,
+    description: str,
+    unit: str,
+    queries: Sequence[Query],
+    value_name: str,
+    limits: dash.ThresholdsConfig = GREEN,
+) -> Panel:
+    """A table of one instant query's values, the value column named `value_name`."""
+    return styled(
+        table.Panel(), title, description, unit, queries, limits=limits, instant=True
+    ).with_transformation(
+        DataTransformerConfig(
+            id_val="organize",
+            options={"excludeByName": {"Time": True}, "renameByName": {"Value": value_name}},
+        )
+    )
+
+
 def variables(with_account: bool) -> list[Any]:
     out: list[Any] = [
         dash.DatasourceVariable("datasource").label("Data source").type("prometheus"),
@@ -219,8 +238,7 @@ def overview() -> dash.Dashboard:
             )
         )
         .with_panel(
-            styled(
-                table.Panel(),
+            instant_table(
                 "Stalest accounts",
                 "Time since each account's last good snapshot, oldest first. Red: over 4 hours.",
                 "s",
@@ -231,22 +249,13 @@ def overview() -> dash.Dashboard:
                         "{{account_id}}",
                     )
                 ],
+                "since last success",
                 limits=thresholds((None, "green"), (3600, "yellow"), (14400, "red")),
-                instant=True,
-            ).with_transformation(
-                DataTransformerConfig(
-                    id_val="organize",
-                    options={
-                        "excludeByName": {"Time": True},
-                        "renameByName": {"Value": "since last success"},
-                    },
-                )
             )
         )
         .with_row(dash.Row("Account health"))
         .with_panel(
-            styled(
-                table.Panel(),
+            instant_table(
                 "Tokens expiring soonest",
                 "Time left before each account's platform token expires (token_expires_at from "
                 "UniPost's account health), soonest first. Red: expired or within 7 days "
@@ -259,16 +268,8 @@ def overview() -> dash.Dashboard:
                         "{{account_id}}",
                     )
                 ],
+                "time left",
                 limits=thresholds((None, "red"), (7 * 86400, "yellow"), (14 * 86400, "green")),
-                instant=True,
-            ).with_transformation(
-                DataTransformerConfig(
-                    id_val="organize",
-                    options={
-                        "excludeByName": {"Time": True},
-                        "renameByName": {"Value": "time left"},
-                    },
-                )
             )
         )
         .with_panel(
@@ -615,8 +616,7 @@ def account() -> dash.Dashboard:
             )
         )
         .with_panel(
-            styled(
-                table.Panel(),
+            instant_table(
                 "Last post error",
                 "When the account's last failed post happened, and its category (the "
                 "platform's message is on the exporter's landing page).",
@@ -629,12 +629,7 @@ def account() -> dash.Dashboard:
                         "{{account_id}} {{code}}",
                     )
                 ],
-                instant=True,
-            ).with_transformation(
-                DataTransformerConfig(
-                    id_val="organize",
-                    options={"excludeByName": {"Time": True}, "renameByName": {"Value": "when"}},
-                )
+                "when",
             )
         )
         .with_panel(

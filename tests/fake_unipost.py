@@ -469,9 +469,7 @@ class InMemoryClient:
 
     async def get_account_metrics(self, account_id: str) -> RawResponse:
         self.calls.append((self.clock.monotonic(), account_id))
-        headers = {"Authorization": f"Bearer {self.fake.api_key}"}
-        path = f"/v1/accounts/{account_id}/metrics"
-        refused = self.fake._answer(Seen(self.clock.monotonic(), account_id, path, headers))
+        refused = self._seen(account_id, "metrics", limited=True)
         if self.latency:
             await self.clock.sleep(self.latency)
         reply = refused or self.fake.script(account_id)
@@ -481,11 +479,14 @@ class InMemoryClient:
 
     async def get_account_health(self, account_id: str) -> RawResponse:
         self.health_calls.append((self.clock.monotonic(), account_id))
-        headers = {"Authorization": f"Bearer {self.fake.api_key}"}
-        path = f"/v1/accounts/{account_id}/health"
-        seen = Seen(self.clock.monotonic(), account_id, path, headers)
-        refused = self.fake._answer(seen, limited=False)
+        refused = self._seen(account_id, "health", limited=False)
         return (refused or self.fake.health_script(account_id)).as_raw_response()
+
+    def _seen(self, account_id: str, endpoint: str, limited: bool) -> Reply | None:
+        """The request as the fake's HTTP side would see it, with the key the fake expects."""
+        headers = {"Authorization": f"Bearer {self.fake.api_key}"}
+        path = f"/v1/accounts/{account_id}/{endpoint}"
+        return self.fake._answer(Seen(self.clock.monotonic(), account_id, path, headers), limited)
 
     async def list_accounts(self, platform: str | None = None) -> RawResponse:
         self.calls.append((self.clock.monotonic(), f"list {platform}"))
