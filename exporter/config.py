@@ -97,7 +97,7 @@ class PollingConfig:
         return self.platform_intervals.get(platform, 0.0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AccountConfig:
     """One account to poll."""
 

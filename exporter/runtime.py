@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from exporter import heap
 from exporter.client import UniPostClient
 from exporter.clock import Clock
 from exporter.config import Config, ConfigError, UniPostConfig, WorkspaceConfig
@@ -103,6 +104,7 @@ class Runtime:
             for store in self._stores:
                 store.listeners.append(self._saver)
             self._saver_task = asyncio.create_task(self._saver.run(), name="state saver")
+        heap.settle()  # the accounts were just built; no poll is in flight yet
 
     async def stop(self) -> None:
         """Stop polling, save the state a last time, and close every connection."""
@@ -116,6 +118,7 @@ class Runtime:
         for task in list(self._closing):
             task.cancel()
         await asyncio.gather(*self._closing, return_exceptions=True)
+        heap.release()
 
     def _connect(
         self, workspace: WorkspaceConfig, store: Store
@@ -227,6 +230,7 @@ class Runtime:
         self._workspaces = new
         self.config = config
         self._stores = tuple(stores)
+        heap.settle()  # a reload may have added many accounts
         log.info(
             "config reloaded",
             workspaces=len(new),

@@ -310,9 +310,15 @@ class Scheduler:
 
 def _keep(account: AccountState, snapshot: Snapshot) -> None:
     """The new good snapshot; the one it replaces stays as `previous` (for the change)."""
-    if account.snapshot is not None and account.snapshot.fetched_at != snapshot.fetched_at:
-        account.previous = account.snapshot
+    kept = account.snapshot_kept
+    if kept == snapshot:
+        return  # the same answer again: nothing to re-render
+    if kept is not None and kept[_FETCHED_AT] != snapshot.fetched_at:
+        account.previous_kept = kept
     account.snapshot = snapshot
+
+
+_FETCHED_AT = Snapshot._fields.index("fetched_at")
 
 
 def _last_result(state: RetryCallState) -> Outcome:
