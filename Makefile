@@ -45,7 +45,7 @@ test: lint
 	$(BIN)/pytest
 
 bench: $(STAMP)
-	$(BIN)/python -m bench.run $(ARGS)
+	$(BIN)/python -m bench.run --accounts 1000,10000,100000 $(ARGS)
 
 bench-load: $(STAMP)
 	$(BIN)/python -m bench.load $(ARGS)

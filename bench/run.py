@@ -14,14 +14,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
+import gc
 import json
 import os
 import platform
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from array import array
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,7 @@ from aiohttp import web
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.client import make_session
 from exporter.config import (
     AccountConfig,
     Config,
@@ -41,10 +45,13 @@ from exporter.config import (
 from exporter.persistence import StateFile, StateSaver
 from exporter.server import EXPOSITION, RUNTIME, build_registry, create_app
 from exporter.store import StateStatus
+from tests.fake_unipost import TokenBucket
 
 ROOT = Path(__file__).parent.parent
 # The key the benchmark's exporter sends and its fake UniPost expects.
 API_KEY = "up_test_bench"
+# The fake UniPost's limiter: the budget's rate, and room for 10 ms of arrival jitter.
+FAKE_BURST = 10
 
 
 def free_port() -> int:
@@ -156,11 +163,15 @@ class FakeServer:
                 await asyncio.sleep(0.1)
         return fake
 
-    async def stats(self, arrivals: bool = False) -> dict[str, Any]:
-        url = f"{self.base}/stats" + ("?arrivals=1" if arrivals else "")
-        async with self.session.get(url) as response:
+    async def stats(self) -> dict[str, Any]:
+        async with self.session.get(f"{self.base}/stats") as response:
             result: dict[str, Any] = await response.json()
             return result
+
+    async def arrivals(self) -> list[float]:
+        """When the fake saw each metrics request (the same monotonic clock as ours)."""
+        async with self.session.get(f"{self.base}/arrivals") as response:
+            return array("d", await response.read()).tolist()
 
     async def stop(self) -> None:
         await self.session.close()
@@ -182,53 +193,129 @@ def bench_config(base: str, accounts: int, rate: float, interval: float) -> Conf
     )
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
-    n, rate = args.accounts, args.rate
-    pin_self = pin(0)
-    if pin_self:
-        pin_self()
-    server_port, exporter_port = free_port(), free_port()
-    fake = await FakeServer.start(server_port, rate, burst=10)
-    stats = fake.stats
-    interval = max(1.0, n / (2 * rate))  # demand is twice the budget: intervals stretch
-    config = bench_config(fake.base, n, rate, interval)
-    out: dict[str, Any] = {"accounts": n, "rate": rate}
-    monitor = StallMonitor()
-    monitor.start()
+class GcWatch:
+    """The garbage collector's pauses, from its own callbacks: the longest, per phase."""
 
-    # -- start-up: the first round -------------------------------------------------------
-    app = create_app(config)
+    def __init__(self) -> None:
+        self.pauses: list[float] = []
+        self.full = 0  # full collections seen
+        self._began = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            self.pauses.append(time.perf_counter() - self._began)
+            if info["generation"] == 2:
+                self.full += 1
+
+    def take(self) -> list[float]:
+        pauses, self.pauses = self.pauses, []
+        return pauses
+
+
+def replay(times: Sequence[float], rate: float, burst: float) -> int:
+    """How many of these requests an exact token bucket (the fake's) would refuse."""
+    ordered = sorted(times)
+    if not ordered:
+        return 0
+    now = [ordered[0]]
+    bucket = TokenBucket(rate, burst, lambda: now[0])
+    for when in ordered:
+        now[0] = when
+        bucket.take()
+    return bucket.refused
+
+
+def traced_sends(sends: array[float]) -> aiohttp.TraceConfig:
+    """An aiohttp hook that records when the exporter sends each metrics request."""
+    trace = aiohttp.TraceConfig()
+    loop = asyncio.get_running_loop()
+
+    async def on_start(
+        session: aiohttp.ClientSession, context: Any, params: aiohttp.TraceRequestStartParams
+    ) -> None:
+        if params.url.path.endswith("/metrics"):
+            sends.append(loop.time())
+
+    trace.on_request_start.append(on_start)
+    return trace
+
+
+async def first_round(
+    out: dict[str, Any], config: Config, n: int, fake: FakeServer, port: int, sends: array[float]
+) -> tuple[web.Application, web.AppRunner]:
+    """Start the exporter and wait until every account was polled once."""
+    trace = traced_sends(sends)
+    app = create_app(config, session_factory=lambda unipost: make_session(unipost, [trace]))
     runner = web.AppRunner(app, access_log=None)
     started = time.perf_counter()
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", exporter_port).start()
-    stores = app[RUNTIME].stores()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
     # Watched from the fake UniPost's side: scanning the store here would cost the exporter's
     # own event loop milliseconds per look at 100,000 accounts.
-    while (await stats())["accounts"] < n:  # noqa: ASYNC110
+    while (stats := await fake.stats())["accounts"] < n:  # noqa: ASYNC110
         await asyncio.sleep(0.2)
     out["first_round_s"] = time.perf_counter() - started
-    first = await stats(arrivals=True)
-    arrivals = first["arrivals"][:n]
+    out["refused_first_round"] = stats["refused"]
+    arrivals = await fake.arrivals()
+    mine = list(sends)
     out["startup_max_per_1s"] = max_in_window(arrivals, 1.0)
     out["startup_max_per_50ms"] = max_in_window(arrivals, 0.05)
+    out["sends_max_per_50ms"] = max_in_window(mine, 0.05)
+    # The cause, from both ends: an exact limiter replaying the exporter's send times, and
+    # replaying the times the fake saw them; and how late the fake saw them.
+    out["refused_replay_sends"] = replay(mine, config_rate(config), FAKE_BURST)
+    out["refused_replay_arrivals"] = replay(arrivals, config_rate(config), FAKE_BURST)
+    lags = [a - s for a, s in zip(sorted(arrivals), sorted(mine), strict=False)]
+    out["arrival_lag_p99_ms"] = percentile(lags or [0.0], 0.99) * 1000
+    out["arrival_lag_max_ms"] = max(lags or [0.0]) * 1000
     out["rss_mb_after_first_round"] = rss_mb()
-    await monitor.stop()  # its 1 ms timer would be counted as polling CPU
+    return app, runner
 
-    # -- steady polling, no scrapes: CPU per poll, budget use ------------------------------
-    before, cpu0, wall0 = await stats(), time.process_time(), time.perf_counter()
+
+def config_rate(config: Config) -> float:
+    return config.workspaces[0].unipost.requests_per_minute / 60.0
+
+
+async def steady(
+    out: dict[str, Any], args: argparse.Namespace, fake: FakeServer, app: web.Application
+) -> None:
+    """Polling without scrapes: CPU per request, budget use, cadence, the fake's own load."""
+    n, rate = args.accounts, args.rate
+    before, cpu0, wall0 = await fake.stats(), time.process_time(), time.perf_counter()
     await asyncio.sleep(args.seconds)
-    after, cpu1, wall1 = await stats(), time.process_time(), time.perf_counter()
+    after, cpu1, wall1 = await fake.stats(), time.process_time(), time.perf_counter()
+    wall = wall1 - wall0
     polls = (after["requests"] - after["refused"]) - (before["requests"] - before["refused"])
-    out["polls_per_s"] = polls / (wall1 - wall0)
-    out["cpu_per_poll_ms"] = (cpu1 - cpu0) / max(polls, 1) * 1000
-    out["budget_use"] = out["polls_per_s"] / rate
-    monitor.start()
-    await asyncio.sleep(min(args.seconds, 5))
-    steady_stalls = monitor.take()
+    health = after["health_reads"] - before["health_reads"]
+    out["polls_per_s"] = polls / wall
+    out["health_per_s"] = health / wall
+    out["cpu_per_poll_ms"] = (cpu1 - cpu0) / max(polls + health, 1) * 1000
+    out["budget_use"] = (polls + health) / wall / rate
+    # The plans: every account once per stretched interval (metrics), and once per stretched
+    # health interval (health reads); and the metrics cadence if no health were read.
+    interval, health_interval = args.interval, app_health_interval(app)
+    stretch = app[RUNTIME].stores()[0].interval_stretch_factor
+    out["stretch"] = stretch
+    out["polls_plan_per_s"] = n / (interval * stretch)
+    out["polls_plan_no_health_per_s"] = n / (interval * max(1.0, n / interval / rate))
+    out["health_plan_per_s"] = n / (health_interval * stretch) if health_interval else 0.0
+    fake_cpu = after["cpu_seconds"] - before["cpu_seconds"]
+    out["fake_cpu_share"] = fake_cpu / wall
+    out["fake_cpu_per_request_ms"] = fake_cpu / max(polls + health, 1) * 1000
 
-    # -- scrapes while polling: latency and event-loop stall -------------------------------
-    url = f"http://127.0.0.1:{exporter_port}/metrics"
+
+def app_health_interval(app: web.Application) -> float:
+    return float(app[RUNTIME].config.polling.health_interval)
+
+
+async def scrapes(
+    out: dict[str, Any], args: argparse.Namespace, port: int, monitor: StallMonitor, gcw: GcWatch
+) -> None:
+    """Scrapes while polling: latency and event-loop stall, plain and gzip."""
+    url = f"http://127.0.0.1:{port}/metrics"
     for mode in ("plain", "gzip"):
         scraper = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.scrape", "--url", url, "--count", str(args.scrapes),
@@ -244,158 +331,210 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         stalls = monitor.take() or [0.0]
         out[f"stall_scrape_{mode}_max_ms"] = max(stalls) * 1000
         out[f"stall_scrape_{mode}_p99_ms"] = percentile(stalls, 0.99) * 1000
-    # -- saving the state (--storage.path) while polling: its size, and the loop's stall ------
+    out["gc_pause_max_ms"] = max(gcw.take() or [0.0]) * 1000
+
+
+async def save_state(
+    out: dict[str, Any], app: web.Application, base: str, monitor: StallMonitor
+) -> None:
+    """Saving the state (--storage.path) while polling: its size, and the loop's stall."""
     with tempfile.TemporaryDirectory() as directory:
         file = StateFile(directory)
-        saver = StateSaver(file, app[RUNTIME].stores, lambda store: fake.base, StateStatus())
+        saver = StateSaver(file, app[RUNTIME].stores, lambda store: base, StateStatus())
         monitor.take()
         began = time.perf_counter()
         await saver.save()
         out["state_save_ms"] = (time.perf_counter() - began) * 1000
         out["stall_save_max_ms"] = max(monitor.take() or [0.0]) * 1000
         out["state_bytes"] = file.path.stat().st_size
+
+
+async def baselines(out: dict[str, Any], app: web.Application, repeat: int) -> None:
+    """generate_latest() and the in-process render, on the same samples (polling stopped)."""
+    stores = app[RUNTIME].stores()
+    exposition = app[EXPOSITION]
+    reference = build_registry(stores, with_process_metrics=True, reload=app[RUNTIME].reload_status)
+    out["generate_latest_ms"] = median_time(lambda: generate_latest(reference), repeat) * 1000
+    out["fast_render_ms"] = median_time(exposition.render, 5) * 1000
+    out["identical_to_prometheus_client"] = samples_of(exposition.render().decode()) == samples_of(
+        generate_latest(reference).decode()
+    )
+
+
+async def naive(out: dict[str, Any], args: argparse.Namespace, base: str) -> None:
+    """The naive pollers, in a fresh process on the exporter's core."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.naive", "--base", base, "--rate", str(args.rate),
+        "--seconds", str(min(args.seconds, 5)), "--accounts", str(args.accounts), cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, preexec_fn=pin(0),
+    )  # fmt: skip
+    stdout, _ = await process.communicate()
+    out.update(json.loads(stdout))
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    n, rate = args.accounts, args.rate
+    pin_self = pin(0)
+    if pin_self:
+        pin_self()
+    server_port, exporter_port = free_port(), free_port()
+    fake = await FakeServer.start(server_port, rate, burst=FAKE_BURST)
+    args.interval = max(1.0, n / (2 * rate))  # demand is twice the budget: intervals stretch
+    config = bench_config(fake.base, n, rate, args.interval)
+    out: dict[str, Any] = {"accounts": n, "rate": rate}
+    gcw = GcWatch()
+    monitor = StallMonitor()
+    monitor.start()
+    sends: array[float] = array("d")
+    app, runner = await first_round(out, config, n, fake, exporter_port, sends)
+    out["gc_pause_max_first_round_ms"] = max(gcw.take() or [0.0]) * 1000
+    await monitor.stop()  # its 1 ms timer would be counted as polling CPU
+    await steady(out, args, fake, app)
+    monitor.start()
+    await asyncio.sleep(min(args.seconds, 5))
+    steady_stalls = monitor.take()
     out["stall_no_scrape_max_ms"] = max(steady_stalls or [0.0]) * 1000
     out["stall_no_scrape_p99_ms"] = percentile(steady_stalls or [0.0], 0.99) * 1000
+    gcw.take()
+    await scrapes(out, args, exporter_port, monitor, gcw)
+    await save_state(out, app, fake.base, monitor)
     out["rss_mb_after_scrapes"] = rss_mb()
-    final = await stats()
+    final = await fake.stats()
     out["refused_429"] = final["refused"]
     out["polls_per_account_min"] = final["min_polls"]
     out["polls_per_account_max"] = final["max_polls"]
-
-    # -- baselines on the same samples (polling paused meanwhile is fine: same state) ------
     await monitor.stop()
     await runner.cleanup()
-    exposition = app[EXPOSITION]
-    reload_status = app[RUNTIME].reload_status
-    reference = build_registry(stores, with_process_metrics=True, reload=reload_status)
-    out["generate_latest_ms"] = median_time(lambda: generate_latest(reference), 3) * 1000
-    out["fast_render_ms"] = median_time(exposition.render, 10) * 1000
-    fast_text = exposition.render().decode()
-    out["identical_to_prometheus_client"] = samples_of(fast_text) == samples_of(
-        generate_latest(reference).decode()
-    )
-    out["rss_mb_end"] = out["rss_mb_after_scrapes"]
-
-    # -- naive paced poller: a task per request at the same rate, parse, keep the numbers ---
-    base = fake.base
-    async with aiohttp.ClientSession() as naive:
-        paced: dict[str, Any] = {}
-
-        async def one(account_id: str) -> None:
-            async with naive.get(f"{base}/unlimited/v1/accounts/{account_id}/metrics") as r:
-                paced[account_id] = json.loads(await r.read())["data"]["follower_count"]
-
-        count = int(rate * min(args.seconds, 5))
-        tasks = []
-        cpu0, next_at = time.process_time(), time.perf_counter()
-        for i in range(count):
-            next_at += 1.0 / rate
-            delay = next_at - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(f"sa_instagram_{i % n}")))
-        await asyncio.gather(*tasks)
-        out["naive_paced_cpu_per_poll_ms"] = (time.process_time() - cpu0) / count * 1000
-
-    # -- naive sequential poller: one request at a time, parse, keep the numbers ------------
-    values: dict[str, Any] = {}
-    count = min(2000, max(200, n))
-    base = fake.base
-    async with aiohttp.ClientSession() as naive:
-        cpu0 = time.process_time()
-        for i in range(count):
-            account_id = f"sa_instagram_{i}"
-            async with naive.get(f"{base}/unlimited/v1/accounts/{account_id}/metrics") as r:
-                values[account_id] = json.loads(await r.read())["data"]["follower_count"]
-        out["naive_cpu_per_poll_ms"] = (time.process_time() - cpu0) / count * 1000
-
+    await baselines(out, app, repeat=1 if n >= 50_000 else 3)
+    await naive(out, args, fake.base)
     await fake.stop()
     return out
 
 
-def table(r: dict[str, Any]) -> str:
-    rows = [
-        ("/metrics p50, uncompressed", f"{r['metrics_plain_p50_ms']:.1f} ms",
-         f"generate_latest() {r['generate_latest_ms']:.0f} ms",
-         f"{r['generate_latest_ms'] / r['metrics_plain_p50_ms']:.0f}x faster", ">= 10x"),
-        ("/metrics p99, uncompressed", f"{r['metrics_plain_p99_ms']:.1f} ms", "", "", ""),
-        ("/metrics p50 / p99, gzip",
-         f"{r['metrics_gzip_p50_ms']:.1f} / {r['metrics_gzip_p99_ms']:.1f} ms",
-         "", f"{r['metrics_plain_bytes'] / 1e6:.1f} MB -> {r['metrics_gzip_bytes'] / 1e6:.1f} MB",
-         ""),
-        ("render in-process", f"{r['fast_render_ms']:.1f} ms",
-         f"generate_latest() {r['generate_latest_ms']:.0f} ms",
-         f"{r['generate_latest_ms'] / r['fast_render_ms']:.0f}x faster", ""),
-        ("output vs prometheus_client", "identical" if r["identical_to_prometheus_client"]
-         else "DIFFERENT", "", "", "identical"),
-        ("loop stall during scrapes, max",
-         f"{r['stall_scrape_plain_max_ms']:.1f} ms plain, {r['stall_scrape_gzip_max_ms']:.1f} "
-         "ms gzip", f"no scrape: {r['stall_no_scrape_max_ms']:.1f} ms", "", "<= 20 ms"),
-        ("loop stall during scrapes, p99",
-         f"{r['stall_scrape_plain_p99_ms']:.1f} ms plain, {r['stall_scrape_gzip_p99_ms']:.1f} "
-         "ms gzip", f"no scrape: {r['stall_no_scrape_p99_ms']:.1f} ms", "", ""),
-        ("state file (--storage.path)",
-         f"{r['state_bytes'] / 1e6:.1f} MB, {r['state_bytes'] / r['accounts']:.0f} B/account",
-         f"saved in {r['state_save_ms']:.0f} ms", "", ""),
-        ("loop stall while saving, max", f"{r['stall_save_max_ms']:.1f} ms", "", "", "<= 20 ms"),
-        ("CPU per poll", f"{r['cpu_per_poll_ms']:.3f} ms",
-         f"naive sequential {r['naive_cpu_per_poll_ms']:.3f} ms",
-         f"{r['cpu_per_poll_ms'] / r['naive_cpu_per_poll_ms']:.2f}x", "<= 0.3 ms"),
-        ("CPU per poll, same pace", "",
-         f"naive paced {r['naive_paced_cpu_per_poll_ms']:.3f} ms",
-         f"{r['cpu_per_poll_ms'] / r['naive_paced_cpu_per_poll_ms']:.2f}x", ""),
-        ("polls/s (budget)", f"{r['polls_per_s']:.0f} ({r['rate']})", "", "", ""),
-        ("budget use", f"{r['budget_use']:.1%}", "", "", ">= 95%"),
-        ("429 from own pacing", str(r["refused_429"]), "", "", "0"),
-        ("polls per account, min..max",
-         f"{r['polls_per_account_min']}..{r['polls_per_account_max']}", "", "", "within 2"),
-        ("first round", f"{r['first_round_s']:.1f} s",
-         f"{r['accounts']} / budget = {r['accounts'] / r['rate']:.1f} s", "", ""),
-        ("start-up, max requests in any 1 s", f"{r['startup_max_per_1s']}",
-         f"budget {r['rate']}", "", "no burst above budget"),
-        ("start-up, max requests in any 50 ms", f"{r['startup_max_per_50ms']}",
-         f"budget {r['rate'] * 0.05:.0f}", "", "(arrival jitter included)"),
-        ("resident memory", f"{r['rss_mb_after_first_round']:.0f} MB after first round, "
-         f"{r['rss_mb_after_scrapes']:.0f} MB after scrapes", "", "", "<= 100 MB at 10k"),
-    ]  # fmt: skip
-    return format_table(
-        f"unipost-exporter benchmark: {r['accounts']} accounts, budget {r['rate']} requests/s",
-        rows,
+def _ms(value: float) -> str:
+    return f"{value:.1f} ms"
+
+
+# The sweep's rows: (figure, how to show it from one size's figures, goal).
+SWEEP_ROWS: list[tuple[str, Callable[[dict[str, Any]], str], str]] = [
+    ("resident memory after first round", lambda r: f"{r['rss_mb_after_first_round']:.0f} MB",
+     "<= 200 MB at 100k"),
+    ("resident memory after scrapes", lambda r: f"{r['rss_mb_after_scrapes']:.0f} MB", ""),
+    ("  RSS / accounts", lambda r: f"{r['rss_mb_after_scrapes'] * 1048.576 / r['accounts']:.2f} KB",
+     "<= 2 KB"),
+    ("/metrics p50, uncompressed", lambda r: _ms(r["metrics_plain_p50_ms"]), ""),
+    ("generate_latest()", lambda r: _ms(r["generate_latest_ms"]), ""),
+    ("  /metrics vs generate_latest()",
+     lambda r: f"{r['generate_latest_ms'] / r['metrics_plain_p50_ms']:.0f}x faster", ">= 20x at 100k"),
+    ("/metrics p50, gzip", lambda r: _ms(r["metrics_gzip_p50_ms"]), ""),
+    ("body, plain -> gzip", lambda r: f"{r['metrics_plain_bytes'] / 1e6:.1f} -> "
+     f"{r['metrics_gzip_bytes'] / 1e6:.1f} MB", ""),
+    ("loop stall during scrapes, max", lambda r: _ms(max(r["stall_scrape_plain_max_ms"],
+                                                         r["stall_scrape_gzip_max_ms"])),
+     "<= 20 ms"),
+    ("loop stall without scrapes, max", lambda r: _ms(r["stall_no_scrape_max_ms"]), ""),
+    ("loop stall while saving state, max", lambda r: _ms(r["stall_save_max_ms"]), "<= 20 ms"),
+    ("state file, saved in", lambda r: f"{r['state_bytes'] / 1e6:.1f} MB, "
+     f"{r['state_save_ms'] / 1000:.1f} s", ""),
+    ("output vs prometheus_client",
+     lambda r: "identical" if r["identical_to_prometheus_client"] else "DIFFERENT", "identical"),
+    ("GC pause, max (scrapes)", lambda r: _ms(r["gc_pause_max_ms"]), ""),
+    ("CPU per request", lambda r: f"{r['cpu_per_poll_ms']:.3f} ms", ""),
+    ("naive paced poller, same run", lambda r: f"{r['naive_paced_cpu_per_poll_ms']:.3f} ms", ""),
+    ("  exporter vs naive paced",
+     lambda r: f"{r['cpu_per_poll_ms'] / r['naive_paced_cpu_per_poll_ms']:.2f}x", "<= 1.3x"),
+    ("first round", lambda r: f"{r['first_round_s']:.1f} s (plan {r['accounts'] / r['rate']:.0f})",
+     ""),
+    ("refused in the first round (fake)", lambda r: str(r["refused_first_round"]), "0"),
+    ("  replaying the exporter's sends", lambda r: str(r["refused_replay_sends"]), "0"),
+    ("  replaying the fake's arrivals", lambda r: str(r["refused_replay_arrivals"]), ""),
+    ("  most sends in any 50 ms", lambda r: str(r["sends_max_per_50ms"]),
+     "budget 50 + burst 10"),
+    ("  fake saw them late by, p99 / max",
+     lambda r: f"{r['arrival_lag_p99_ms']:.1f} / {r['arrival_lag_max_ms']:.1f} ms", ""),
+    ("budget use (metrics + health)", lambda r: f"{r['budget_use']:.1%}", ">= 95%"),
+    ("metrics polls/s vs plan", lambda r: f"{r['polls_per_s']:.0f} / {r['polls_plan_per_s']:.0f}",
+     "within 2%"),
+    ("  plan without health reads", lambda r: f"{r['polls_plan_no_health_per_s']:.0f}", ""),
+    ("health reads/s vs plan (1h)",
+     lambda r: f"{r['health_per_s']:.1f} / {r['health_plan_per_s']:.1f}", ""),
+    ("fake UniPost: CPU of its core", lambda r: f"{r['fake_cpu_share']:.0%}", "< 100%"),
+    ("fake UniPost: CPU per request", lambda r: f"{r['fake_cpu_per_request_ms']:.3f} ms", ""),
+]  # fmt: skip
+
+
+def sweep_table(results: Sequence[dict[str, Any]]) -> str:
+    """One column per size: how each figure grows with the work."""
+    header = ("figure", *(f"{r['accounts']:,} accounts" for r in results), "goal")
+    rows = [(name, *(show(r) for r in results), goal) for name, show, goal in SWEEP_ROWS]
+    rate = results[0]["rate"]
+    return format_rows(
+        f"unipost-exporter benchmark, budget {rate} requests/s (fake UniPost limit = budget)",
+        [header, *rows],
     )
 
 
+def table(r: dict[str, Any]) -> str:
+    return sweep_table([r])
+
+
 def format_table(title: str, rows: Sequence[tuple[str, str, str, str, str]]) -> str:
-    """A titled table of figures, each with its baseline, ratio and goal, and the machine."""
-    header = ("figure", "exporter", "baseline", "ratio", "goal")
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(5)]
+    """A titled table of figures, each with its baseline, ratio and goal (bench.load)."""
+    return format_rows(title, [("figure", "exporter", "baseline", "ratio", "goal"), *rows])
+
+
+def format_rows(title: str, rows: Sequence[Sequence[str]]) -> str:
+    """A titled table whose first row is the header, and the machine it ran on."""
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     lines = [
         f"{title}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"{platform.machine()}",
-        " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)),
+        " | ".join(str(h).ljust(w) for h, w in zip(rows[0], widths, strict=True)),
         "-+-".join("-" * w for w in widths),
     ]
-    for row in rows:
+    for row in rows[1:]:
         lines.append(" | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
     return "\n".join(lines)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
-    parser.add_argument("--accounts", type=int, default=10_000)
+    parser.add_argument(
+        "--accounts",
+        default="10000",
+        help="accounts, or a comma-separated sweep (1000,10000,100000)",
+    )
     parser.add_argument("--rate", type=int, default=1000, help="budget, requests per second")
     parser.add_argument("--seconds", type=float, default=15, help="steady-state window")
     parser.add_argument("--scrapes", type=int, default=20, help="scrapes per mode")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
-    result = asyncio.run(run(args))
-    return report(table(result), result, args.json)
+    sizes = [int(size) for size in str(args.accounts).split(",")]
+    if len(sizes) == 1:
+        args.accounts = sizes[0]
+        result = asyncio.run(run(args))
+        return report(table(result), [result], args.json)
+    results = [measure_alone(size, args) for size in sizes]
+    return report(sweep_table(results), results, args.json)
 
 
-def report(text: str, result: dict[str, Any], json_path: Path | None) -> int:
-    """Print the table; with --json, also write the figures."""
+def measure_alone(size: int, args: argparse.Namespace) -> dict[str, Any]:
+    """One size of a sweep, in a fresh process: its memory is its own."""
+    with tempfile.TemporaryDirectory() as directory:
+        figures = Path(directory) / "figures.json"
+        command = [sys.executable, "-m", "bench.run", "--accounts", str(size), "--rate",
+                   str(args.rate), "--seconds", str(args.seconds), "--scrapes",
+                   str(args.scrapes), "--json", str(figures)]  # fmt: skip
+        subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        result: dict[str, Any] = json.loads(figures.read_text())[0]
+        return result
+
+
+def report(text: str, results: Any, json_path: Path | None) -> int:
+    """Print the table; with --json, also write the figures (bench.run: a list, a size each)."""
     print(text)
     if json_path:
-        json_path.write_text(json.dumps(result, indent=2))
+        json_path.write_text(json.dumps(results, indent=2))
     return 0
 
 

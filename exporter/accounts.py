@@ -230,6 +230,7 @@ class AccountSet:
         if platform and platform != account.platform:
             account.platform = platform
             self._base_interval(account)
+            self._count_demand(account)
 
     def set_status(
         self,
@@ -252,6 +253,8 @@ class AccountSet:
 
     def set_policy(self, account: AccountState, policy: Policy) -> None:
         """The account is now polled under `policy`: recount what it costs."""
+        if self._policies.get(account.id) is policy:
+            return  # the same policy as at the last poll (the steady case): the same cost
         self._policies[account.id] = policy
         self._count_demand(account)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 from urllib.parse import quote
@@ -53,12 +53,16 @@ class RawResponse:
         return None
 
 
-def make_session(config: UniPostConfig) -> aiohttp.ClientSession:
-    """A session that authenticates, identifies itself and times out as configured."""
+def make_session(
+    config: UniPostConfig, trace_configs: Sequence[aiohttp.TraceConfig] = ()
+) -> aiohttp.ClientSession:
+    """A session that authenticates, identifies itself and times out as configured
+    (`trace_configs`: aiohttp's request hooks, which the benchmark uses for send times)."""
     return aiohttp.ClientSession(
         headers={"Authorization": f"Bearer {config.api_key}", "User-Agent": USER_AGENT},
         timeout=aiohttp.ClientTimeout(total=config.timeout),
         raise_for_status=False,
+        trace_configs=list(trace_configs) or None,
     )
 
 

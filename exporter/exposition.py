@@ -27,6 +27,7 @@ from exporter.collector import (
     account_labels,
     discovery_error_samples,
 )
+from exporter.parse import Snapshot
 from exporter.store import AccountState, Store, StoreSource
 
 
@@ -80,6 +81,27 @@ _FAMILIES_BY_INPUTS = {
 _KEY, _PAIRS, _PLAIN, _SNAPSHOT, _META, _TALLIES, _HEALTH = range(7)
 _FIRST_LINE = 7
 _line_of = [itemgetter(_FIRST_LINE + i) for i in range(len(ACCOUNT_FAMILIES))]
+# The snapshot field each snapshot family shows: a new snapshot re-renders only the families
+# whose field changed (usually just fetched_at), not all six.
+_SNAPSHOT_FIELD = {
+    "unipost_account_followers": "followers",
+    "unipost_account_following": "following",
+    "unipost_account_posts": "posts",
+    "unipost_account_platform_value": "platform_values",
+    "unipost_account_platform_flag": "platform_flags",
+    "unipost_account_last_success_timestamp_seconds": "fetched_at",
+}
+_FIELD_FAMILIES = [
+    (Snapshot._fields.index(_SNAPSHOT_FIELD[ACCOUNT_FAMILIES[i].name]), i)
+    for i in _FAMILIES_BY_INPUTS[SNAPSHOT]
+]
+
+
+def _snapshot_changes(before: object, after: tuple[Any, ...] | None) -> list[int]:
+    """The snapshot families to re-render when the kept snapshot went from before to after."""
+    if not isinstance(before, tuple) or after is None:
+        return _FAMILIES_BY_INPUTS[SNAPSHOT]  # none before, none now, or never rendered
+    return [family for field, family in _FIELD_FAMILIES if before[field] != after[field]]
 
 
 def _meta(account: AccountState) -> tuple[str, str, float, int]:
@@ -125,7 +147,7 @@ class _StoreLines:
         changed: list[int] = []
         meta, tallies = _meta(account), _tallies(account)
         if account.snapshot_kept is not entry[_SNAPSHOT]:
-            changed.extend(_FAMILIES_BY_INPUTS[SNAPSHOT])
+            changed.extend(_snapshot_changes(entry[_SNAPSHOT], account.snapshot_kept))
         if meta != entry[_META]:
             changed.extend(_FAMILIES_BY_INPUTS[STATE])
         if tallies != entry[_TALLIES]:

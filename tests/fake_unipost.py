@@ -19,9 +19,11 @@ import contextlib
 import json
 import socket
 import time
+from array import array
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
@@ -181,6 +183,20 @@ def steady(account_id: str) -> Reply:
     )
 
 
+def live(account_id: str) -> Reply:
+    """`steady`, fetched now, as the real server stamps every answer (time.Now(), RFC 3339
+    with fractions): the benchmarks' script, so every poll brings a new snapshot to store
+    and render, as in production."""
+    now = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return snapshot(
+        account_id,
+        platform="instagram",
+        followers=steady_followers(account_id),
+        specific={"media_count": 5},
+        fetched_at=now,
+    )
+
+
 def steady_followers(account_id: str) -> int:
     return 1000 + len(account_id)
 
@@ -329,7 +345,11 @@ class FakeUniPost:
         # GET /v1/accounts: these rows, or (None) a 502.
         self.listing: list[dict[str, Any]] | None = []
         self.requests: list[Seen] = []  # in order of arrival
-        self.arrivals: list[float] = []  # when each metrics request arrived
+        # When each metrics request arrived: an array, so /arrivals sends it as raw bytes in
+        # a millisecond (JSON for 100,000 floats would hold the fake's loop ~75 ms, and the
+        # requests queued meanwhile would reach its limiter as a burst).
+        self.arrivals = array("d")
+        self.health_reads = 0
         self.polls: Counter[str] = Counter()
         self.huge_sends: list[int] = []  # bytes each 50 MB answer got out before a hang-up
         self.port = free_port()
@@ -369,6 +389,7 @@ class FakeUniPost:
         app.router.add_get("/v1/accounts/{account_id}/metrics", self._metrics_http)
         app.router.add_get("/v1/accounts/{account_id}/health", self._health_http)
         app.router.add_get("/stats", self._stats)
+        app.router.add_get("/arrivals", self._arrivals)
         # The benchmarks' naive baseline: the same answer, outside the key check, the limiter
         # and the records.
         app.router.add_get("/unlimited/v1/accounts/{account_id}/metrics", self._unlimited)
@@ -417,13 +438,19 @@ class FakeUniPost:
         return web.json_response(
             {
                 "requests": len(self.arrivals),
+                "health_reads": self.health_reads,
                 "refused": self.limit.refused if self.limit else 0,
+                # The fake's own CPU, so a benchmark can show it is not the bottleneck.
+                "cpu_seconds": time.process_time(),
                 "accounts": len(self.polls),
                 "min_polls": min(counts, default=0),
                 "max_polls": max(counts, default=0),
-                "arrivals": self.arrivals if request.query.get("arrivals") else [],
             }
         )
+
+    async def _arrivals(self, request: web.Request) -> web.Response:
+        """Every metrics request's arrival time, as native doubles."""
+        return web.Response(body=self.arrivals.tobytes(), content_type="application/octet-stream")
 
     # -- in memory
 
@@ -439,6 +466,8 @@ class FakeUniPost:
             self.requests.append(seen)
         if limited:  # metrics requests: what the benchmarks count
             self.arrivals.append(seen.time)
+        else:
+            self.health_reads += 1
         account_id = seen.account_id
         if seen.headers.get("Authorization") != f"Bearer {self.api_key}":
             # Echoes what it was sent, as careless servers do: the exporter must scrub it.
@@ -511,7 +540,7 @@ def main() -> None:
 
     async def serve() -> None:
         limit = TokenBucket(args.rate, args.burst, time.monotonic)
-        fake = FakeUniPost(api_key=args.api_key, limit=limit, keep_requests=False)
+        fake = FakeUniPost(live, api_key=args.api_key, limit=limit, keep_requests=False)
         fake.port = args.port
         await fake.up()
         await asyncio.Event().wait()
