@@ -240,23 +240,21 @@ class AccountSet:
         quiet: bool = False,
         detail: str = "",
     ) -> None:
-        """Change the account's status, logging the change and why (at warn when the account
-        stops bringing data)."""
+        """Change the account's status, logging it and why (warn: it stops bringing data)."""
         if account.status == status:
             return
         previous, account.status = account.status, status
         level = logging.WARNING if status in _WARN_ON else logging.INFO
-        fields: dict[str, Any] = {"account_id": account.id, "platform": account.platform}
-        fields.update({"from": previous, "to": status, "reason": reason})
-        fields.update({"detail": detail} if detail else {})
+        fields: dict[str, Any] = {"account_id": account.id, "platform": account.platform,
+                                  "from": previous, "to": status, "reason": reason,
+                                  **({"detail": detail} if detail else {})}  # fmt: skip
         self.log.log(logging.DEBUG if quiet else level, "account status changed", **fields)
 
     def set_policy(self, account: AccountState, policy: Policy) -> None:
-        """The account is now polled under `policy`: recount what it costs."""
-        if self._policies.get(account.id) is policy:
-            return  # the same policy as at the last poll (the steady case): the same cost
-        self._policies[account.id] = policy
-        self._count_demand(account)
+        """The account is now polled under `policy`: recount what it costs, if it changed."""
+        if self._policies.get(account.id) is not policy:
+            self._policies[account.id] = policy
+            self._count_demand(account)
 
     def _count_demand(self, account: AccountState) -> None:
         period = steady_period(self._policies.get(account.id), account.interval)
