@@ -425,7 +425,8 @@ SWEEP_ROWS: list[tuple[str, Callable[[dict[str, Any]], str], str]] = [
     ("/metrics p50, uncompressed", lambda r: _ms(r["metrics_plain_p50_ms"]), ""),
     ("generate_latest()", lambda r: _ms(r["generate_latest_ms"]), ""),
     ("  /metrics vs generate_latest()",
-     lambda r: f"{r['generate_latest_ms'] / r['metrics_plain_p50_ms']:.0f}x faster", ">= 20x at 100k"),
+     lambda r: f"{r['generate_latest_ms'] / r['metrics_plain_p50_ms']:.0f}x faster",
+     ">= 20x at 100k"),
     ("/metrics p50, gzip", lambda r: _ms(r["metrics_gzip_p50_ms"]), ""),
     ("body, plain -> gzip", lambda r: f"{r['metrics_plain_bytes'] / 1e6:.1f} -> "
      f"{r['metrics_gzip_bytes'] / 1e6:.1f} MB", ""),
