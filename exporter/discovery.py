@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from exporter import heap
 from exporter.accounts import AccountSet
 from exporter.client import RawResponse
 from exporter.clock import Clock
@@ -22,10 +21,6 @@ class ListingClient(Protocol):
     """What discovery needs from the HTTP client."""
 
     async def list_accounts(self, platform: str | None = None) -> RawResponse: ...
-
-
-# New accounts from one listing that make it worth settling the heap (exporter/heap.py).
-SETTLE_AFTER = 1000
 
 
 class Discoverer:
@@ -79,10 +74,7 @@ class Discoverer:
         if self._failures:
             self.log.info("account listing works again", accounts=len(listed))
         self._failures = 0
-        known = len(self.store.accounts)
         self.accounts.sync_listing(listed, self.config)
-        if len(self.store.accounts) > known + SETTLE_AFTER:
-            heap.settle()  # many accounts were just built (the first listing, say)
         return True
 
     def _failed(self, error: ApiError) -> None:

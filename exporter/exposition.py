@@ -146,6 +146,9 @@ class _StoreLines:
             entry = _fresh_entry(account, key)
         changed: list[int] = []
         meta, tallies = _meta(account), _tallies(account)
+        # Unchanged parts stay the very objects the entry holds (see _keep in scheduler.py).
+        meta = entry[_META] if meta == entry[_META] else meta
+        tallies = entry[_TALLIES] if tallies == entry[_TALLIES] else tallies
         if account.snapshot_kept is not entry[_SNAPSHOT]:
             changed.extend(_snapshot_changes(entry[_SNAPSHOT], account.snapshot_kept))
         if meta != entry[_META]:

@@ -11,20 +11,24 @@ bytes, which the collector does not scan at all.
 from __future__ import annotations
 
 import gc
+from collections.abc import Sized
+from typing import Protocol
 
 # Middle-generation collections per full one: CPython's default, and ours once settled.
 DEFAULT_FULL_EVERY = 10
 FULL_EVERY = 1
+# Accounts added since the last settle that make it worth freezing again after their round.
+SETTLE_AFTER = 1000
 
 
 def settle() -> None:
-    """Call when many long-lived objects were just built (the accounts at start, after a
-    reload, after a listing added accounts): collect what is garbage now, then keep
+    """Call when many long-lived objects were just built and nothing runs yet (the accounts
+    at start, after a reload): collect what is garbage now, then keep
     everything still alive out of later scans. Frozen objects are still freed when
     their last reference goes; only a reference cycle among them would outlive it, so
     this is not called while much short-lived work is in flight."""
     gc.collect()
-    gc.freeze()
+    freeze()
     # What a poll leaves behind is mostly nested tuples, which the collector untracks only
     # after a few passes; a full collection every 10 young ones let ~20 s of them pile up
     # into pauses of 25-35 ms at 30,000 accounts. With the long-lived heap frozen a full
@@ -33,8 +37,43 @@ def settle() -> None:
     gc.set_threshold(young, middle, FULL_EVERY)
 
 
+def freeze() -> None:
+    """Like settle(), without the collection (its pause): for while polls run, when a round
+    of them has just built every account's first snapshot and rendered lines. Garbage in a
+    reference cycle at this moment (a few in-flight requests' worth) is never collected."""
+    gc.freeze()
+    # Then a full collection of what is left (little: cheap). CPython runs a full one only
+    # once a quarter as many objects as survived the last have piled up; the last counted
+    # the frozen ones, so without this a pile of ~25% of the heap would wait to be scanned.
+    gc.collect()
+
+
 def release() -> None:
     """Undo settle() (the exporter stops): everything is scanned again."""
     gc.unfreeze()
     young, middle, _ = gc.get_threshold()
     gc.set_threshold(young, middle, DEFAULT_FULL_EVERY)
+
+
+class _HasAccounts(Protocol):
+    @property
+    def accounts(self) -> Sized: ...
+
+
+class Rounds:
+    """Freezes the heap once a round of answers has come since the store last grew (at
+    start, or after a listing added many accounts): their first snapshots and rendered
+    lines are built then, and stay."""
+
+    def __init__(self, store: _HasAccounts) -> None:
+        self.accounts = store.accounts
+        self.answers = 0
+        self.settled_size = 0
+
+    def answered(self) -> None:
+        """One more answer was applied."""
+        self.answers += 1
+        size = len(self.accounts)
+        if self.answers >= size > self.settled_size + SETTLE_AFTER:
+            self.answers, self.settled_size = 0, size
+            freeze()
