@@ -286,7 +286,7 @@ class AccountSet:
 def count_error(account: AccountState, error: ApiError, what: str, store: Store,
                 log: FieldLogger) -> None:  # fmt: skip
     """Count a failed request on the account's errors, and say so at debug."""
-    account.api_errors[error.code] = account.api_errors.get(error.code, 0) + 1
+    account.tally("api_errors", error.code)
     store.changed(account)
     log.debug(what, account_id=account.id, code=error.code, http_status=error.http_status,
               detail=error.message)  # fmt: skip

@@ -173,7 +173,7 @@ class Scheduler:
         except Exception:
             self.log.exception("poll failed unexpectedly", account_id=account_id)
             outcome = ApiError(INTERNAL, ErrorKind.TRANSIENT)
-            account.api_errors[INTERNAL] = account.api_errors.get(INTERNAL, 0) + 1
+            account.tally("api_errors", INTERNAL)
         finally:
             self._inflight.pop(account_id, None)
             if probe:
@@ -258,8 +258,7 @@ class Scheduler:
         elif policy.drops_snapshot:
             account.snapshot = account.previous = None
         if isinstance(outcome, UpstreamFailure):
-            status = outcome.upstream_status
-            account.upstream_failures[status] = account.upstream_failures.get(status, 0) + 1
+            account.tally("upstream_failures", outcome.upstream_status)
         account.consecutive_failures = account.consecutive_failures + 1 if policy.failing else 0
         why = reason(outcome)
         account.problem, account.problem_detail = ("", "") if policy is GOOD else (why, detail)

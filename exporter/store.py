@@ -33,6 +33,10 @@ def _as_tuple(value: tuple[Any, ...] | None) -> tuple[Any, ...] | None:
     return None if value is None else tuple(value)
 
 
+# The tally of an account that never failed; never written to (AccountState.tally).
+_NONE: dict[str, int] = {}
+
+
 class AccountState:
     """What is known about one account; `snapshot` is the last good one, if any.
 
@@ -92,14 +96,26 @@ class AccountState:
         self.previous = previous
         # The last good answer of GET /v1/accounts/{id}/health, if any.
         self.health = health
-        self.upstream_failures: dict[str, int] = dict(upstream_failures or {})
-        self.api_errors: dict[str, int] = dict(api_errors or {})
+        # Failure tallies by code: the one shared empty dict until the first (most accounts
+        # never fail: 128 bytes each at 100,000 accounts); counted with tally().
+        self.upstream_failures: dict[str, int] = (
+            dict(upstream_failures) if upstream_failures else _NONE
+        )
+        self.api_errors: dict[str, int] = dict(api_errors) if api_errors else _NONE
         self.consecutive_failures = consecutive_failures
         # Why the last poll brought no data: its code, and UniPost's message or the cause.
         self.problem = problem
         self.problem_detail = problem_detail
         self.next_poll_wall = next_poll_wall
         self.last_poll_wall = last_poll_wall
+
+    def tally(self, name: str, key: str) -> None:
+        """Count one more `key` in the tally `name` (upstream_failures or api_errors)."""
+        counts: dict[str, int] = getattr(self, name)
+        if counts is _NONE:
+            counts = {}
+            setattr(self, name, counts)
+        counts[key] = counts.get(key, 0) + 1
 
     @property
     def snapshot(self) -> Snapshot | None:
