@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import socket
+import statistics
 import time
 from array import array
 from collections import Counter
@@ -350,6 +351,9 @@ class FakeUniPost:
         # requests queued meanwhile would reach its limiter as a burst).
         self.arrivals = array("d")
         self.health_reads = 0
+        # Each account's time between two polls it answered: the cadence the exporter keeps.
+        self.gaps = array("d")
+        self._last_poll: dict[str, float] = {}
         self.polls: Counter[str] = Counter()
         self.huge_sends: list[int] = []  # bytes each 50 MB answer got out before a hang-up
         self.port = free_port()
@@ -445,6 +449,8 @@ class FakeUniPost:
                 "accounts": len(self.polls),
                 "min_polls": min(counts, default=0),
                 "max_polls": max(counts, default=0),
+                "gaps": len(self.gaps),
+                "gap_median": statistics.median(self.gaps) if self.gaps else None,
             }
         )
 
@@ -477,6 +483,10 @@ class FakeUniPost:
             return rate_limited("1")
         if limited:
             self.polls[account_id] += 1
+            last = self._last_poll.get(account_id)
+            if last is not None:
+                self.gaps.append(seen.time - last)
+            self._last_poll[account_id] = seen.time
         return None
 
     def _listing(self) -> Reply:
