@@ -10,34 +10,15 @@ bytes, which the collector does not scan at all.
 
 from __future__ import annotations
 
-import ctypes
 import gc
 from collections.abc import Sized
 from typing import Protocol
 
-# glibc's mallopt parameter for the size from which buffers are mapped, not heap-allocated.
-_M_MMAP_THRESHOLD = -3
 # Middle-generation collections per full one: CPython's default, and ours once settled.
 DEFAULT_FULL_EVERY = 10
 FULL_EVERY = 1
 # Accounts added since the last settle that make it worth freezing again after their round.
 SETTLE_AFTER = 1000
-
-
-def _return_big_buffers() -> None:
-    """Have glibc hand every buffer of 128 KiB or more back to the system when freed.
-
-    A scrape joins its body in pieces of ~200 KB (86 MB in all at 100,000 accounts).
-    glibc raises its mmap threshold after the first such piece is freed, and the later
-    ones then come from the heap, which keeps them: resident memory rose by ~75 MB after
-    the first scrapes. A fixed threshold (mallopt M_MMAP_THRESHOLD, as the
-    MALLOC_MMAP_THRESHOLD_ variable would set) keeps it at its start value. Elsewhere
-    than glibc this does nothing."""
-    try:
-        libc = ctypes.CDLL(None)
-        libc.mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
-    except (OSError, AttributeError):
-        pass
 
 
 def settle() -> None:
@@ -46,7 +27,6 @@ def settle() -> None:
     everything still alive out of later scans. Frozen objects are still freed when
     their last reference goes; only a reference cycle among them would outlive it, so
     this is not called while much short-lived work is in flight."""
-    _return_big_buffers()
     gc.collect()
     freeze()
     # What a poll leaves behind is mostly nested tuples, which the collector untracks only
