@@ -145,8 +145,7 @@ async def reload(request: web.Request) -> web.Response:
 
 
 class SharedRenders:
-    """One gzip render at a time, shared by every scrape that arrived before it began
-    (Prometheus asks for gzip; an uncompressed scrape streams its own body).
+    """One render at a time, shared by every scrape that arrived before it began.
 
     Fifty scrapers at once then cost about one render per render time, not fifty
     interleaved ones, and polls keep their turns on the event loop between its pieces. A
@@ -207,15 +206,10 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     _, content_type = choose_encoder(request.headers.get("Accept", ""))
     openmetrics = content_type.startswith("application/openmetrics-text")
     compress = "gzip" in request.headers.get("Accept-Encoding", "")
-    response = web.StreamResponse(headers={"Content-Type": content_type})
-    if not compress:
-        # Uncompressed, the body is streamed as it is joined, never held whole: at 100,000
-        # accounts it is 86 MB, which the allocator would keep after the scrape.
-        await response.prepare(request)
-        await _send(response, request.app[EXPOSITION].iter_chunks(openmetrics=openmetrics))
-        return response
     chunks = await request.app[RENDERS].body(request.app[EXPOSITION], openmetrics, compress)
-    response.headers["Content-Encoding"] = "gzip"
+    response = web.StreamResponse(headers={"Content-Type": content_type})
+    if compress:
+        response.headers["Content-Encoding"] = "gzip"
     response.content_length = sum(len(chunk) for chunk in chunks)
     await response.prepare(request)
     await _send(response, chunks)
