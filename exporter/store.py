@@ -6,7 +6,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from exporter.parse import Health, RateLimitHeaders, Snapshot
 
@@ -29,8 +29,25 @@ class Status(StrEnum):
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
-def _as_tuple(value: tuple[Any, ...] | None) -> tuple[Any, ...] | None:
-    return None if value is None else tuple(value)
+K = TypeVar("K", Snapshot, Health)
+
+
+class _Kept(Generic[K]):
+    """An attribute kept as a plain tuple in the slot `<name>_kept`, read back as `kind`."""
+
+    def __init__(self, kind: type[K]) -> None:
+        self.kind: type[K] = kind
+        self.slot = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = f"{name}_kept"
+
+    def __get__(self, account: object, owner: type | None = None) -> K | None:
+        kept = getattr(account, self.slot)
+        return None if kept is None else self.kind._make(kept)
+
+    def __set__(self, account: object, value: K | None) -> None:
+        setattr(account, self.slot, None if value is None else tuple(value))
 
 
 # The tally of an account that never failed; never written to (AccountState.tally).
@@ -65,6 +82,9 @@ class AccountState:
         "status",
         "upstream_failures",
     )  # fmt: skip
+    snapshot_kept: tuple[Any, ...] | None
+    previous_kept: tuple[Any, ...] | None
+    health_kept: tuple[Any, ...] | None
 
     def __init__(
         self,
@@ -117,32 +137,11 @@ class AccountState:
             setattr(self, name, counts)
         counts[key] = counts.get(key, 0) + 1
 
-    @property
-    def snapshot(self) -> Snapshot | None:
-        kept = self.snapshot_kept
-        return None if kept is None else Snapshot._make(kept)
-
-    @snapshot.setter
-    def snapshot(self, value: Snapshot | None) -> None:
-        self.snapshot_kept = _as_tuple(value)
-
-    @property
-    def previous(self) -> Snapshot | None:
-        kept = self.previous_kept
-        return None if kept is None else Snapshot._make(kept)
-
-    @previous.setter
-    def previous(self, value: Snapshot | None) -> None:
-        self.previous_kept = _as_tuple(value)
-
-    @property
-    def health(self) -> Health | None:
-        kept = self.health_kept
-        return None if kept is None else Health._make(kept)
-
-    @health.setter
-    def health(self, value: Health | None) -> None:
-        self.health_kept = _as_tuple(value)
+    snapshot = _Kept(Snapshot)
+    # The good snapshot before `snapshot` (for the change since then), if any.
+    previous = _Kept(Snapshot)
+    # The last good answer of GET /v1/accounts/{id}/health, if any.
+    health = _Kept(Health)
 
 
 @dataclass(slots=True)
