@@ -22,11 +22,11 @@ SETTLE_AFTER = 1000
 
 
 def settle() -> None:
-    """Call when many long-lived objects were just built and nothing runs yet (the accounts
-    at start, after a reload): collect what is garbage now, then keep
-    everything still alive out of later scans. Frozen objects are still freed when
-    their last reference goes; only a reference cycle among them would outlive it, so
-    this is not called while much short-lived work is in flight."""
+    """Call when many long-lived objects were just built (the accounts at start, before
+    polling; after a reload, while it runs): collect what is garbage now, then keep
+    everything still alive out of later scans. Frozen objects are still freed when their
+    last reference goes; only a reference cycle among them would outlive it, which is at
+    most the few requests in flight at a reload."""
     gc.collect()
     freeze()
     # What a poll leaves behind is mostly nested tuples, which the collector untracks only
