@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import TypeVar
 
 from prometheus_client.metrics_core import Metric
@@ -39,7 +40,8 @@ Samples = Callable[[AccountState], list[AccountSample]]
 @dataclass(frozen=True, slots=True)
 class Family:
     """One per-account metric family: its name, sample name, type, help, inputs, and the
-    function that yields an account's samples of it."""
+    function that yields an account's samples of it. A snapshot family also names the one
+    Snapshot field it shows, so a new snapshot re-renders it only when that field changed."""
 
     name: str
     sample: str
@@ -47,10 +49,19 @@ class Family:
     help: str
     inputs: str
     samples: Samples
+    field: str = ""
 
 
 def _gauge(name: str, help_text: str, inputs: str, samples: Samples) -> Family:
     return Family(name, name, "gauge", f"{help_text} {_FROM_POLLS}", inputs, samples)
+
+
+def _from_snapshot(
+    name: str, help_text: str, field: str, samples: Callable[[str], Samples]
+) -> Family:
+    """A gauge of one field of the last good snapshot."""
+    help_text = f"{help_text} {_FROM_POLLS}"
+    return Family(name, name, "gauge", help_text, SNAPSHOT, samples(field), field)
 
 
 def _counter(name: str, help_text: str, samples: Samples) -> Family:
@@ -71,8 +82,9 @@ def _value_of(
     return samples
 
 
-def _count(read: Callable[[Snapshot], float | None]) -> Samples:
+def _count(field: str) -> Samples:
     """A count of the last good snapshot; absent when the platform does not provide it."""
+    read: Callable[[Snapshot], float | None] = attrgetter(field)
     return _value_of(lambda account: account.snapshot, read)
 
 
@@ -81,7 +93,9 @@ def _health_time(read: Callable[[Health], float | None]) -> Samples:
     return _value_of(lambda account: account.health, read)
 
 
-def _by_field(read: Callable[[Snapshot], tuple[tuple[str, float], ...]]) -> Samples:
+def _by_field(field: str) -> Samples:
+    read: Callable[[Snapshot], tuple[tuple[str, float], ...]] = attrgetter(field)
+
     def samples(account: AccountState) -> list[AccountSample]:
         if account.snapshot is None:
             return []
@@ -124,42 +138,42 @@ def _status_help() -> str:
 # The per-account families, in exposition order. Both renderers (AccountCollector through
 # prometheus_client, and the fast exposition) take names, help and samples from here.
 ACCOUNT_FAMILIES: tuple[Family, ...] = (
-    _gauge(
+    _from_snapshot(
         "unipost_account_followers",
         f"Followers in the last good snapshot. {_ABSENT}",
-        SNAPSHOT,
-        _count(lambda snap: snap.followers),
+        "followers",
+        _count,
     ),
-    _gauge(
+    _from_snapshot(
         "unipost_account_following",
         f"Accounts followed, in the last good snapshot. {_ABSENT}",
-        SNAPSHOT,
-        _count(lambda snap: snap.following),
+        "following",
+        _count,
     ),
-    _gauge(
+    _from_snapshot(
         "unipost_account_posts",
         f"Lifetime posts in the last good snapshot. {_ABSENT}",
-        SNAPSHOT,
-        _count(lambda snap: snap.posts),
+        "posts",
+        _count,
     ),
-    _gauge(
+    _from_snapshot(
         "unipost_account_platform_value",
         "Each numeric platform_specific field of the last good snapshot, by field.",
-        SNAPSHOT,
-        _by_field(lambda snap: snap.platform_values),
+        "platform_values",
+        _by_field,
     ),
-    _gauge(
+    _from_snapshot(
         "unipost_account_platform_flag",
         "Each boolean platform_specific field of the last good snapshot, by field, as 0 or 1 "
         "(e.g. hidden_subscriber_count: the channel hides its followers).",
-        SNAPSHOT,
-        _by_field(lambda snap: snap.platform_flags),
+        "platform_flags",
+        _by_field,
     ),
-    _gauge(
+    _from_snapshot(
         "unipost_account_last_success_timestamp_seconds",
         "Unix time at which UniPost fetched the last good snapshot (its fetched_at).",
-        SNAPSHOT,
-        _count(lambda snap: snap.fetched_at),
+        "fetched_at",
+        _count,
     ),
     _gauge(
         "unipost_account_status", _status_help(), STATE, _labelled("status", lambda a: a.status)

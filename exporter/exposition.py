@@ -83,19 +83,10 @@ _FAMILIES_BY_INPUTS = {
 _KEY, _SNAPSHOT, _META, _TALLIES, _HEALTH = range(5)
 _FIRST_LINE = 5
 _line_of = [itemgetter(_FIRST_LINE + i) for i in range(len(ACCOUNT_FAMILIES))]
-# The snapshot field each snapshot family shows: a new snapshot re-renders only the families
-# whose field changed (usually just fetched_at), not all six.
-_SNAPSHOT_FIELD = {
-    "unipost_account_followers": "followers",
-    "unipost_account_following": "following",
-    "unipost_account_posts": "posts",
-    "unipost_account_platform_value": "platform_values",
-    "unipost_account_platform_flag": "platform_flags",
-    "unipost_account_last_success_timestamp_seconds": "fetched_at",
-}
+# Each snapshot family, with the index of the Snapshot field it shows: a new snapshot
+# re-renders only the families whose field changed (usually just fetched_at), not all six.
 _FIELD_FAMILIES = [
-    (Snapshot._fields.index(_SNAPSHOT_FIELD[ACCOUNT_FAMILIES[i].name]), i)
-    for i in _FAMILIES_BY_INPUTS[SNAPSHOT]
+    (Snapshot._fields.index(ACCOUNT_FAMILIES[i].field), i) for i in _FAMILIES_BY_INPUTS[SNAPSHOT]
 ]
 
 
