@@ -296,12 +296,11 @@ async def steady(
     out["cpu_per_poll_ms"] = (cpu1 - cpu0) / max(polls + health, 1) * 1000
     out["budget_use"] = (polls + health) / wall / rate
     # The plans: every account once per stretched interval (metrics), and once per stretched
-    # health interval (health reads); and the metrics cadence if no health were read.
+    # health interval (health reads). The cadence without health reads is gap_plan_no_health_s.
     interval, health_interval = args.interval, app_health_interval(app)
     stretch = app[RUNTIME].stores()[0].interval_stretch_factor
     out["stretch"] = stretch
     out["polls_plan_per_s"] = n / (interval * stretch)
-    out["polls_plan_no_health_per_s"] = n / (interval * max(1.0, n / interval / rate))
     out["health_plan_per_s"] = n / (health_interval * stretch) if health_interval else 0.0
     fake_cpu = after["cpu_seconds"] - before["cpu_seconds"]
     out["fake_cpu_share"] = fake_cpu / wall

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Sized
-from typing import Protocol
 
 # Middle-generation collections per full one: CPython's default, and ours once settled.
 DEFAULT_FULL_EVERY = 10
@@ -55,18 +54,13 @@ def release() -> None:
     gc.set_threshold(young, middle, DEFAULT_FULL_EVERY)
 
 
-class _HasAccounts(Protocol):
-    @property
-    def accounts(self) -> Sized: ...
-
-
 class Rounds:
     """Freezes the heap once a round of answers has come since the store last grew (at
     start, or after a listing added many accounts): their first snapshots and rendered
     lines are built then, and stay."""
 
-    def __init__(self, store: _HasAccounts) -> None:
-        self.accounts = store.accounts
+    def __init__(self, accounts: Sized) -> None:
+        self.accounts = accounts
         self.answers = 0
         self.settled_size = 0
 

@@ -138,15 +138,8 @@ def encode_account(account: AccountState) -> dict[str, Any]:
     out: dict[str, Any] = {name: getattr(account, name) for name in _KEPT}
     for name in ("snapshot", "previous", "health"):
         value = getattr(account, name)
-        out[name] = None if value is None else {f: getattr(value, f) for f in _FIELDS[name]}
+        out[name] = None if value is None else value._asdict()
     return out
-
-
-_FIELDS = {
-    "snapshot": Snapshot._fields,
-    "previous": Snapshot._fields,
-    "health": Health._fields,
-}
 
 
 def restore_account(account: AccountState, saved: dict[str, Any]) -> None:

@@ -104,7 +104,7 @@ class Scheduler:
         # When each account's poll in progress was sent: the next is planned from it.
         self._sent_at: dict[str, float] = {}
         self._inflight: dict[str, asyncio.Task[None]] = {}
-        self._rounds = heap.Rounds(store)
+        self._rounds = heap.Rounds(store.accounts)
 
     # -- the loop -------------------------------------------------------------------------------
 

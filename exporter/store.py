@@ -112,9 +112,7 @@ class AccountState:
         self.status = Status(status)
         self.account_name = account_name
         self.snapshot = snapshot
-        # The good snapshot before `snapshot` (for the change since then), if any.
         self.previous = previous
-        # The last good answer of GET /v1/accounts/{id}/health, if any.
         self.health = health
         # Failure tallies by code: the one shared empty dict until the first (most accounts
         # never fail: 128 bytes each at 100,000 accounts); counted with tally().
