@@ -135,3 +135,34 @@ def test_a_poll_landing_mid_scrape_is_not_half_in_it() -> None:
     account.status = "not_found"
     store.changed(account)
     assert first + b"".join(chunks) == before
+
+
+def test_accounts_that_leave_and_return_keep_the_store_s_order() -> None:
+    # Enough leave that the exposition drops their rows and renumbers the rest; then some
+    # come back (at the end of the store's order) and others join, with labels that sort
+    # before account_id.
+    store = Store()
+    fast = FastExposition(
+        lambda: [store], build_tail_registry(lambda: [store], with_process_metrics=False)
+    )
+    template = fixed_store()
+    originals = list(template.accounts.values())
+    for round_ in range(3):
+        for i, source in enumerate(originals * 4):
+            account = replace_id(source, f"{source.id}-{round_}-{i}")
+            if i % 3 == 0:
+                account.labels = (("Zone", "eu"), *account.labels)
+            store.add(account)
+        for account_id in list(store.accounts)[::2] + list(store.accounts)[1:6]:
+            store.remove(account_id)
+        store.add(replace_id(originals[0], f"{originals[0].id}-0-0"))
+        assert_identical(store, fast)
+    assert b'Zone="eu",account_id=' in fast.render()
+
+
+def replace_id(account: Any, account_id: str) -> Any:
+    copy = type(account).__new__(type(account))
+    for name in type(account).__slots__:
+        setattr(copy, name, getattr(account, name))
+    copy.id = account_id
+    return copy
