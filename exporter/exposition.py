@@ -107,6 +107,7 @@ _KEY, _SNAPSHOT, _TALLIES, _HEALTH, _META = slice(0, 2), 2, 3, 4, slice(5, 9)
 _PREFIXES = [(family.sample + "{").encode() for family in ACCOUNT_FAMILIES]
 _NO_TALLIES: tuple[tuple[tuple[str, int], ...], ...] = ((), ())
 _ID_LABEL = "account_id"
+HEADS, _TAILS = 0, 1
 
 
 def _snapshot_changes(before: object, after: tuple[Any, ...] | None) -> list[int]:
@@ -152,16 +153,23 @@ class _StoreLines:
     (b"" when it has none). A scrape joins name, head and tail per line, a column at a time.
     Tails that repeat across accounts are shared (_SHARED_TAILS). At 100,000 accounts this
     takes ~0.8 KB an account, against ~1.6 KB for a bytes object per family and account.
+
+    A scrape reads the columns in place (`read()`), as they were when it began: while one
+    reads, changes to existing rows wait in `_pending` and are written when the last reader
+    is done. Copying the columns instead took 11 ms at 100,000 accounts, and the garbage
+    collector then scanned the copies at 13 ms a collection.
     """
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self.rows: dict[str, int] = {}  # account id -> its row
-        self.heads: list[bytes] = []
         self.inputs: list[tuple[Any, ...] | None] = []  # None: a row whose account left
-        self.tails: list[list[bytes]] = [[] for _ in ACCOUNT_FAMILIES]
+        # The heads, then each family's tails (HEADS, then _TAILS + family index).
+        self.columns: list[list[bytes]] = [[] for _ in range(_TAILS + len(ACCOUNT_FAMILIES))]
         self._shared: dict[bytes, bytes] = {}
         self._gone = 0
+        self._readers = 0
+        self._pending: dict[tuple[int, int], bytes] = {}  # (column, row) -> value
         for account in store.accounts.values():
             self.account_changed(account)
         store.listeners.append(self)
@@ -170,11 +178,10 @@ class _StoreLines:
         """Re-render the families whose inputs changed for this account."""
         row = self.rows.get(account.id)
         if row is None:
-            row = self.rows[account.id] = len(self.heads)
-            self.heads.append(b"")
+            row = self.rows[account.id] = len(self.inputs)
             self.inputs.append(None)
-            for column in self.tails:
-                column.append(b"")
+            for column in self.columns:
+                column.append(b"")  # past the rows a reader reads
         key = (account.platform, account.labels)
         was = self.inputs[row]
         if was is None or was[_KEY] != key:
@@ -195,11 +202,12 @@ class _StoreLines:
             return
         pairs = sorted(account_labels(account).items())
         cut = [name for name, _ in pairs].index(_ID_LABEL) + 1
+        head = _labels(pairs[:cut])
         if was[_TALLIES] is _NEVER:
-            self.heads[row] = _labels(pairs[:cut]).encode()
-        head = "{" + self.heads[row].decode()
+            self._write(HEADS, row, head.encode())
+        head = "{" + head
         for index in changed:
-            self.tails[index][row] = self._tail(index, account, head, pairs[cut:])
+            self._write(_TAILS + index, row, self._tail(index, account, head, pairs[cut:]))
         self.inputs[row] = (*key, account.snapshot_kept, tallies, account.health_kept, *meta)
 
     def _tail(
@@ -226,20 +234,41 @@ class _StoreLines:
         row = self.rows.pop(account_id, None)
         if row is None:
             return
-        self.heads[row] = b""
         self.inputs[row] = None
-        for column in self.tails:
-            column[row] = b""
+        for column in range(len(self.columns)):
+            self._write(column, row, b"")
         self._gone += 1
-        if self._gone > len(self.heads) // 2:
-            self._compact()
+        self._compact()
+
+    def _write(self, column: int, row: int, value: bytes) -> None:
+        if self._readers:
+            self._pending[column, row] = value
+        else:
+            self.columns[column][row] = value
+
+    def read(self) -> tuple[list[list[bytes]], int]:
+        """The columns and how many rows to read, unchanged until `done()`."""
+        self._readers += 1
+        return self.columns, len(self.inputs)
+
+    def done(self) -> None:
+        """A reader is done: write what waited for it."""
+        self._readers -= 1
+        if self._readers:
+            return
+        for (column, row), value in self._pending.items():
+            self.columns[column][row] = value
+        self._pending.clear()
+        self._compact()
 
     def _compact(self) -> None:
-        """Drop the rows of accounts that left, keeping the others' order."""
+        """Once half the rows are of accounts that left, drop those, keeping the others'
+        order (not while a scrape reads them)."""
+        if self._gone <= len(self.inputs) // 2 or self._readers:
+            return
         kept = list(self.rows.values())
-        self.heads = [self.heads[row] for row in kept]
         self.inputs = [self.inputs[row] for row in kept]
-        self.tails = [[column[row] for row in kept] for column in self.tails]
+        self.columns = [[column[row] for row in kept] for column in self.columns]
         self.rows = {account_id: row for row, account_id in enumerate(self.rows)}
         self._gone = 0
 
@@ -285,34 +314,28 @@ class FastExposition:
         """
         self._follow_stores()
         headers = self._openmetrics_headers if openmetrics else self._text_headers
-        # Every row's head and tails, in store order: as AccountCollector walks the accounts.
-        # One C-level copy of references per column; the bytes themselves never change.
-        cuts = [
-            (list(lines.heads), [list(column) for column in lines.tails]) for lines in self.stores
-        ]
         discovery = "".join(
             f"unipost_api_errors_total{{{_labels(labels.items())}}} {_go_float(value)}\n"
             for store in self.stores
             for labels, value in discovery_error_samples(store.store)
         ).encode()
         tail = _openmetrics(self.tail) if openmetrics else text_latest(self.tail)
-        return self._pieces(headers, cuts, discovery, tail)
-
-    @staticmethod
-    def _pieces(
-        headers: list[bytes],
-        cuts: list[tuple[list[bytes], list[list[bytes]]]],
-        discovery: bytes,
-        tail: bytes,
-    ) -> Iterator[bytes]:
-        for index, header in enumerate(headers):
-            yield header
-            name = _PREFIXES[index]
-            for heads, tails in cuts:
-                column = tails[index]
-                for start in range(0, len(column), ROWS_PER_CHUNK):
-                    end = start + ROWS_PER_CHUNK
-                    yield _join(name, heads[start:end], column[start:end])
-            if index == ERRORS_FAMILY and discovery:
-                yield discovery
-        yield tail
+        # Every row's head and tails, in store order: as AccountCollector walks the accounts.
+        # Each store's columns stay as they are now until this scrape is done with them.
+        stores = list(self.stores)
+        cuts = [lines.read() for lines in stores]
+        try:
+            for index, header in enumerate(headers):
+                yield header
+                name = _PREFIXES[index]
+                for columns, rows in cuts:
+                    heads, column = columns[HEADS], columns[_TAILS + index]
+                    for start in range(0, rows, ROWS_PER_CHUNK):
+                        end = min(start + ROWS_PER_CHUNK, rows)
+                        yield _join(name, heads[start:end], column[start:end])
+                if index == ERRORS_FAMILY and discovery:
+                    yield discovery
+            yield tail
+        finally:
+            for lines in stores:
+                lines.done()

@@ -166,3 +166,22 @@ def replace_id(account: Any, account_id: str) -> Any:
         setattr(copy, name, getattr(account, name))
     copy.id = account_id
     return copy
+
+
+def test_changes_during_a_scrape_wait_for_it_then_show() -> None:
+    store = fixed_store()
+    fast = FastExposition(
+        lambda: [store], build_tail_registry(lambda: [store], with_process_metrics=False)
+    )
+    before = fast.render()
+    chunks = fast.iter_chunks()
+    first = next(chunks)
+    account = store.accounts["sa_twitter_1"]
+    account.consecutive_failures = 7
+    store.changed(account)
+    store.remove("sa_youtube_5")
+    store.add(replace_id(account, "sa_twitter_new"))
+    assert first + b"".join(chunks) == before
+    after = fast.render()
+    assert b"sa_twitter_new" in after and b"sa_youtube_5" not in after
+    assert_identical(store, fast)
