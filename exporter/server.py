@@ -156,11 +156,11 @@ class SharedRenders:
     def __init__(self) -> None:
         self._lock = asyncio.Lock()
         self._waiting = 0
-        self._last: tuple[float, tuple[bool, bool], list[bytes]] | None = None
+        self._last: tuple[float, tuple[bool, bool], bytearray] | None = None
 
     async def body(
         self, exposition: FastExposition, openmetrics: bool, compress: bool
-    ) -> list[bytes]:
+    ) -> bytearray:
         loop = asyncio.get_running_loop()
         arrived = loop.time()
         key = (openmetrics, compress)
@@ -172,33 +172,34 @@ class SharedRenders:
                 self._waiting -= 1
                 last = self._last
                 if last is not None and last[1] == key and last[0] >= arrived:
-                    chunks = last[2]
+                    body = last[2]
                 else:
                     began = loop.time()
-                    chunks = await _render(exposition, openmetrics, compress)
-                    last = (began, key, chunks)
+                    body = await _render(exposition, openmetrics, compress)
+                    last = (began, key, body)
                 self._last = last if self._waiting else None
-                return chunks
+                return body
         finally:
             if not acquired:
                 self._waiting -= 1
 
 
-async def _render(exposition: FastExposition, openmetrics: bool, compress: bool) -> list[bytes]:
+async def _render(exposition: FastExposition, openmetrics: bool, compress: bool) -> bytearray:
     # Rendered (and compressed) on the loop in pieces of a fraction of a millisecond, yielding
     # between them: polls and /-/healthy stay on time during a scrape. A worker thread would
     # not help: its bytecode holds the GIL a whole switch interval whenever the loop wants it,
     # and on a busy core the scheduler, not the loop, decides when the loop runs again.
     packer = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS) if compress else None
-    chunks = []
+    # One growing buffer, not a list of pieces: at 100,000 accounts the body is 86 MB, and
+    # glibc maps a buffer that size on its own and unmaps it when freed, where it would keep
+    # ~75 MB of freed pieces of a few hundred kilobytes in its heap.
+    body = bytearray()
     for chunk in exposition.iter_chunks(openmetrics=openmetrics):
-        piece = packer.compress(chunk) if packer else chunk
-        if piece:
-            chunks.append(piece)
+        body += packer.compress(chunk) if packer else chunk
         await asyncio.sleep(0)
     if packer:
-        chunks.append(packer.flush())
-    return chunks
+        body += packer.flush()
+    return body
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:
@@ -206,24 +207,23 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     _, content_type = choose_encoder(request.headers.get("Accept", ""))
     openmetrics = content_type.startswith("application/openmetrics-text")
     compress = "gzip" in request.headers.get("Accept-Encoding", "")
-    chunks = await request.app[RENDERS].body(request.app[EXPOSITION], openmetrics, compress)
+    body = await request.app[RENDERS].body(request.app[EXPOSITION], openmetrics, compress)
     response = web.StreamResponse(headers={"Content-Type": content_type})
     if compress:
         response.headers["Content-Encoding"] = "gzip"
-    response.content_length = sum(len(chunk) for chunk in chunks)
+    response.content_length = len(body)
     await response.prepare(request)
-    await _send(response, chunks)
+    await _send(response, body)
     return response
 
 
-async def _send(response: web.StreamResponse, chunks: Iterable[bytes]) -> None:
-    for chunk in chunks:
-        view = memoryview(chunk)
-        for start in range(0, len(chunk), WRITE_SIZE):
-            # On loopback the kernel delivers a send within the call: keep each one small,
-            # and let polls run between them.
-            await response.write(view[start : start + WRITE_SIZE])
-            await asyncio.sleep(0)
+async def _send(response: web.StreamResponse, body: bytearray) -> None:
+    view = memoryview(body)
+    for start in range(0, len(body), WRITE_SIZE):
+        # On loopback the kernel delivers a send within the call: keep each one small,
+        # and let polls run between them.
+        await response.write(view[start : start + WRITE_SIZE])
+        await asyncio.sleep(0)
     await response.write_eof()
 
 
