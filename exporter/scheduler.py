@@ -319,7 +319,10 @@ def _keep(account: AccountState, snapshot: Snapshot) -> None:
         account.snapshot = snapshot
         return
     if kept[_FETCHED_AT] != snapshot.fetched_at:
-        account.previous_kept = kept
+        # The one before is kept only while it shows a change of count (the landing page's
+        # "+12"): most polls bring the same counts, and an equal one would show nothing for
+        # ~150 bytes an account.
+        account.previous_kept = kept if any(kept[i] != snapshot[i] for i in _COUNTS) else None
     # What did not change is shared with the snapshot before (usually all but fetched_at):
     # half the memory for the two, and the new tuple holds only objects the garbage
     # collector already stopped scanning, so it stops scanning this one at its first look.
@@ -329,6 +332,7 @@ def _keep(account: AccountState, snapshot: Snapshot) -> None:
 
 
 _FETCHED_AT = Snapshot._fields.index("fetched_at")
+_COUNTS = [Snapshot._fields.index(name) for name in ("followers", "following", "posts")]
 
 
 def _last_result(state: RetryCallState) -> Outcome:

@@ -136,7 +136,8 @@ class AccountState:
         counts[key] = counts.get(key, 0) + 1
 
     snapshot = _Kept(Snapshot)
-    # The good snapshot before `snapshot` (for the change since then), if any.
+    # The good snapshot before `snapshot` (for the change since then), if any: kept only
+    # while one of its counts differs from `snapshot`'s (scheduler._keep).
     previous = _Kept(Snapshot)
     # The last good answer of GET /v1/accounts/{id}/health, if any.
     health = _Kept(Health)

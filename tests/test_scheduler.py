@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from exporter import landing
 from exporter.config import Config, DiscoveryConfig
 from exporter.outcomes import JITTER, POLICIES
 from exporter.parse import ErrorKind, ListedAccount
@@ -536,3 +537,23 @@ async def test_what_an_account_costs_is_how_often_it_is_polled(
     assert period <= delay + 1 <= period * (1 + JITTER) + 1
     if kind is not None:
         assert period == max(60, POLICIES[kind].recheck or 0)
+
+
+async def test_the_landing_page_shows_a_count_s_change_until_the_next_poll() -> None:
+    followers = iter([100, 100, 112, 112])
+
+    def counts(account_id: str, now: float) -> Any:
+        stamp = f"2026-11-27T10:{int(now) // 60 % 60:02d}:{int(now) % 60:02d}Z"
+        return snapshot(account_id, followers=next(followers), fetched_at=stamp)
+
+    h = Harness(make_config(["sa_instagram_1"], interval="1m"), counts)
+    shown = []
+    async with h.running():
+        for _ in range(4):
+            await h.clock.advance(61)
+            text, _ = landing.render([h.store], h.clock.wall(), 1, "")
+            shown.append("(+12)" in text)
+    assert len(h.client.calls) == 4
+    assert shown == [False, False, True, False]
+    # An equal snapshot before shows no change: it is not kept (scheduler._keep).
+    assert h.store.accounts["sa_instagram_1"].previous is None
