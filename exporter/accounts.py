@@ -141,7 +141,7 @@ class AccountSet:
             return
         policy = POLICIES[kind]
         held = self._held_by_listing.get(account.id)
-        if held == policy.status or not self.queue.planned(account.id):
+        if held == policy.status or not self.queue.planned(account):
             return  # held already, or its poll is in flight and will tell
         self._held_by_listing[account.id] = policy.status
         account.consecutive_failures = 0
@@ -187,15 +187,17 @@ class AccountSet:
 
     def _follow_health_interval(self, account: AccountState, now: float) -> None:
         if self.health_interval(account.id) <= 0:
-            self.health_queue.forget(account.id)
+            self.health_queue.forget(account)
             account.health = None  # no longer read: its series go
-        elif not self.health_queue.planned(account.id):
+        elif not self.health_queue.planned(account):
             self.health_queue.plan(account, now)
 
     def remove(self, account_id: str) -> None:
         """Stop polling an account; its series go with it (a poll in flight is discarded)."""
-        self.queue.forget(account_id)
-        self.health_queue.forget(account_id)
+        account = self.store.accounts.get(account_id)
+        if account is not None:
+            self.queue.forget(account)
+            self.health_queue.forget(account)
         self._held_by_listing.pop(account_id, None)
         self.store.remove(account_id)
         self._account_configs.pop(account_id, None)

@@ -14,50 +14,52 @@ class PollQueue:
     """A heap of (due, account) entries; only an account's latest entry counts.
 
     Planning an account again replaces its plan, so a plan never has to be found and removed.
-    An entry is stale when its due time differs from the account's live one (`_live`); one
-    that equals it is as good as the live entry, so no version counter tells them apart (at
-    100,000 accounts its ints took ~60 bytes an account).
+    The live plan is the due time in the account's own slot `slot` (None: not planned). An
+    entry is stale when its due time differs from it; one that equals it is as good as the
+    live entry. At 100,000 accounts a slot takes 8 bytes an account, where a dict of live
+    plans took ~40-80 and a version counter ~60.
     """
 
-    def __init__(self, clock: Clock, sleeper: PollQueue | None = None) -> None:
+    def __init__(self, clock: Clock, slot: str, sleeper: PollQueue | None = None) -> None:
         self.clock = clock
         # The queue whose wait() the polling loop sleeps in: a second queue (health polls)
         # wakes the loop through it. Only the first queue's plans are the accounts' next poll.
         self._sleeper = sleeper or self
-        self._heap: list[tuple[float, str]] = []
-        self._live: dict[str, float] = {}  # each planned account's live due time
+        self.slot = slot
+        self._heap: list[tuple[float, AccountState]] = []
         self._woken: asyncio.Future[None] | None = None
         # When the sleeping loop means to look again (-inf: it is not sleeping).
         self._waiting_until = -math.inf
 
     def plan(self, account: AccountState, due: float) -> None:
         """Poll `account` at `due` (monotonic seconds), replacing any earlier plan."""
-        self._live[account.id] = due
-        heapq.heappush(self._heap, (due, account.id))
+        setattr(account, self.slot, due)
+        heapq.heappush(self._heap, (due, account))
         if self._sleeper is self:
             account.next_poll_wall = self.clock.wall() + (due - self.clock.monotonic())
         if due < self._sleeper._waiting_until:
             self._sleeper.wake()  # only when the loop sleeps past this account's turn
 
-    def forget(self, account_id: str) -> None:
+    def forget(self, account: AccountState) -> None:
         """Drop the account's plan (it is removed)."""
-        self._live.pop(account_id, None)
+        setattr(account, self.slot, None)
 
-    def planned(self, account_id: str) -> bool:
+    def planned(self, account: AccountState) -> bool:
         """Whether the account waits for a poll (not when its poll is in flight)."""
-        return account_id in self._live
+        return getattr(account, self.slot) is not None
 
     def next_due(self) -> float | None:
         """When the most overdue account is due; None when none is planned."""
         heap = self._heap
-        while heap and self._live.get(heap[0][1]) != heap[0][0]:
+        while heap and getattr(heap[0][1], self.slot) != heap[0][0]:
             heapq.heappop(heap)  # an account removed, or planned again since
         return heap[0][0] if heap else None
 
     def pop(self) -> str:
         """Take the most overdue account (call next_due() first)."""
-        account_id = heapq.heappop(self._heap)[1]
-        del self._live[account_id]
+        account = heapq.heappop(self._heap)[1]
+        setattr(account, self.slot, None)
+        account_id = account.id
         return account_id
 
     async def wait(self, seconds: float | None) -> None:

@@ -82,9 +82,9 @@ class Scheduler:
         self.client = client
         self.clock = clock
         self.log = FieldLogger("exporter.scheduler", workspace=workspace.name)
-        self.queue = PollQueue(clock)
+        self.queue = PollQueue(clock, "metrics_due")
         # Health reads: their own cadence, behind any metrics poll that is due.
-        health_queue = PollQueue(clock, sleeper=self.queue)
+        health_queue = PollQueue(clock, "health_due", sleeper=self.queue)
         self.budget = Budget(
             workspace.unipost.requests_per_minute, clock, polling.max_backoff, store
         )
@@ -183,7 +183,7 @@ class Scheduler:
             self.apply(account, outcome, probe)
             self.store.changed(account)
             self._rounds.answered()
-        elif current is not None and not self.queue.planned(account_id):
+        elif current is not None and not self.queue.planned(current):
             # Removed and added again while this poll ran: the new one has not been polled.
             self.queue.plan(current, self.clock.monotonic())
         if probe:

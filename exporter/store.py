@@ -68,11 +68,13 @@ class AccountState:
         "account_name",
         "api_errors",
         "consecutive_failures",
+        "health_due",
         "health_kept",
         "id",
         "interval",
         "labels",
         "last_poll_wall",
+        "metrics_due",
         "next_poll_wall",
         "platform",
         "previous_kept",
@@ -126,6 +128,14 @@ class AccountState:
         self.problem_detail = problem_detail
         self.next_poll_wall = next_poll_wall
         self.last_poll_wall = last_poll_wall
+        # When the scheduler's queues next poll it and read its health (monotonic; None: not
+        # planned). Kept by pollqueue.PollQueue, on the account rather than in a dict of its own.
+        self.metrics_due: float | None = None
+        self.health_due: float | None = None
+
+    def __lt__(self, other: AccountState) -> bool:
+        # Orders a poll queue's entries that are due at the same time.
+        return self.id < other.id
 
     def tally(self, name: str, key: str) -> None:
         """Count one more `key` in the tally `name` (upstream_failures or api_errors)."""
