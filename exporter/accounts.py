@@ -59,7 +59,6 @@ class AccountSet:
         self._account_configs: dict[str, AccountConfig] = {}
         # The status the listing gave an account (reconnect_required, disconnected).
         self._held_by_listing: dict[str, Status] = {}
-        self._policies: dict[str, Policy | None] = {}
         self.demand = Demand(workspace.unipost.requests_per_minute, store, log, rng)
         self._floor_logged: set[tuple[str, str]] = set()
         now = clock.monotonic()
@@ -174,7 +173,6 @@ class AccountSet:
         self._account_configs[account.id] = account
         self._base_interval(state)
         self.store.add(state)
-        self._policies[account.id] = None
         self._count_demand(state)
         self.queue.plan(state, now)
         self._follow_health_interval(state, now)
@@ -198,11 +196,10 @@ class AccountSet:
         if account is not None:
             self.queue.forget(account)
             self.health_queue.forget(account)
+            self.demand.forget(account)
         self._held_by_listing.pop(account_id, None)
         self.store.remove(account_id)
         self._account_configs.pop(account_id, None)
-        self._policies.pop(account_id, None)
-        self.demand.forget(account_id)
         self.log.info("account removed", account_id=account_id)
 
     def _labels(self, account: AccountConfig) -> tuple[tuple[str, str], ...]:
@@ -254,15 +251,15 @@ class AccountSet:
 
     def set_policy(self, account: AccountState, policy: Policy) -> None:
         """The account is now polled under `policy`: recount what it costs, if it changed."""
-        if self._policies.get(account.id) is not policy:
-            self._policies[account.id] = policy
+        if account.policy is not policy:
+            account.policy = policy
             self._count_demand(account)
 
     def _count_demand(self, account: AccountState) -> None:
-        period = steady_period(self._policies.get(account.id), account.interval)
+        period = steady_period(account.policy, account.interval)
         health = self.health_interval(account.id)
         # Health reads take budget slots too: `accounts / health_interval` per second.
-        self.demand.count(account.id, 1.0 / period + (1.0 / health if health > 0 else 0.0))
+        self.demand.count(account, 1.0 / period + (1.0 / health if health > 0 else 0.0))
 
     def mark_unauthorized(self, code: str) -> None:
         """The workspace's key is rejected: every account says so."""
@@ -305,8 +302,7 @@ class Demand:
         self.store = store
         self.log = log
         self.rng = rng
-        self._per_account: dict[str, float] = {}
-        self._total = 0.0
+        self._total = 0.0  # the sum of every account's `demand`
         self._warned = False
 
     def reconfigure(self, requests_per_minute: float) -> None:
@@ -314,17 +310,14 @@ class Demand:
         self.budget_rate = requests_per_minute / 60.0
         self._warned = False
 
-    def count(self, account_id: str, per_second: float) -> None:
-        """The account now costs `per_second` requests a second."""
-        self._total += per_second - self._per_account.get(account_id, 0.0)
-        self._per_account[account_id] = per_second
+    def count(self, account: AccountState, per_second: float) -> None:
+        """The account now costs `per_second` requests a second (kept on the account)."""
+        self._total += per_second - account.demand
+        account.demand = per_second
 
-    def forget(self, account_id: str) -> None:
-        self._total -= self._per_account.pop(account_id, 0.0)
-
-    def of(self, account_id: str) -> float:
-        """Requests per second the account costs in the long run."""
-        return self._per_account[account_id]
+    def forget(self, account: AccountState) -> None:
+        self._total -= account.demand
+        account.demand = 0.0
 
     def stretch(self) -> float:
         """How much every interval is lengthened so that demand fits the budget.

@@ -68,6 +68,7 @@ class AccountState:
         "account_name",
         "api_errors",
         "consecutive_failures",
+        "demand",
         "health_due",
         "health_kept",
         "id",
@@ -77,6 +78,7 @@ class AccountState:
         "metrics_due",
         "next_poll_wall",
         "platform",
+        "policy",
         "previous_kept",
         "problem",
         "problem_detail",
@@ -132,6 +134,10 @@ class AccountState:
         # planned). Kept by pollqueue.PollQueue, on the account rather than in a dict of its own.
         self.metrics_due: float | None = None
         self.health_due: float | None = None
+        # The outcomes.Policy it is polled under (None: a good answer's), and the requests a
+        # second that costs (accounts.Demand): slots, not dicts keyed by account ID.
+        self.policy: Any = None
+        self.demand = 0.0
 
     def __lt__(self, other: AccountState) -> bool:
         # Orders a poll queue's entries that are due at the same time.

@@ -533,7 +533,7 @@ async def test_what_an_account_costs_is_how_often_it_is_polled(
     account = h.store.accounts["sa_instagram_1"]
     assert account.next_poll_wall is not None
     delay = account.next_poll_wall - h.clock.wall()
-    period = 1 / h.scheduler.accounts.demand.of("sa_instagram_1")
+    period = 1 / h.store.accounts["sa_instagram_1"].demand
     assert period <= delay + 1 <= period * (1 + JITTER) + 1
     if kind is not None:
         assert period == max(60, POLICIES[kind].recheck or 0)
