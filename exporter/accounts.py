@@ -56,7 +56,6 @@ class AccountSet:
         self._configured = {account.id: account for account in workspace.accounts}
         self.discovery_enabled = workspace.discovery.enabled
         self._discovered: set[str] = set()
-        self._account_configs: dict[str, AccountConfig] = {}
         # The status the listing gave an account (reconnect_required, disconnected).
         self._held_by_listing: dict[str, Status] = {}
         self.demand = Demand(workspace.unipost.requests_per_minute, store, log, rng)
@@ -77,7 +76,7 @@ class AccountSet:
         for account_id in [a for a in self._configured if a not in wanted]:
             del self._configured[account_id]
             if account_id in self._discovered:
-                self._account_configs[account_id] = AccountConfig(id=account_id)
+                self.store.accounts[account_id].config = AccountConfig(id=account_id)
             else:
                 self.remove(account_id)
         if not workspace.discovery.enabled:
@@ -90,9 +89,9 @@ class AccountSet:
             if account_id not in self.store.accounts:
                 self._add(account, now)
             else:
-                self._account_configs[account_id] = account
+                self.store.accounts[account_id].config = account
         for state in self.store.accounts.values():
-            state.labels = self._labels(self._account_configs[state.id])
+            state.labels = self._labels(state.config)
             self._base_interval(state)
             self._count_demand(state)
             self._follow_health_interval(state, now)
@@ -170,7 +169,7 @@ class AccountSet:
             labels=self._labels(account),
             interval=0.0,
         )
-        self._account_configs[account.id] = account
+        state.config = account
         self._base_interval(state)
         self.store.add(state)
         self._count_demand(state)
@@ -178,13 +177,13 @@ class AccountSet:
         self._follow_health_interval(state, now)
         return state
 
-    def health_interval(self, account_id: str) -> float:
+    def health_interval(self, account: AccountState) -> float:
         """How often the account's health is read (0: never)."""
-        own = self._account_configs[account_id].health_interval
+        own = account.config.health_interval
         return own if own is not None else self.polling.health_interval
 
     def _follow_health_interval(self, account: AccountState, now: float) -> None:
-        if self.health_interval(account.id) <= 0:
+        if self.health_interval(account) <= 0:
             self.health_queue.forget(account)
             account.health = None  # no longer read: its series go
         elif not self.health_queue.planned(account):
@@ -199,7 +198,6 @@ class AccountSet:
             self.demand.forget(account)
         self._held_by_listing.pop(account_id, None)
         self.store.remove(account_id)
-        self._account_configs.pop(account_id, None)
         self.log.info("account removed", account_id=account_id)
 
     def _labels(self, account: AccountConfig) -> tuple[tuple[str, str], ...]:
@@ -209,7 +207,7 @@ class AccountSet:
 
     def _base_interval(self, account: AccountState) -> None:
         """Set the account's interval: its own or the default, raised to its platform's floor."""
-        configured = self._account_configs[account.id].interval
+        configured = account.config.interval
         wanted = configured if configured is not None else self.polling.interval
         floor = self.polling.floor_for(account.platform)
         key = (account.id, account.platform)
@@ -257,7 +255,7 @@ class AccountSet:
 
     def _count_demand(self, account: AccountState) -> None:
         period = steady_period(account.policy, account.interval)
-        health = self.health_interval(account.id)
+        health = self.health_interval(account)
         # Health reads take budget slots too: `accounts / health_interval` per second.
         self.demand.count(account, 1.0 / period + (1.0 / health if health > 0 else 0.0))
 

@@ -86,7 +86,7 @@ class HealthReads:
 
     def plan(self, account: AccountState, sent: float) -> None:
         """The next read, one health interval (stretched like every interval) after `sent`."""
-        interval = self.polls.accounts.health_interval(account.id)
+        interval = self.polls.accounts.health_interval(account)
         if interval <= 0 or self.queue.planned(account):
             return
         due = sent + self.polls.accounts.demand.stretched(interval)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Generic, Protocol, TypeVar
 
+from exporter.config import AccountConfig
 from exporter.parse import Health, RateLimitHeaders, Snapshot
 
 
@@ -52,6 +53,8 @@ class _Kept(Generic[K]):
 
 # The tally of an account that never failed; never written to (AccountState.tally).
 _NONE: dict[str, int] = {}
+# The config of an account with no settings of its own (AccountState.config).
+_NO_CONFIG = AccountConfig(id="")
 
 
 class AccountState:
@@ -67,6 +70,7 @@ class AccountState:
     __slots__ = (
         "account_name",
         "api_errors",
+        "config",
         "consecutive_failures",
         "demand",
         "health_due",
@@ -138,6 +142,8 @@ class AccountState:
         # second that costs (accounts.Demand): slots, not dicts keyed by account ID.
         self.policy: Any = None
         self.demand = 0.0
+        # Its entry in the config, or a discovered account's defaults (AccountSet sets it).
+        self.config = _NO_CONFIG
 
     def __lt__(self, other: AccountState) -> bool:
         # Orders a poll queue's entries that are due at the same time.
