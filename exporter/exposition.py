@@ -167,6 +167,7 @@ class _StoreLines:
         # The heads, then each family's tails (HEADS, then _TAILS + family index).
         self.columns: list[list[bytes]] = [[] for _ in range(_TAILS + len(ACCOUNT_FAMILIES))]
         self._shared: dict[bytes, bytes] = {}
+        self._afters: dict[Any, tuple[list[tuple[str, str]], str]] = {}
         self._gone = 0
         self._readers = 0
         self._pending: dict[tuple[int, int], bytes] = {}  # (column, row) -> value
@@ -200,29 +201,45 @@ class _StoreLines:
             changed.extend(_FAMILIES_BY_INPUTS[HEALTH])
         if not changed:
             return
-        pairs = sorted(account_labels(account).items())
-        cut = [name for name, _ in pairs].index(_ID_LABEL) + 1
-        head = _labels(pairs[:cut])
         if was[_TALLIES] is _NEVER:
-            self._write(HEADS, row, head.encode())
-        head = "{" + head
+            pairs = sorted(account_labels(account).items())
+            cut = [name for name, _ in pairs].index(_ID_LABEL) + 1
+            self._write(HEADS, row, _labels(pairs[:cut]).encode())
+        after = self._after_of(account, key)
         for index in changed:
-            self._write(_TAILS + index, row, self._tail(index, account, head, pairs[cut:]))
+            self._write(_TAILS + index, row, self._tail(index, account, row, after))
         self.inputs[row] = (*key, account.snapshot_kept, tallies, account.health_kept, *meta)
 
+    def _after_of(
+        self, account: AccountState, key: tuple[str, tuple[tuple[str, str], ...]]
+    ) -> tuple[list[tuple[str, str]], str]:
+        """The account's labels that sort after account_id, as every family's own label does
+        (field, status, code...), and their text: the same for every account of a platform
+        and label set, so they are worked out once per key, not per poll."""
+        known = self._afters.get(key)
+        if known is None:
+            if len(self._afters) >= _SHARED_MAX:
+                self._afters.clear()
+            labels = sorted(account_labels(account).items())
+            after = [pair for pair in labels if pair[0] > _ID_LABEL]
+            known = self._afters[key] = (after, _after(after) + "} ")
+        return known
+
     def _tail(
-        self, index: int, account: AccountState, head: str, after: list[tuple[str, str]]
+        self, index: int, account: AccountState, row: int, after: tuple[list[Any], str]
     ) -> bytes:
-        """The family's lines for this account, less its name and head on the first line.
-        `after` are the account's labels that sort after account_id, as every family's own
-        label does (field, status, code...): the head is the same on each of its lines."""
+        """The family's lines for this account, less its name and head on the first line."""
         family = ACCOUNT_FAMILIES[index]
-        rest = _after(after) + "} "
+        pairs, rest = after
         lines = [
-            ((_after((*after, extra)) + "} ") if extra else rest) + _go_float(value) + "\n"
+            ((_after((*pairs, extra)) + "} ") if extra else rest) + _go_float(value) + "\n"
             for extra, value in family.samples(account)
         ]
-        text = (family.sample + head).join(lines).encode()
+        if len(lines) > 1:  # the later lines whole: name and head, then the same as the first
+            head = self._pending.get((HEADS, row), self.columns[HEADS][row]).decode()
+            text = (family.sample + "{" + head).join(lines).encode()
+        else:
+            text = "".join(lines).encode()
         if index in _SHARED_TAILS:
             if len(self._shared) >= _SHARED_MAX:
                 self._shared.clear()
