@@ -86,13 +86,15 @@ _FIELD_FAMILIES = [
     (Snapshot._fields.index(ACCOUNT_FAMILIES[i].field), i) for i in _FAMILIES_BY_INPUTS[SNAPSHOT]
 ]
 # Families whose lines repeat across accounts but for the account ID (a status, an
-# interval, a count of failures): their tails are shared objects, not one per account.
+# interval, a count of failures, an info line without a name, as configured accounts have
+# until a listing names them): their tails are shared objects, not one per account.
 _SHARED_TAILS = frozenset(
     i
     for i, family in enumerate(ACCOUNT_FAMILIES)
     if family.name
     in {
         "unipost_account_status",
+        "unipost_account_info",
         "unipost_account_poll_interval_seconds",
         "unipost_account_consecutive_failures",
         "unipost_account_health_status",
