@@ -301,6 +301,9 @@ class Demand:
         self.log = log
         self.rng = rng
         self._total = 0.0  # the sum of every account's `demand`
+        # One float object per distinct rate (accounts at the same interval share it): 24
+        # bytes an account otherwise. A bound, not a cache size that matters.
+        self._rates: dict[float, float] = {}
         self._warned = False
 
     def reconfigure(self, requests_per_minute: float) -> None:
@@ -310,6 +313,9 @@ class Demand:
 
     def count(self, account: AccountState, per_second: float) -> None:
         """The account now costs `per_second` requests a second (kept on the account)."""
+        if len(self._rates) >= 4096:
+            self._rates.clear()
+        per_second = self._rates.setdefault(per_second, per_second)
         self._total += per_second - account.demand
         account.demand = per_second
 
