@@ -6,7 +6,7 @@ store (tests compare them); exporter-wide families are rendered by prometheus_cl
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from itertools import compress
 from typing import Any
 
@@ -101,7 +101,7 @@ _SHARED_TAILS = frozenset(
     }
 )
 # Distinct shared tails kept at most (then the table starts over): a bound, not a cache size
-# that matters; there are a few per platform and label set.
+# that matters. A few per platform and label set repeat; unique ones (names) pass through.
 _SHARED_MAX = 4096
 # What a row's lines were last rendered from: these are compared with the account's own.
 # One flat tuple: (platform, labels), snapshot, tallies, health, then the state (_meta).
@@ -323,13 +323,15 @@ class FastExposition:
         """The whole body in the text format (0.0.4) or OpenMetrics."""
         return b"".join(self.iter_chunks(openmetrics))
 
-    def iter_chunks(self, openmetrics: bool = False) -> Iterator[bytes]:
+    def iter_chunks(self, openmetrics: bool = False) -> Generator[bytes, None, None]:
         """The body in pieces of a few hundred kilobytes, in order.
 
         Everything is taken from the stores in one synchronous step, before the first piece:
         a poll that lands while the caller yields between pieces is not half in this scrape.
         Each piece is then one short join (well under a millisecond), so a caller on the
-        event loop can yield between pieces and polls stay on time during a scrape.
+        event loop can yield between pieces and polls stay on time during a scrape. Until
+        the iterator is exhausted or closed, the stores' changes wait (_StoreLines.read):
+        close it when abandoning it.
         """
         self._follow_stores()
         headers = self._openmetrics_headers if openmetrics else self._text_headers

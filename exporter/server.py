@@ -4,6 +4,7 @@ lifecycle."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -194,9 +195,12 @@ async def _render(exposition: FastExposition, openmetrics: bool, compress: bool)
     # glibc maps a buffer that size on its own and unmaps it when freed, where it would keep
     # ~75 MB of freed pieces of a few hundred kilobytes in its heap.
     body = bytearray()
-    for chunk in exposition.iter_chunks(openmetrics=openmetrics):
-        body += packer.compress(chunk) if packer else chunk
-        await asyncio.sleep(0)
+    # Closed even when the scrape is cancelled: while it reads, the exposition holds back
+    # the polls' changes (FastExposition.iter_chunks).
+    with contextlib.closing(exposition.iter_chunks(openmetrics=openmetrics)) as chunks:
+        for chunk in chunks:
+            body += packer.compress(chunk) if packer else chunk
+            await asyncio.sleep(0)
     if packer:
         body += packer.flush()
     return body

@@ -13,6 +13,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as openmetr
 
 from exporter.exposition import FastExposition
 from exporter.scheduler import Scheduler
+from exporter.server import _render as render_body
 from exporter.server import build_registry, build_tail_registry
 from exporter.store import Store
 from tests.fake_unipost import FakeUniPost, Reply, error, snapshot, zero_filled
@@ -184,4 +185,23 @@ def test_changes_during_a_scrape_wait_for_it_then_show() -> None:
     assert first + b"".join(chunks) == before
     after = fast.render()
     assert b"sa_twitter_new" in after and b"sa_youtube_5" not in after
+    assert_identical(store, fast)
+
+
+async def test_a_scrape_cancelled_mid_render_holds_back_no_change() -> None:
+    store = fixed_store()
+    fast = FastExposition(
+        lambda: [store], build_tail_registry(lambda: [store], with_process_metrics=False)
+    )
+    task = asyncio.create_task(render_body(fast, openmetrics=False, compress=False))
+    await asyncio.sleep(0)  # the render has begun reading, and yields between pieces
+    account = store.accounts["sa_twitter_1"]
+    account.consecutive_failures = 9
+    store.changed(account)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert b'_failures{account_id="sa_twitter_1",platform="twitter",team="growth"} 9.0' in (
+        fast.render()
+    )
     assert_identical(store, fast)
