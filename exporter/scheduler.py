@@ -82,9 +82,9 @@ class Scheduler:
         self.client = client
         self.clock = clock
         self.log = FieldLogger("exporter.scheduler", workspace=workspace.name)
-        self.queue = PollQueue(clock, "metrics_due")
+        self.queue = PollQueue(clock, "metrics_due", store.accounts)
         # Health reads: their own cadence, behind any metrics poll that is due.
-        health_queue = PollQueue(clock, "health_due", sleeper=self.queue)
+        health_queue = PollQueue(clock, "health_due", store.accounts, sleeper=self.queue)
         self.budget = Budget(
             workspace.unipost.requests_per_minute, clock, polling.max_backoff, store
         )

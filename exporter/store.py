@@ -145,10 +145,6 @@ class AccountState:
         # Its entry in the config, or a discovered account's defaults (AccountSet sets it).
         self.config = _NO_CONFIG
 
-    def __lt__(self, other: AccountState) -> bool:
-        # Orders a poll queue's entries that are due at the same time.
-        return self.id < other.id
-
     def tally(self, name: str, key: str) -> None:
         """Count one more `key` in the tally `name` (upstream_failures or api_errors)."""
         counts: dict[str, int] = getattr(self, name)
