@@ -122,7 +122,7 @@ def test_a_removed_account_leaves_no_series() -> None:
     assert_identical(store, fast)
 
 
-def test_a_poll_landing_mid_scrape_is_not_half_in_it() -> None:
+def test_changes_during_a_scrape_are_not_half_in_it_and_show_after() -> None:
     store = fixed_store()
     fast = FastExposition(
         lambda: [store], build_tail_registry(lambda: [store], with_process_metrics=False)
@@ -130,12 +130,21 @@ def test_a_poll_landing_mid_scrape_is_not_half_in_it() -> None:
     before = fast.render()
     chunks = fast.iter_chunks()
     first = next(chunks)
-    # The account disappears upstream while the scrape is being written.
+    # While the scrape is being written: an account disappears upstream, another fails,
+    # one leaves and one joins.
     account = store.accounts["sa_twitter_1"]
     account.snapshot = None
     account.status = "not_found"
     store.changed(account)
+    failing = store.accounts["sa_twitter_2"]
+    failing.consecutive_failures = 7
+    store.changed(failing)
+    store.remove("sa_youtube_5")
+    store.add(replace_id(failing, "sa_twitter_new"))
     assert first + b"".join(chunks) == before
+    after = fast.render()
+    assert b"sa_twitter_new" in after and b"sa_youtube_5" not in after
+    assert_identical(store, fast)
 
 
 def test_accounts_that_leave_and_return_keep_the_store_s_order() -> None:
@@ -167,25 +176,6 @@ def replace_id(account: Any, account_id: str) -> Any:
         setattr(copy, name, getattr(account, name))
     copy.id = account_id
     return copy
-
-
-def test_changes_during_a_scrape_wait_for_it_then_show() -> None:
-    store = fixed_store()
-    fast = FastExposition(
-        lambda: [store], build_tail_registry(lambda: [store], with_process_metrics=False)
-    )
-    before = fast.render()
-    chunks = fast.iter_chunks()
-    first = next(chunks)
-    account = store.accounts["sa_twitter_1"]
-    account.consecutive_failures = 7
-    store.changed(account)
-    store.remove("sa_youtube_5")
-    store.add(replace_id(account, "sa_twitter_new"))
-    assert first + b"".join(chunks) == before
-    after = fast.render()
-    assert b"sa_twitter_new" in after and b"sa_youtube_5" not in after
-    assert_identical(store, fast)
 
 
 async def test_a_scrape_cancelled_mid_render_holds_back_no_change() -> None:
