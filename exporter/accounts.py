@@ -76,7 +76,8 @@ class AccountSet:
         for account_id in [a for a in self._configured if a not in wanted]:
             del self._configured[account_id]
             if account_id in self._discovered:
-                self.store.accounts[account_id].config = AccountConfig(id=account_id)
+                if (state := self.store.accounts.get(account_id)) is not None:
+                    state.config = AccountConfig(id=account_id)  # a discovered one's defaults
             else:
                 self.remove(account_id)
         if not workspace.discovery.enabled:
