@@ -12,6 +12,7 @@ import random
 from collections.abc import Callable, Container, Sequence
 from typing import Any
 
+from exporter import heap
 from exporter.clock import Clock
 from exporter.config import (
     AccountConfig,
@@ -303,8 +304,8 @@ class Demand:
         self.rng = rng
         self._total = 0.0  # the sum of every account's `demand`
         # One float object per distinct rate (accounts at the same interval share it): 24
-        # bytes an account otherwise. A bound, not a cache size that matters.
-        self._rates: dict[float, float] = {}
+        # bytes an account otherwise.
+        self._rates = heap.Shared[float]()
         self._warned = False
 
     def reconfigure(self, requests_per_minute: float) -> None:
@@ -314,9 +315,7 @@ class Demand:
 
     def count(self, account: AccountState, per_second: float) -> None:
         """The account now costs `per_second` requests a second (kept on the account)."""
-        if len(self._rates) >= 4096:
-            self._rates.clear()
-        per_second = self._rates.setdefault(per_second, per_second)
+        per_second = self._rates(per_second)
         self._total += per_second - account.demand
         account.demand = per_second
 

@@ -17,6 +17,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as openmetr
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from exporter import heap
 from exporter.collector import (
     ACCOUNT_FAMILIES,
     ERRORS_FAMILY,
@@ -52,7 +53,8 @@ def _labels(pairs: Iterable[tuple[str, str]]) -> str:
 
 def _after(pairs: Iterable[tuple[str, str]]) -> str:
     """Labels that follow others: each with its leading comma."""
-    return "".join(f',{name}="{_escape(value)}"' for name, value in sorted(pairs))
+    text = _labels(pairs)
+    return "," + text if text else ""
 
 
 class _OneFamily(Collector):
@@ -100,9 +102,8 @@ _SHARED_TAILS = frozenset(
         "unipost_account_health_status",
     }
 )
-# Distinct shared tails kept at most (then the table starts over): a bound, not a cache size
-# that matters. A few per platform and label set repeat; unique ones (names) pass through.
-_SHARED_MAX = 4096
+# Label sets whose labels after account_id are kept worked out (then the table starts over).
+_AFTERS_MAX = 4096
 # What a row's lines were last rendered from: these are compared with the account's own.
 # One flat tuple: (platform, labels), snapshot, tallies, health, then the state (_meta).
 _KEY, _SNAPSHOT, _TALLIES, _HEALTH, _META = slice(0, 2), 2, 3, 4, slice(5, 9)
@@ -168,7 +169,7 @@ class _StoreLines:
         self.inputs: list[tuple[Any, ...] | None] = []  # None: a row whose account left
         # The heads, then each family's tails (HEADS, then _TAILS + family index).
         self.columns: list[list[bytes]] = [[] for _ in range(_TAILS + len(ACCOUNT_FAMILIES))]
-        self._shared: dict[bytes, bytes] = {}
+        self._shared = heap.Shared[bytes]()
         self._afters: dict[Any, tuple[list[tuple[str, str]], str]] = {}
         self._gone = 0
         self._readers = 0
@@ -187,7 +188,8 @@ class _StoreLines:
                 column.append(b"")  # past the rows a reader reads
         key = (account.platform, account.labels)
         was = self.inputs[row]
-        if was is None or was[_KEY] != key:
+        fresh = was is None or was[_KEY] != key  # a new row, or new labels: render it all
+        if was is None or fresh:
             was = (*key, *_FRESH)
         meta, tallies = _meta(account), _tallies(account)
         # Unchanged tallies stay the very objects the row holds (see _keep in scheduler.py).
@@ -203,7 +205,7 @@ class _StoreLines:
             changed.extend(_FAMILIES_BY_INPUTS[HEALTH])
         if not changed:
             return
-        if was[_TALLIES] is _NEVER:
+        if fresh:
             pairs = sorted(account_labels(account).items())
             cut = [name for name, _ in pairs].index(_ID_LABEL) + 1
             self._write(HEADS, row, _labels(pairs[:cut]).encode())
@@ -220,7 +222,7 @@ class _StoreLines:
         and label set, so they are worked out once per key, not per poll."""
         known = self._afters.get(key)
         if known is None:
-            if len(self._afters) >= _SHARED_MAX:
+            if len(self._afters) >= _AFTERS_MAX:
                 self._afters.clear()
             labels = sorted(account_labels(account).items())
             after = [pair for pair in labels if pair[0] > _ID_LABEL]
@@ -242,11 +244,7 @@ class _StoreLines:
             text = (family.sample + "{" + head).join(lines).encode()
         else:
             text = "".join(lines).encode()
-        if index in _SHARED_TAILS:
-            if len(self._shared) >= _SHARED_MAX:
-                self._shared.clear()
-            text = self._shared.setdefault(text, text)
-        return text
+        return self._shared(text) if index in _SHARED_TAILS else text
 
     def account_removed(self, account_id: str) -> None:
         """Forget an account: its series disappear from the next scrape."""

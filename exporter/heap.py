@@ -11,7 +11,8 @@ bytes, which the collector does not scan at all.
 from __future__ import annotations
 
 import gc
-from collections.abc import Sized
+from collections.abc import Hashable, Sized
+from typing import Generic, TypeVar
 
 # Middle-generation collections per full one: CPython's default, and ours once settled.
 DEFAULT_FULL_EVERY = 10
@@ -85,3 +86,22 @@ class Rounds:
         if self.answers >= size > self.settled_size + SETTLE_AFTER:
             self.answers, self.settled_size = 0, size
             freeze()
+
+
+V = TypeVar("V", bound=Hashable)
+
+
+class Shared(Generic[V]):
+    """One object for equal values made apart (a rate, a rendered line): `shared(value)`
+    returns the first equal value it was given. At most `bound` are held, then the table
+    starts over: a bound, not a cache size that matters, as the values that repeat across
+    accounts are few and unique ones just pass through."""
+
+    def __init__(self, bound: int = 4096) -> None:
+        self.bound = bound
+        self._table: dict[V, V] = {}
+
+    def __call__(self, value: V) -> V:
+        if len(self._table) >= self.bound:
+            self._table.clear()
+        return self._table.setdefault(value, value)
