@@ -12,7 +12,7 @@ from exporter.store import AccountState
 
 
 class PollQueue:
-    """A heap of (due, account) entries; only an account's latest entry counts.
+    """A heap of (due, account ID) entries; only an account's latest entry counts.
 
     Planning an account again replaces its plan, so a plan never has to be found and removed.
     The live plan is the due time in the account's own slot `slot` (None: not planned). An

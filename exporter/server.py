@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 
@@ -117,11 +116,7 @@ def create_app(
     app[RENDERS] = SharedRenders()
 
     async def polling(app: web.Application) -> AsyncIterator[None]:
-        await runtime.start()
-        # Modules, config and every account's state exist now and live as long as the
-        # process: keep them out of the collector's full passes, which otherwise stall the
-        # event loop for tens of milliseconds at 10,000 accounts.
-        gc.freeze()
+        await runtime.start()  # ends by freezing the long-lived heap (heap.settle)
         try:
             yield
         finally:
