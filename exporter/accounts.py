@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import sys
 from collections.abc import Callable, Container, Sequence
 from typing import Any
 
@@ -227,7 +228,7 @@ class AccountSet:
     def learn_platform(self, account: AccountState, platform: str | None) -> None:
         """The API names the account's platform: its floor applies from now on."""
         if platform and platform != account.platform:
-            account.platform = platform
+            account.platform = sys.intern(platform)  # a str of a JSON answer
             self._base_interval(account)
             self._count_demand(account)
 

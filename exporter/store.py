@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -114,7 +115,7 @@ class AccountState:
         last_poll_wall: float | None = None,
     ) -> None:
         self.id = id
-        self.platform = platform
+        self.platform = sys.intern(platform)  # not one copy per account: ~60 bytes each
         self.labels = labels
         self.interval = interval
         self.status = Status(status)
