@@ -30,7 +30,7 @@ from exporter.collector import (
     discovery_error_samples,
 )
 from exporter.parse import Snapshot
-from exporter.store import AccountState, Store, StoreSource
+from exporter.store import AccountState, Store, StoreSource, unpack
 
 
 def _openmetrics(registry: CollectorRegistry) -> bytes:
@@ -113,11 +113,13 @@ _ID_LABEL = "account_id"
 HEADS, _TAILS = 0, 1
 
 
-def _snapshot_changes(before: object, after: tuple[Any, ...] | None) -> list[int]:
-    """The snapshot families to re-render when the kept snapshot went from before to after."""
-    if not isinstance(before, tuple) or after is None:
+def _snapshot_changes(before: object, after: bytes | None) -> list[int]:
+    """The snapshot families to re-render when the kept snapshot went from before to after
+    (both packed, see store.pack)."""
+    if not isinstance(before, bytes) or after is None:
         return _FAMILIES_BY_INPUTS[SNAPSHOT]  # none before, none now, or never rendered
-    return [family for field, family in _FIELD_FAMILIES if before[field] != after[field]]
+    was, now = unpack(before), unpack(after)
+    return [family for field, family in _FIELD_FAMILIES if was[field] != now[field]]
 
 
 def _meta(account: AccountState) -> tuple[str, str, float, int]:

@@ -44,7 +44,7 @@ from exporter.outcomes import (
 from exporter.parse import ApiError, ErrorKind, Outcome, Snapshot, UpstreamFailure, classify
 from exporter.pollqueue import PollQueue
 from exporter.ratelimit import Budget
-from exporter.store import AccountState, Store
+from exporter.store import AccountState, Store, pack, unpack
 
 RETRY_WAIT_MAX = 30.0
 # A retry that found the workspace paused for its key by the time its slot came: not sent.
@@ -312,23 +312,18 @@ class Scheduler:
 
 def _keep(account: AccountState, snapshot: Snapshot) -> None:
     """The new good snapshot; the one it replaces stays as `previous` (for the change)."""
-    kept = account.snapshot_kept
-    if kept == snapshot:
+    kept, packed = account.snapshot_kept, pack(snapshot)
+    if kept == packed:
         return  # the same answer again: nothing to re-render
+    account.snapshot_kept = packed
     if kept is None:
-        account.snapshot = snapshot
         return
-    if kept[_FETCHED_AT] != snapshot.fetched_at:
+    before = unpack(kept)
+    if before[_FETCHED_AT] != snapshot.fetched_at:
         # The one before is kept only while it shows a change of count (the landing page's
         # "+12"): most polls bring the same counts, and an equal one would show nothing for
-        # ~150 bytes an account.
-        account.previous_kept = kept if any(kept[i] != snapshot[i] for i in _COUNTS) else None
-    # What did not change is shared with the snapshot before (usually all but fetched_at):
-    # half the memory for the two, and the new tuple holds only objects the garbage
-    # collector already stopped scanning, so it stops scanning this one at its first look.
-    account.snapshot_kept = tuple(
-        before if before == after else after for before, after in zip(kept, snapshot, strict=True)
-    )
+        # ~110 bytes an account.
+        account.previous_kept = kept if any(before[i] != snapshot[i] for i in _COUNTS) else None
 
 
 _FETCHED_AT = Snapshot._fields.index("fetched_at")
