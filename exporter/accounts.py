@@ -27,7 +27,7 @@ from exporter.logs import FieldLogger
 from exporter.outcomes import JITTER, LISTED, POLICIES, Policy, steady_period
 from exporter.parse import ApiError, ListedAccount
 from exporter.pollqueue import PollQueue
-from exporter.store import AccountState, Status, Store
+from exporter.store import DEFAULTS, AccountState, Status, Store
 
 # A change to these statuses means the account brings no data: worth a warn line.
 _WARN_ON = frozenset({Status.ERROR, Status.UNAUTHORIZED})
@@ -55,7 +55,6 @@ class AccountSet:
         self.clock = clock
         self.log = log
         self.owns = owns  # whether this replica's shard polls an account
-        self._configured = {account.id: account for account in workspace.accounts}
         self.discovery_enabled = workspace.discovery.enabled
         self._discovered: set[str] = set()
         # The status the listing gave an account (reconnect_required, disconnected).
@@ -64,7 +63,7 @@ class AccountSet:
         self._floor_logged: set[tuple[str, str]] = set()
         now = clock.monotonic()
         for account in workspace.accounts:
-            self._add(account, now)
+            self._add(account.id, account, now)
 
     # -- membership ---------------------------------------------------------------------------
 
@@ -75,22 +74,20 @@ class AccountSet:
         self.demand.reconfigure(workspace.unipost.requests_per_minute)
         now = self.clock.monotonic()
         wanted = {account.id: account for account in workspace.accounts}
-        for account_id in [a for a in self._configured if a not in wanted]:
-            del self._configured[account_id]
-            if account_id in self._discovered:
-                if (state := self.store.accounts.get(account_id)) is not None:
-                    state.config = AccountConfig(id=account_id)  # a discovered one's defaults
-            else:
-                self.remove(account_id)
+        for state in list(self.store.accounts.values()):
+            if state.configured and state.id not in wanted:
+                if state.id in self._discovered:
+                    state.config = DEFAULTS  # polled on as a discovered one
+                else:
+                    self.remove(state.id)
         if not workspace.discovery.enabled:
             for account_id in list(self._discovered):
                 self._discovered.discard(account_id)
                 if account_id not in wanted:
                     self.remove(account_id)
         for account_id, account in wanted.items():
-            self._configured[account_id] = account
             if account_id not in self.store.accounts:
-                self._add(account, now)
+                self._add(account_id, account, now)
             else:
                 self.store.accounts[account_id].config = account
         for state in self.store.accounts.values():
@@ -114,11 +111,9 @@ class AccountSet:
                 wanted[item.id] = item
         for account_id, item in wanted.items():
             account = self.store.accounts.get(account_id)
-            if account is None:
-                configured = self._configured.get(account_id)
-                account = self._add(configured or AccountConfig(id=account_id), now)
-                if configured is None:
-                    self.log.info("account discovered", account_id=account_id)
+            if account is None:  # (every configured account is in the store)
+                account = self._add(account_id, DEFAULTS, now)
+                self.log.info("account discovered", account_id=account_id)
             self._discovered.add(account_id)
             if item.platform and item.platform != account.platform:
                 self.learn_platform(account, item.platform)
@@ -129,7 +124,8 @@ class AccountSet:
         for account_id in list(self._discovered):
             if account_id not in wanted:
                 self._discovered.discard(account_id)
-                if account_id not in self._configured:
+                state = self.store.accounts.get(account_id)
+                if state is None or not state.configured:
                     self.remove(account_id)
 
     def _follow_listed_status(self, account: AccountState, listed: str, now: float) -> None:
@@ -159,20 +155,20 @@ class AccountSet:
         if not self.discovery_enabled or not self.owns(account_id):
             return None
         self._discovered.add(account_id)
-        return self._add(AccountConfig(id=account_id), now)
+        return self._add(account_id, DEFAULTS, now)
 
     def release_hold(self, account_id: str) -> None:
         """A poll's answer is fresher news than the listing's status."""
         self._held_by_listing.pop(account_id, None)
 
-    def _add(self, account: AccountConfig, now: float) -> AccountState:
+    def _add(self, account_id: str, config: AccountConfig, now: float) -> AccountState:
         state = AccountState(
-            id=account.id,
-            platform=platform_from_id(account.id),
-            labels=self._labels(account),
+            id=account_id,
+            platform=platform_from_id(account_id),
+            labels=self._labels(config),
             interval=0.0,
         )
-        state.config = account
+        state.config = config
         self._base_interval(state)
         self.store.add(state)
         self._count_demand(state)
