@@ -61,6 +61,7 @@ class AccountSet:
         self._held_by_listing: dict[str, Status] = {}
         self.demand = Demand(workspace.unipost.requests_per_minute, store, log, rng)
         self._floor_logged: set[tuple[str, str]] = set()
+        self._label_sets = heap.Shared[tuple[tuple[str, str], ...]]()
         now = clock.monotonic()
         for account in workspace.accounts:
             self._add(account.id, account, now)
@@ -200,7 +201,10 @@ class AccountSet:
         self.log.info("account removed", account_id=account_id)
 
     def _labels(self, account: AccountConfig) -> tuple[tuple[str, str], ...]:
-        return tuple(sorted((*account.labels, *self.store.workspace_labels.items())))
+        # One tuple per label set, not per account (the workspace label alone is on all).
+        return self._label_sets(
+            tuple(sorted((*account.labels, *self.store.workspace_labels.items())))
+        )
 
     # -- intervals and statuses -----------------------------------------------------------------
 
