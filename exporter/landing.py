@@ -67,16 +67,17 @@ td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top
 
 
 def render(
-    stores: Sequence[Store], now: float, page: int = 1, demo_note: str = ""
+    stores: Sequence[Store], now: float, page: int = 1, demo_note: str = "", monotonic: float = 0.0
 ) -> tuple[str, int]:
-    """The page for `page` (1-based), and how many pages there are."""
+    """The page for `page` (1-based), and how many pages there are, at `now` (Unix time;
+    `monotonic`: the same instant by the clock the accounts' next polls are planned on)."""
     named = any(store.workspace is not None for store in stores)
     accounts = [(store, a) for store in stores for a in store.accounts.values()]
     pages = max(1, math.ceil(len(accounts) / PAGE_SIZE))
     page = min(max(1, page), pages)
     accounts.sort(key=lambda pair: (_ORDER[pair[1].status], pair[1].account_name or pair[1].id))
     shown = accounts[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
-    rows = "\n".join(_row(store, account, now, named) for store, account in shown)
+    rows = "\n".join(_row(store, account, now, monotonic, named) for store, account in shown)
     summary = Counter(account.status for _, account in accounts)
     summary_text = ", ".join(
         f"{count} {status}" for status, count in sorted(summary.items(), key=lambda i: _ORDER[i[0]])
@@ -112,8 +113,9 @@ following and posts) is absent from /metrics, never 0; its cell says why.</p>
     return body, pages
 
 
-def _row(store: Store, account: AccountState, now: float, named: bool) -> str:
+def _row(store: Store, account: AccountState, now: float, monotonic: float, named: bool) -> str:
     snapshot = account.snapshot
+    next_poll = account.next_poll_wall(now, monotonic)
     klass = _ROW_CLASS.get(account.status)
     name = account.account_name
     who = f"{_e(name)}<br><span class=id>{_e(account.id)}</span>" if name else _e(account.id)
@@ -126,7 +128,7 @@ def _row(store: Store, account: AccountState, now: float, named: bool) -> str:
         _why(account, snapshot),
         _publishing(account, now),
         _when(snapshot.fetched_at if snapshot else None, now),
-        "polling now" if account.next_poll_wall is None else _when(account.next_poll_wall, now),
+        "polling now" if next_poll is None else _when(next_poll, now),
     ]
     return (
         (f'<tr class="{klass}">' if klass else "<tr>")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from exporter.accounts import AccountSet
+from exporter.clock import Clock, SystemClock
 from exporter.logs import FieldLogger
 from exporter.parse import Health, Snapshot
 from exporter.ratelimit import Budget
@@ -130,30 +131,33 @@ def _decode(payload: Any) -> dict[str | None, SavedWorkspace]:
 # -- accounts ---------------------------------------------------------------------------------
 
 _KEPT = ("platform", "status", "account_name", "consecutive_failures", "problem",
-         "problem_detail", "last_poll_wall", "next_poll_wall")  # fmt: skip
+         "problem_detail", "last_poll_wall")  # fmt: skip
 
 
-def encode_account(account: AccountState) -> dict[str, Any]:
+def encode_account(account: AccountState, clock: Clock) -> dict[str, Any]:
     """What is kept of an account (no counters: they restart at 0, as Prometheus expects)."""
     out: dict[str, Any] = {name: getattr(account, name) for name in _KEPT}
+    out["next_poll_wall"] = account.next_poll_wall(clock.wall(), clock.monotonic())
     for name in ("snapshot", "previous", "health"):
         value = getattr(account, name)
         out[name] = None if value is None else value._asdict()
     return out
 
 
-def restore_account(account: AccountState, saved: dict[str, Any]) -> None:
-    """Put what was kept back on `account`; raises on anything malformed."""
+def restore_account(account: AccountState, saved: dict[str, Any]) -> float | None:
+    """Put what was kept back on `account`, and return when its next poll was planned (Unix
+    time; None: it was being polled); raises on anything malformed."""
     account.status = Status(saved["status"])
     account.account_name = str(saved["account_name"])
     account.consecutive_failures = int(saved["consecutive_failures"])
     account.problem = str(saved["problem"])
     account.problem_detail = str(saved["problem_detail"])
     account.last_poll_wall = _number(saved["last_poll_wall"])
-    account.next_poll_wall = _number(saved["next_poll_wall"])
+    next_poll = _number(saved["next_poll_wall"])
     account.snapshot = _snapshot(saved["snapshot"])
     account.previous = _snapshot(saved["previous"])
     account.health = None if saved["health"] is None else Health(**saved["health"])
+    return next_poll
 
 
 def _number(value: Any) -> float | None:
@@ -185,13 +189,13 @@ def restore(accounts: AccountSet, budget: Budget, saved: SavedWorkspace) -> int:
         if account is None:
             continue  # no longer in the config, the listing or this shard
         try:
-            restore_account(account, data)
+            next_poll = restore_account(account, data)
             accounts.learn_platform(account, str(data["platform"]))
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             log.warning("an account's saved state is unusable; it starts fresh",
                         account_id=account_id, reason=str(exc)[:200])  # fmt: skip
             continue
-        due = account.next_poll_wall if account.next_poll_wall is not None else wall
+        due = next_poll if next_poll is not None else wall
         if account.last_poll_wall is not None:
             due = max(due, account.last_poll_wall + accounts.polling.floor_for(account.platform))
         accounts.queue.plan(account, now + max(0.0, due - wall))
@@ -216,11 +220,13 @@ class StateSaver:
         stores: Callable[[], Sequence[Store]],
         base_urls: Callable[[Store], str],
         status: StateStatus,
+        clock: Clock | None = None,
     ) -> None:
         self.file = file
         self.stores = stores
         self.base_urls = base_urls
         self.status = status
+        self.clock: Clock = clock or SystemClock()
         self.dirty = True
 
     def account_changed(self, account: AccountState) -> None:
@@ -281,7 +287,7 @@ class StateSaver:
             for start in range(0, len(accounts), ACCOUNTS_PER_SLICE):
                 yield (
                     ", ".join(
-                        f"{json.dumps(a.id)}: {json.dumps(encode_account(a))}"
+                        f"{json.dumps(a.id)}: {json.dumps(encode_account(a, self.clock))}"
                         for a in accounts[start : start + ACCOUNTS_PER_SLICE]
                     ).encode()
                     + (b", " if start + ACCOUNTS_PER_SLICE < len(accounts) else b"")

@@ -45,8 +45,6 @@ class PollQueue:
         """Poll `account` at `due` (monotonic seconds), replacing any earlier plan."""
         setattr(account, self.slot, due)
         heapq.heappush(self._heap, (due, account.id))
-        if self._sleeper is self:
-            account.next_poll_wall = self.clock.wall() + (due - self.clock.monotonic())
         if due < self._sleeper._waiting_until:
             self._sleeper.wake()  # only when the loop sleeps past this account's turn
 

@@ -100,7 +100,9 @@ class Runtime:
                 workspace, store, saved.get(workspace.name)
             )
         if self._state is not None and self.state_status is not None:
-            self._saver = StateSaver(self._state, self.stores, self._base_url, self.state_status)
+            self._saver = StateSaver(
+                self._state, self.stores, self._base_url, self.state_status, self.clock
+            )
             for store in self._stores:
                 store.listeners.append(self._saver)
             self._saver_task = asyncio.create_task(self._saver.run(), name="state saver")

@@ -165,7 +165,6 @@ class Scheduler:
     async def _poll(self, account_id: str, probe: bool) -> None:
         account = self.store.accounts[account_id]
         account.last_poll_wall = self.clock.wall()
-        account.next_poll_wall = None
         try:
             outcome = await self._fetch(account, attempts_per_poll(account, self.polling, probe))
         except asyncio.CancelledError:

@@ -245,5 +245,8 @@ async def landing_page(request: web.Request) -> web.Response:
     except ValueError:
         page = 1
     runtime = request.app[RUNTIME]
-    text, _ = landing.render(runtime.stores(), runtime.clock.wall(), page, request.app[DEMO_NOTE])
+    clock = runtime.clock
+    text, _ = landing.render(
+        runtime.stores(), clock.wall(), page, request.app[DEMO_NOTE], clock.monotonic()
+    )
     return web.Response(text=text, content_type="text/html")

@@ -104,7 +104,6 @@ class AccountState:
         "labels",
         "last_poll_wall",
         "metrics_due",
-        "next_poll_wall",
         "platform",
         "policy",
         "previous_kept",
@@ -134,7 +133,6 @@ class AccountState:
         consecutive_failures: int = 0,
         problem: str = "",
         problem_detail: str = "",
-        next_poll_wall: float | None = None,
         last_poll_wall: float | None = None,
     ) -> None:
         self.id = id
@@ -156,10 +154,10 @@ class AccountState:
         # Why the last poll brought no data: its code, and UniPost's message or the cause.
         self.problem = problem
         self.problem_detail = problem_detail
-        self.next_poll_wall = next_poll_wall
         self.last_poll_wall = last_poll_wall
         # When the scheduler's queues next poll it and read its health (monotonic; None: not
-        # planned). Kept by pollqueue.PollQueue, on the account rather than in a dict of its own.
+        # planned, or its poll is in flight). Kept by pollqueue.PollQueue, on the account
+        # rather than in a dict of its own; next_poll_wall() tells the first as Unix time.
         self.metrics_due: float | None = None
         self.health_due: float | None = None
         # The outcomes.Policy it is polled under (None: a good answer's), and the requests a
@@ -169,6 +167,12 @@ class AccountState:
         # Its entry in the config, or DEFAULTS (AccountSet sets it): no dict of configured
         # accounts by ID, which took ~40 bytes an account at 100,000.
         self.config = DEFAULTS
+
+    def next_poll_wall(self, wall: float, monotonic: float) -> float | None:
+        """When its next poll is planned, as Unix time (None: polling it now), given the time
+        now by both clocks. Worked out, not kept: a float and a slot are ~40 bytes an account."""
+        due = self.metrics_due
+        return None if due is None else wall + (due - monotonic)
 
     @property
     def configured(self) -> bool:

@@ -93,9 +93,10 @@ def test_counts_show_their_change_and_times_their_exact_value_on_hover() -> None
     now = Snapshot("twitter", 1042, 49, 10, (), NOW - 180)
     store.accounts["sa_twitter_1"] = AccountState(
         "sa_twitter_1", "twitter", (), 900.0, status=Status.OK, account_name="acme",
-        snapshot=now, previous=before, next_poll_wall=NOW + 720,
+        snapshot=now, previous=before,
     )  # fmt: skip
-    page, pages = landing.render([store], NOW)
+    store.accounts["sa_twitter_1"].metrics_due = 5000.0 + 720  # planned 12 min from now
+    page, pages = landing.render([store], NOW, monotonic=5000.0)
     assert pages == 1
     assert "1,042 <span class=up>(+42)</span>" in page
     assert "49 <span class=down>(-1)</span>" in page

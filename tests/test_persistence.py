@@ -36,21 +36,25 @@ from tests.helpers import (
 )
 
 
-def saver_for(directory: Path, stores: list[Store], base_url: str = "https://u") -> StateSaver:
-    return StateSaver(StateFile(directory), lambda: stores, lambda s: base_url, StateStatus())
+def saver_for(
+    directory: Path, stores: list[Store], base_url: str = "https://u", clock: Any = None
+) -> StateSaver:
+    status = StateStatus()
+    return StateSaver(StateFile(directory), lambda: stores, lambda s: base_url, status, clock)
 
 
-async def saved(directory: Path, stores: list[Store]) -> dict[Any, Any]:
-    await saver_for(directory, stores).save()
+async def saved(directory: Path, stores: list[Store], clock: Any = None) -> dict[Any, Any]:
+    await saver_for(directory, stores, clock=clock).save()
     return StateFile(directory).load()
 
 
 async def test_every_state_round_trips(tmp_path: Path) -> None:
+    clock = FakeClock()
     store = fixed_store()
     store.accounts["sa_twitter_1"].last_poll_wall = 1777401000.0
-    store.accounts["sa_twitter_1"].next_poll_wall = 1777401900.0
+    store.accounts["sa_twitter_1"].metrics_due = clock.monotonic() + 300  # polled in 5 min
     store.budget_requests_per_minute = 42.0
-    loaded = await saved(tmp_path, [store])
+    loaded = await saved(tmp_path, [store], clock)
     (workspace,) = loaded.values()
     assert workspace.base_url == "https://u" and workspace.pace_requests_per_minute == 42.0
     fresh = Scheduler(
@@ -60,7 +64,9 @@ async def test_every_state_round_trips(tmp_path: Path) -> None:
         FakeClock(),
     )
     assert restore(fresh.accounts, fresh.budget, workspace) == len(store.accounts)
-    # (next_poll_wall is planned anew from the saved one: see the floor test below.)
+    # Its next poll comes back at the same time (the fresh clock reads as the old one did).
+    back = fresh.store.accounts["sa_twitter_1"].next_poll_wall(clock.wall(), clock.monotonic())
+    assert back == clock.wall() + 300
     for account_id, before in store.accounts.items():
         after = fresh.store.accounts[account_id]
         for name in (
@@ -108,7 +114,6 @@ async def test_a_restored_account_waits_for_its_floor(tmp_path: Path) -> None:
     store = fixed_store()
     x = store.accounts["sa_twitter_1"]
     x.last_poll_wall = clock.wall() - 60  # polled a minute ago; X's floor is 15 minutes
-    x.next_poll_wall = None
     (workspace,) = (await saved(tmp_path, [store])).values()
     config = make_config(["sa_twitter_1"], floors={"twitter": "15m"})
     fake = FakeUniPost(snapshot)

@@ -213,7 +213,7 @@ async def test_unchanged_accounts_keep_their_place_and_backoff() -> None:
     try:
         await clock.advance(3 * 3600)
         failing = store.accounts["sa_instagram_failing"]
-        before = {a.id: a.next_poll_wall for a in store.accounts.values()}
+        before = {a.id: a.metrics_due for a in store.accounts.values()}
         streak = failing.consecutive_failures
         assert streak >= 3  # in backoff: 20m, 40m, 80m, ...
         calls = len(client.calls)
@@ -222,7 +222,7 @@ async def test_unchanged_accounts_keep_their_place_and_backoff() -> None:
         await clock.advance(1)
         # Only the new account was polled; the others kept their due times and backoff.
         assert [c for _, c in client.calls[calls:]] == ["sa_instagram_new"]
-        assert {i: store.accounts[i].next_poll_wall for i in ids} == {i: before[i] for i in ids}
+        assert {i: store.accounts[i].metrics_due for i in ids} == {i: before[i] for i in ids}
         assert failing.consecutive_failures == streak
 
         scheduler.reconfigure(*only(make_config(["sa_instagram_new"], interval="10m")))
