@@ -51,3 +51,12 @@ def test_the_load_benchmark_runs_and_no_scrape_fails(tmp_path: Path) -> None:
     # Behaviour, not speed: every scrape answered, and none of the polls was refused.
     assert load["scrapes"] > 0 and load["failed_scrapes"] == 0
     assert load["refused_429"] == 0
+
+
+@pytest.mark.process
+def test_the_health_memory_benchmark_runs_until_every_account_s_health_was_read() -> None:
+    result = bench("bench.health_memory", "--accounts", "300")
+    figures = json.loads(result.stdout.splitlines()[0])
+    assert figures["accounts"] == 300
+    assert figures["rss_mb_with_health"] > 0 and figures["rss_mb_after_first_round"] > 0
+    assert "once every account's health was read" in result.stdout
