@@ -456,7 +456,8 @@ SWEEP_ROWS: list[tuple[str, Callable[[dict[str, Any]], str], str]] = [
     ("resident memory after first round", lambda r: f"{r['rss_mb_after_first_round']:.0f} MB",
      "<= 200 MB at 100k"),
     ("resident memory after scrapes", lambda r: f"{r['rss_mb_after_scrapes']:.0f} MB", ""),
-    ("  RSS / accounts", lambda r: f"{r['rss_mb_after_scrapes'] * 1048.576 / r['accounts']:.2f} KB",
+    # In the unit of the rows above (MB = 1,024 KB: VmRSS / 1024); it was bytes / 1,000.
+    ("  RSS / accounts", lambda r: f"{r['rss_mb_after_scrapes'] * 1024 / r['accounts']:.2f} KB",
      "<= 2 KB"),
     ("/metrics p50, uncompressed", lambda r: _ms(r["metrics_plain_p50_ms"]), ""),
     ("generate_latest()", lambda r: _ms(r["generate_latest_ms"]), ""),
