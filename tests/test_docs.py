@@ -49,6 +49,7 @@ RUN_BY: list[tuple[str, str]] = [
     (r"UPDATE_GOLDEN=1 pytest tests/test_golden\.py", GOLDEN + "test_exposition_matches"),
     (r"make bench|python -m (bench\.run|tests\.fake_unipost).*", BENCH + "test_the_sweep_s"),
     (r"make bench-load|python -m bench\.load.*", BENCH + "test_the_load_benchmark_runs"),
+    (r"python -m bench\.health_memory.*", BENCH + "test_the_health_memory_benchmark_runs"),
     (r"docker(-compose\.yml| build| run| compose).*", NO_DOCKER),
 ]  # fmt: skip
 
