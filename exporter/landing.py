@@ -67,7 +67,7 @@ td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top
 
 
 def render(
-    stores: Sequence[Store], now: float, page: int = 1, demo_note: str = "", monotonic: float = 0.0
+    stores: Sequence[Store], now: float, monotonic: float, page: int = 1, demo_note: str = ""
 ) -> tuple[str, int]:
     """The page for `page` (1-based), and how many pages there are, at `now` (Unix time;
     `monotonic`: the same instant by the clock the accounts' next polls are planned on)."""

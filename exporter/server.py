@@ -247,6 +247,6 @@ async def landing_page(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     clock = runtime.clock
     text, _ = landing.render(
-        runtime.stores(), clock.wall(), page, request.app[DEMO_NOTE], clock.monotonic()
+        runtime.stores(), clock.wall(), clock.monotonic(), page, request.app[DEMO_NOTE]
     )
     return web.Response(text=text, content_type="text/html")

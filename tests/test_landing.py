@@ -96,7 +96,7 @@ def test_counts_show_their_change_and_times_their_exact_value_on_hover() -> None
         snapshot=now, previous=before,
     )  # fmt: skip
     store.accounts["sa_twitter_1"].metrics_due = 5000.0 + 720  # planned 12 min from now
-    page, pages = landing.render([store], NOW, monotonic=5000.0)
+    page, pages = landing.render([store], NOW, 5000.0)
     assert pages == 1
     assert "1,042 <span class=up>(+42)</span>" in page
     assert "49 <span class=down>(-1)</span>" in page
@@ -105,9 +105,9 @@ def test_counts_show_their_change_and_times_their_exact_value_on_hover() -> None
 
 
 def test_everything_is_escaped() -> None:
-    page, _ = landing.render([fixed_store()], NOW)
+    page, _ = landing.render([fixed_store()], NOW, 0.0)
     assert 'sa_odd"\\\nid' not in page and "Studio &quot;Alex&quot;" in page
-    assert "<script" not in landing.render([_hostile()], NOW)[0]
+    assert "<script" not in landing.render([_hostile()], NOW, 0.0)[0]
 
 
 def _hostile() -> Store:
@@ -125,12 +125,12 @@ def test_ten_thousand_accounts_are_paged_with_a_summary_of_all() -> None:
     for i in range(10_000):
         status = Status.ERROR if i % 1000 == 0 else Status.OK
         store.accounts[f"sa_x_{i}"] = AccountState(f"sa_x_{i}", "x", (), 60.0, status=status)
-    first, pages = landing.render([store], NOW)
+    first, pages = landing.render([store], NOW, 0.0)
     assert pages == 100
     assert first.count("<tr") == landing.PAGE_SIZE + 1  # the header row too
     assert "10 error, 9990 ok" in first
     assert first.index("sa_x_0<") < first.index("sa_x_1<")  # errors first
-    last, _ = landing.render([store], NOW, page=100)
+    last, _ = landing.render([store], NOW, 0.0, page=100)
     assert "Page 100 of 100" in last and 'href="?page=99"' in last
 
 

@@ -551,7 +551,7 @@ async def test_the_landing_page_shows_a_count_s_change_until_the_next_poll() -> 
     async with h.running():
         for _ in range(4):
             await h.clock.advance(61)
-            text, _ = landing.render([h.store], h.clock.wall(), 1, "")
+            text, _ = landing.render([h.store], h.clock.wall(), h.clock.monotonic())
             shown.append("(+12)" in text)
     assert len(h.client.calls) == 4
     assert shown == [False, False, True, False]
