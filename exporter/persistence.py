@@ -134,10 +134,11 @@ _KEPT = ("platform", "status", "account_name", "consecutive_failures", "problem"
          "problem_detail", "last_poll_wall")  # fmt: skip
 
 
-def encode_account(account: AccountState, clock: Clock) -> dict[str, Any]:
-    """What is kept of an account (no counters: they restart at 0, as Prometheus expects)."""
+def encode_account(account: AccountState, wall: float, monotonic: float) -> dict[str, Any]:
+    """What is kept of an account (no counters: they restart at 0, as Prometheus expects),
+    at `wall` (Unix time) and `monotonic` (the same instant by the scheduler's clock)."""
     out: dict[str, Any] = {name: getattr(account, name) for name in _KEPT}
-    out["next_poll_wall"] = account.next_poll_wall(clock.wall(), clock.monotonic())
+    out["next_poll_wall"] = account.next_poll_wall(wall, monotonic)
     for name in ("snapshot", "previous", "health"):
         value = getattr(account, name)
         out[name] = None if value is None else value._asdict()
@@ -285,9 +286,10 @@ class StateSaver:
             yield b', "accounts": {'
             accounts = list(store.accounts.values())
             for start in range(0, len(accounts), ACCOUNTS_PER_SLICE):
+                wall, monotonic = self.clock.wall(), self.clock.monotonic()  # once a slice
                 yield (
                     ", ".join(
-                        f"{json.dumps(a.id)}: {json.dumps(encode_account(a, self.clock))}"
+                        f"{json.dumps(a.id)}: {json.dumps(encode_account(a, wall, monotonic))}"
                         for a in accounts[start : start + ACCOUNTS_PER_SLICE]
                     ).encode()
                     + (b", " if start + ACCOUNTS_PER_SLICE < len(accounts) else b"")
