@@ -113,13 +113,14 @@ _ID_LABEL = "account_id"
 HEADS, _TAILS = 0, 1
 
 
-def _snapshot_changes(before: object, after: bytes | None) -> list[int]:
-    """The snapshot families to re-render when the kept snapshot went from before to after
-    (both packed, see store.pack)."""
+def _snapshot_changes(before: object, after: Snapshot | None) -> list[int]:
+    """The snapshot families to re-render when the kept snapshot went from `before` (packed,
+    see store.pack) to `after` (read through the account, which keeps it for the families
+    re-rendered next)."""
     if not isinstance(before, bytes) or after is None:
         return _FAMILIES_BY_INPUTS[SNAPSHOT]  # none before, none now, or never rendered
-    was, now = unpack(before), unpack(after)
-    return [family for field, family in _FIELD_FAMILIES if was[field] != now[field]]
+    was = unpack(before)
+    return [family for field, family in _FIELD_FAMILIES if was[field] != after[field]]
 
 
 def _meta(account: AccountState) -> tuple[str, str, float, int]:
@@ -191,14 +192,14 @@ class _StoreLines:
         key = (account.platform, account.labels)
         was = self.inputs[row]
         fresh = was is None or was[_KEY] != key  # a new row, or new labels: render it all
-        if was is None or fresh:
+        if was is None or fresh:  # (was is None: for the type checker, fresh says so too)
             was = (*key, *_FRESH)
         meta, tallies = _meta(account), _tallies(account)
-        # Unchanged tallies stay the very objects the row holds (see _keep in scheduler.py).
+        # Unchanged tallies stay the very objects the row holds: compared by identity below.
         tallies = was[_TALLIES] if tallies == was[_TALLIES] else tallies
         changed: list[int] = []
         if account.snapshot_kept is not was[_SNAPSHOT]:
-            changed.extend(_snapshot_changes(was[_SNAPSHOT], account.snapshot_kept))
+            changed.extend(_snapshot_changes(was[_SNAPSHOT], account.snapshot))
         if meta != was[_META]:
             changed.extend(_FAMILIES_BY_INPUTS[STATE])
         if tallies is not was[_TALLIES]:
