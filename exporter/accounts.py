@@ -228,7 +228,7 @@ class AccountSet:
     def learn_platform(self, account: AccountState, platform: str | None) -> None:
         """The API names the account's platform: its floor applies from now on."""
         if platform and platform != account.platform:
-            account.platform = sys.intern(platform)  # a str of a JSON answer
+            account.platform = sys.intern(platform)  # one restored from the state file is a copy
             self._base_interval(account)
             self._count_demand(account)
 
