@@ -17,7 +17,15 @@ import asyncio
 import dataclasses
 import json
 
-from bench.run import FakeServer, FirstRound, bench_config, first_round, free_port, rss_mb
+from bench.run import (
+    FAKE_BURST,
+    FakeServer,
+    FirstRound,
+    bench_config,
+    first_round,
+    free_port,
+    rss_mb,
+)
 from exporter.server import RUNTIME
 
 # Metrics every INTERVAL s and health every HEALTH_INTERVAL s, at most: at 100,000 accounts
@@ -28,7 +36,7 @@ RATE = 4000
 
 
 async def run(accounts: int) -> dict[str, float]:
-    fake = await FakeServer.start(free_port(), RATE, burst=10)
+    fake = await FakeServer.start(free_port(), RATE, burst=FAKE_BURST)
     config = bench_config(fake.base, accounts, RATE, INTERVAL)
     polling = dataclasses.replace(config.polling, health_interval=HEALTH_INTERVAL)
     config = dataclasses.replace(config, polling=polling)
