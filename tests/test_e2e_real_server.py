@@ -15,7 +15,7 @@ from exporter.config import parse_config
 from exporter.outcomes import JITTER
 from exporter.server import create_app
 from tests.fake_unipost import API_KEY, FakeUniPost, Reply, recorded
-from tests.helpers import parse_exposition, series, statuses, value
+from tests.helpers import Samples, parse_exposition, scrape_until, series, statuses, value
 
 RUN_SECONDS = 30.0
 INTERVAL = 2.0
@@ -56,6 +56,12 @@ ACCOUNTS = [
 ]
 
 
+def throttled_errors(samples: Samples) -> float | None:
+    return value(
+        samples, "unipost_api_errors_total", account_id=THROTTLED, code="UPSTREAM_RATE_LIMITED"
+    )
+
+
 async def test_one_throttled_account_starves_nobody_and_absent_counts_stay_absent() -> None:
     async with FakeUniPost(real_server) as fake:
         raw = {
@@ -69,13 +75,24 @@ async def test_one_throttled_account_starves_nobody_and_absent_counts_stay_absen
             loop = asyncio.get_running_loop()
             started = loop.time()
             paces = []
+
+            async def scrape() -> Samples:
+                return parse_exposition(await (await client.get("/metrics")).text())
+
             while loop.time() - started < RUN_SECONDS:
-                samples = parse_exposition(await (await client.get("/metrics")).text())
+                samples = await scrape()
                 paces.append(value(samples, "unipost_exporter_budget_requests_per_minute"))
                 for name, account_id in NEVER:
                     assert value(samples, name, account_id=account_id) is None, (name, account_id)
                 await asyncio.sleep(0.25)
             elapsed = loop.time() - started
+            # The throttled account's last request may still be in flight at the last scrape.
+            # Its next is at least 16 intervals away, so wait for this one to be counted.
+            samples = await scrape_until(
+                scrape,
+                lambda samples: throttled_errors(samples) == fake.requested(THROTTLED),
+                seconds=5,
+            )
             page = await (await client.get("/")).text()
     requests = {account_id: fake.requested(account_id) for account_id in ACCOUNTS}
 
@@ -104,9 +121,7 @@ async def test_one_throttled_account_starves_nobody_and_absent_counts_stay_absen
     }
     errors = {(s["account_id"], s["code"]) for s in series(samples, "unipost_api_errors_total")}
     assert errors == {(THROTTLED, "UPSTREAM_RATE_LIMITED"), ("sa_instagram_edge", "UPSTREAM_ERROR")}
-    assert value(
-        samples, "unipost_api_errors_total", account_id=THROTTLED, code="UPSTREAM_RATE_LIMITED"
-    ) == len(times)
+    assert throttled_errors(samples) == len(times)
     # The slow X call was waited for: one request, a good snapshot, no TIMEOUT.
     assert requests[SLOW_X] == 1
     assert value(samples, "unipost_account_followers", account_id=SLOW_X) == 12480
