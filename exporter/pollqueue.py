@@ -10,16 +10,25 @@ from collections.abc import Mapping
 from exporter.clock import Clock
 from exporter.store import AccountState
 
+# Seconds of due time per bucket: at 1,000 polls a second the soonest one orders ~1,000.
+TICK = 1.0
+
 
 class PollQueue:
-    """A heap of (due, account ID) entries; only an account's latest entry counts.
+    """When each account is next due: only an account's latest plan counts.
 
     Planning an account again replaces its plan, so a plan never has to be found and removed.
     The live plan is the due time in the account's own slot `slot` (None: not planned). An
     entry is stale when its due time differs from it; one that equals it is as good as the
     live entry. At 100,000 accounts a slot takes 8 bytes an account, where a dict of live
-    plans took ~40-80 and a version counter ~60. Entries name the account by its ID, found
-    in `accounts`: a tuple of a float and a str is one the garbage collector stops scanning,
+    plans took ~40-80 and a version counter ~60.
+
+    Plans wait in buckets of account IDs, one bucket per TICK of due time (8 bytes a plan);
+    only the soonest bucket's plans are ordered, in a small heap of (due, account ID) tuples
+    (`_near`, which takes every plan due up to its tick). The accounts come out exactly in
+    heap order, as from one heap of all plans, which took a 56-byte tuple a plan: 11 MB for
+    both queues at 100,000 accounts. Entries name the account by its ID, found in
+    `accounts`: a tuple of a float and a str is one the garbage collector stops scanning,
     where one holding the account would be scanned at every full collection.
     """
 
@@ -36,7 +45,12 @@ class PollQueue:
         self._sleeper = sleeper or self
         self.slot = slot
         self.accounts = accounts
-        self._heap: list[tuple[float, str]] = []
+        # The ordered plans: every one due up to the end of tick `_near_tick`.
+        self._near: list[tuple[float, str]] = []
+        self._near_tick = -math.inf
+        # The other plans: tick -> the IDs planned in it (some stale), and a heap of the ticks.
+        self._buckets: dict[int, list[str]] = {}
+        self._ticks: list[int] = []
         self._woken: asyncio.Future[None] | None = None
         # When the sleeping loop means to look again (-inf: it is not sleeping).
         self._waiting_until = -math.inf
@@ -44,7 +58,15 @@ class PollQueue:
     def plan(self, account: AccountState, due: float) -> None:
         """Poll `account` at `due` (monotonic seconds), replacing any earlier plan."""
         setattr(account, self.slot, due)
-        heapq.heappush(self._heap, (due, account.id))
+        tick = math.floor(due / TICK)
+        if tick <= self._near_tick:
+            heapq.heappush(self._near, (due, account.id))
+        else:
+            bucket = self._buckets.get(tick)
+            if bucket is None:
+                bucket = self._buckets[tick] = []
+                heapq.heappush(self._ticks, tick)
+            bucket.append(account.id)
         if due < self._sleeper._waiting_until:
             self._sleeper.wake()  # only when the loop sleeps past this account's turn
 
@@ -58,10 +80,24 @@ class PollQueue:
 
     def next_due(self) -> float | None:
         """When the most overdue account is due; None when none is planned."""
-        heap = self._heap
-        while heap and self._live(heap[0][1]) != heap[0][0]:
-            heapq.heappop(heap)  # an account removed, or planned again since
-        return heap[0][0] if heap else None
+        near = self._near
+        while True:
+            while near and self._live(near[0][1]) != near[0][0]:
+                heapq.heappop(near)  # an account removed, or planned again since
+            if near:
+                return near[0][0]
+            if not self._ticks:
+                return None
+            self._order(heapq.heappop(self._ticks))
+
+    def _order(self, tick: int) -> None:
+        """Move the live plans of the soonest bucket into the (empty) ordered heap."""
+        self._near_tick = tick
+        for account_id in self._buckets.pop(tick):
+            due = self._live(account_id)
+            if due is not None and math.floor(due / TICK) == tick:
+                self._near.append((due, account_id))
+        heapq.heapify(self._near)
 
     def _live(self, account_id: str) -> float | None:
         account = self.accounts.get(account_id)
@@ -69,7 +105,7 @@ class PollQueue:
 
     def pop(self) -> str:
         """Take the most overdue account (call next_due() first)."""
-        account_id = heapq.heappop(self._heap)[1]
+        account_id = heapq.heappop(self._near)[1]
         setattr(self.accounts[account_id], self.slot, None)
         return account_id
 
