@@ -164,8 +164,10 @@ class FakeServer:
                 await asyncio.sleep(0.1)
         return fake
 
-    async def stats(self) -> dict[str, Any]:
-        async with self.session.get(f"{self.base}/stats") as response:
+    async def stats(self, full: bool = False) -> dict[str, Any]:
+        """The fake's counters; `full`: also its per-account figures (polls, gaps)."""
+        url = f"{self.base}/stats" + ("?full=1" if full else "")
+        async with self.session.get(url) as response:
             result: dict[str, Any] = await response.json()
             return result
 
@@ -426,7 +428,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     await save_state(out, app, fake.base, monitor)
     out["rss_mb_after_scrapes"] = rss_mb()
     record.figures(out, config_rate(config))
-    final = await fake.stats()
+    final = await fake.stats(full=True)
     out["refused_429"] = final["refused"]
     out["polls_per_account_min"] = final["min_polls"]
     # Each account's time between polls, as the fake saw it, against the plan: its interval
