@@ -50,10 +50,12 @@ class Family:
     inputs: str
     samples: Samples
     field: str = ""
+    # Its own label beside the account's (field, status, code...); "": none, one sample.
+    label: str = ""
 
 
-def _gauge(name: str, help_text: str, inputs: str, samples: Samples) -> Family:
-    return Family(name, name, "gauge", f"{help_text} {_FROM_POLLS}", inputs, samples)
+def _gauge(name: str, help_text: str, inputs: str, samples: Samples, label: str = "") -> Family:
+    return Family(name, name, "gauge", f"{help_text} {_FROM_POLLS}", inputs, samples, label=label)
 
 
 def _from_snapshot(
@@ -61,11 +63,18 @@ def _from_snapshot(
 ) -> Family:
     """A gauge of one field of the last good snapshot."""
     help_text = f"{help_text} {_FROM_POLLS}"
-    return Family(name, name, "gauge", help_text, SNAPSHOT, samples(field), field)
+    label = "field" if samples is _by_field else ""
+    return Family(name, name, "gauge", help_text, SNAPSHOT, samples(field), field, label)
 
 
-def _counter(name: str, help_text: str, samples: Samples) -> Family:
-    return Family(name, f"{name}_total", "counter", f"{help_text} {_FROM_POLLS}", TALLIES, samples)
+def _counter(
+    name: str, help_text: str, label: str, read: Callable[[AccountState], dict[str, int]]
+) -> Family:
+    """A counter of one of the account's failure tallies, by `label`."""
+    help_text = f"{help_text} {_FROM_POLLS}"
+    return Family(
+        name, f"{name}_total", "counter", help_text, TALLIES, _tally(label, read), label=label
+    )
 
 
 def _value_of(
@@ -176,13 +185,18 @@ ACCOUNT_FAMILIES: tuple[Family, ...] = (
         _count,
     ),
     _gauge(
-        "unipost_account_status", _status_help(), STATE, _labelled("status", lambda a: a.status)
+        "unipost_account_status",
+        _status_help(),
+        STATE,
+        _labelled("status", lambda a: a.status),
+        "status",
     ),
     _gauge(
         "unipost_account_info",
         "Always 1; the account's name as a label.",
         STATE,
         _labelled("account_name", lambda a: a.account_name),
+        "account_name",
     ),
     _gauge(
         "unipost_account_poll_interval_seconds",
@@ -203,6 +217,7 @@ ACCOUNT_FAMILIES: tuple[Family, ...] = (
         "ok, degraded (a recent post failed) or disconnected; absent until first read.",
         HEALTH,
         _health_status,
+        "status",
     ),
     _gauge(
         "unipost_account_token_expiry_timestamp_seconds",
@@ -224,18 +239,21 @@ ACCOUNT_FAMILIES: tuple[Family, ...] = (
         "its category code; the platform's message is on the landing page, never a label.",
         HEALTH,
         _last_post_error,
+        "code",
     ),
     _counter(
         "unipost_upstream_failures",
         "Zero-filled snapshots received (the platform call failed), by the platform's "
         "HTTP status; none of them became data.",
-        _tally("upstream_status", lambda a: a.upstream_failures),
+        "upstream_status",
+        lambda a: a.upstream_failures,
     ),
     _counter(
         "unipost_api_errors",
         "Failed requests for this account, by UniPost error.code, or TIMEOUT, "
         "CONNECTION_ERROR, INVALID_RESPONSE.",
-        _tally("code", lambda a: a.api_errors),
+        "code",
+        lambda a: a.api_errors,
     ),
 )
 

@@ -105,12 +105,18 @@ _SHARED_TAILS = frozenset(
 # Label sets whose labels after account_id are kept worked out (then the table starts over).
 _AFTERS_MAX = 4096
 # What a row's lines were last rendered from: these are compared with the account's own.
-# One flat tuple: (platform, labels), snapshot, tallies, health, then the state (_meta).
+# _WIDTH values a row: (platform, labels), snapshot, tallies, health, then the state (_meta).
 _KEY, _SNAPSHOT, _TALLIES, _HEALTH, _META = slice(0, 2), 2, 3, 4, slice(5, 9)
+_WIDTH = 9
+_GONE_ROW = (None,) * _WIDTH  # a row whose account left (no platform is None)
 _PREFIXES = [(family.sample + "{").encode() for family in ACCOUNT_FAMILIES]
 _NO_TALLIES: tuple[tuple[tuple[str, int], ...], ...] = ((), ())
 _ID_LABEL = "account_id"
-HEADS, _TAILS = 0, 1
+# A row's two heads: its labels up to account_id, and all its labels (for the families that
+# have no label of their own); then one column of tails per family.
+HEADS, _WHOLE_HEADS, _TAILS = 0, 1, 2
+# Which head each family's lines start with.
+_HEAD_OF = [_WHOLE_HEADS if not family.label else HEADS for family in ACCOUNT_FAMILIES]
 
 
 def _snapshot_changes(before: object, after: Snapshot | None) -> list[int]:
@@ -157,8 +163,11 @@ class _StoreLines:
     labels up to and including account_id, which sort before every family's own label. A
     row keeps the head once, and per family the *tail*: the rest of the account's lines
     (b"" when it has none). A scrape joins name, head and tail per line, a column at a time.
+    A family with no label of its own starts its one line with the row's *whole head*
+    instead, every label of the account: its tail is just `} value`, where the labels after
+    account_id (platform, workspace...) in each of six tails took more than a second head.
     Tails that repeat across accounts are shared (_SHARED_TAILS). At 100,000 accounts this
-    takes ~0.8 KB an account, against ~1.6 KB for a bytes object per family and account.
+    takes ~0.7 KB an account, against ~1.6 KB for a bytes object per family and account.
 
     A scrape reads the columns in place (`read()`), as they were when it began: while one
     reads, changes to existing rows wait in `_pending` and are written when the last reader
@@ -169,11 +178,13 @@ class _StoreLines:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.rows: dict[str, int] = {}  # account id -> its row
-        self.inputs: list[tuple[Any, ...] | None] = []  # None: a row whose account left
-        # The heads, then each family's tails (HEADS, then _TAILS + family index).
+        # Each row's inputs, _WIDTH values a row in one flat list: a tuple a row took 48
+        # bytes more at 100,000 accounts.
+        self.inputs: list[Any] = []
+        # The heads and whole heads, then each family's tails (_TAILS + family index).
         self.columns: list[list[bytes]] = [[] for _ in range(_TAILS + len(ACCOUNT_FAMILIES))]
         self._shared = heap.Shared[bytes]()
-        self._afters: dict[Any, tuple[list[tuple[str, str]], str]] = {}
+        self._afters: dict[Any, list[tuple[str, str]]] = {}
         self._gone = 0
         self._readers = 0
         self._pending: dict[tuple[int, int], bytes] = {}  # (column, row) -> value
@@ -185,15 +196,17 @@ class _StoreLines:
         """Re-render the families whose inputs changed for this account."""
         row = self.rows.get(account.id)
         if row is None:
-            row = self.rows[account.id] = len(self.inputs)
-            self.inputs.append(None)
+            row = self.rows[account.id] = len(self.inputs) // _WIDTH
+            self.inputs.extend(_GONE_ROW)
             for column in self.columns:
                 column.append(b"")  # past the rows a reader reads
         key = (account.platform, account.labels)
-        was = self.inputs[row]
-        fresh = was is None or was[_KEY] != key  # a new row, or new labels: render it all
-        if was is None or fresh:  # (was is None: for the type checker, fresh says so too)
-            was = (*key, *_FRESH)
+        start = row * _WIDTH
+        was = tuple(self.inputs[start : start + _WIDTH])
+        if was[_KEY] != key:  # a new row, or new labels: render it all
+            fresh, was = True, (*key, *_FRESH)
+        else:
+            fresh = False
         meta, tallies = _meta(account), _tallies(account)
         # Unchanged tallies stay the very objects the row holds: compared by identity below.
         tallies = was[_TALLIES] if tallies == was[_TALLIES] else tallies
@@ -212,49 +225,52 @@ class _StoreLines:
             pairs = sorted(account_labels(account).items())
             cut = [name for name, _ in pairs].index(_ID_LABEL) + 1
             self._write(HEADS, row, _labels(pairs[:cut]).encode())
+            self._write(_WHOLE_HEADS, row, _labels(pairs).encode())
         after = self._after_of(account, key)
         for index in changed:
             self._write(_TAILS + index, row, self._tail(index, account, row, after))
-        self.inputs[row] = (*key, account.snapshot_kept, tallies, account.health_kept, *meta)
+        self.inputs[start : start + _WIDTH] = (
+            *key, account.snapshot_kept, tallies, account.health_kept, *meta
+        )  # fmt: skip
 
     def _after_of(
         self, account: AccountState, key: tuple[str, tuple[tuple[str, str], ...]]
-    ) -> tuple[list[tuple[str, str]], str]:
+    ) -> list[tuple[str, str]]:
         """The account's labels that sort after account_id, as every family's own label does
-        (field, status, code...), and their text: the same for every account of a platform
-        and label set, so they are worked out once per key, not per poll."""
+        (field, status, code...): the same for every account of a platform and label set,
+        so they are worked out once per key, not per poll."""
         known = self._afters.get(key)
         if known is None:
             if len(self._afters) >= _AFTERS_MAX:
                 self._afters.clear()
             labels = sorted(account_labels(account).items())
-            after = [pair for pair in labels if pair[0] > _ID_LABEL]
-            known = self._afters[key] = (after, _after(after) + "} ")
+            known = self._afters[key] = [pair for pair in labels if pair[0] > _ID_LABEL]
         return known
 
-    def _tail(
-        self, index: int, account: AccountState, row: int, after: tuple[list[Any], str]
-    ) -> bytes:
+    def _tail(self, index: int, account: AccountState, row: int, after: list[Any]) -> bytes:
         """The family's lines for this account, less its name and head on the first line."""
         family = ACCOUNT_FAMILIES[index]
-        pairs, rest = after
-        lines = [
-            ((_after((*pairs, extra)) + "} ") if extra else rest) + _go_float(value) + "\n"
-            for extra, value in family.samples(account)
-        ]
-        if len(lines) > 1:  # the later lines whole: name and head, then the same as the first
-            head = self._pending.get((HEADS, row), self.columns[HEADS][row]).decode()
-            text = (family.sample + "{" + head).join(lines).encode()
+        if not family.label:  # one line at most, after the whole head
+            text = "".join(f"}} {_go_float(value)}\n" for _, value in family.samples(account))
         else:
-            text = "".join(lines).encode()
-        return self._shared(text) if index in _SHARED_TAILS else text
+            lines = [
+                _after([*after, extra] if extra else after) + "} " + _go_float(value) + "\n"
+                for extra, value in family.samples(account)
+            ]
+            if len(lines) > 1:  # the later lines whole: name and head, then as the first
+                head = self._pending.get((HEADS, row), self.columns[HEADS][row]).decode()
+                text = (family.sample + "{" + head).join(lines)
+            else:
+                text = "".join(lines)
+        encoded = text.encode()
+        return self._shared(encoded) if index in _SHARED_TAILS else encoded
 
     def account_removed(self, account_id: str) -> None:
         """Forget an account: its series disappear from the next scrape."""
         row = self.rows.pop(account_id, None)
         if row is None:
             return
-        self.inputs[row] = None
+        self.inputs[row * _WIDTH : (row + 1) * _WIDTH] = _GONE_ROW
         for column in range(len(self.columns)):
             self._write(column, row, b"")
         self._gone += 1
@@ -269,7 +285,7 @@ class _StoreLines:
     def read(self) -> tuple[list[list[bytes]], int]:
         """The columns and how many rows to read, unchanged until `done()`."""
         self._readers += 1
-        return self.columns, len(self.inputs)
+        return self.columns, len(self.inputs) // _WIDTH
 
     def done(self) -> None:
         """A reader is done: write what waited for it."""
@@ -284,10 +300,11 @@ class _StoreLines:
     def _compact(self) -> None:
         """Once half the rows are of accounts that left, drop those, keeping the others'
         order (not while a scrape reads them)."""
-        if self._gone <= len(self.inputs) // 2 or self._readers:
+        if self._gone <= len(self.inputs) // _WIDTH // 2 or self._readers:
             return
         kept = list(self.rows.values())
-        self.inputs = [self.inputs[row] for row in kept]
+        inputs = self.inputs
+        self.inputs = [value for row in kept for value in inputs[row * _WIDTH : (row + 1) * _WIDTH]]
         self.columns = [[column[row] for row in kept] for column in self.columns]
         self.rows = {account_id: row for row, account_id in enumerate(self.rows)}
         self._gone = 0
@@ -351,7 +368,7 @@ class FastExposition:
                 yield header
                 name = _PREFIXES[index]
                 for columns, rows in cuts:
-                    heads, column = columns[HEADS], columns[_TAILS + index]
+                    heads, column = columns[_HEAD_OF[index]], columns[_TAILS + index]
                     for start in range(0, rows, ROWS_PER_CHUNK):
                         end = min(start + ROWS_PER_CHUNK, rows)
                         yield _join(name, heads[start:end], column[start:end])
