@@ -310,17 +310,16 @@ def config_rate(config: Config) -> float:
 async def steady(
     out: dict[str, Any], args: argparse.Namespace, fake: FakeServer, app: web.Application
 ) -> None:
-    """Polling without scrapes: CPU per request, budget use, cadence, the fake's own load."""
+    """Polling without scrapes: budget use, cadence, the fake's own load."""
     n, rate = args.accounts, args.rate
-    before, cpu0, wall0 = await fake.stats(), time.process_time(), time.perf_counter()
+    before, wall0 = await fake.stats(), time.perf_counter()
     await asyncio.sleep(args.seconds)
-    after, cpu1, wall1 = await fake.stats(), time.process_time(), time.perf_counter()
+    after, wall1 = await fake.stats(), time.perf_counter()
     wall = wall1 - wall0
     polls = (after["requests"] - after["refused"]) - (before["requests"] - before["refused"])
     health = after["health_reads"] - before["health_reads"]
     out["polls_per_s"] = polls / wall
     out["health_per_s"] = health / wall
-    out["cpu_per_poll_ms"] = (cpu1 - cpu0) / max(polls + health, 1) * 1000
     out["budget_use"] = (polls + health) / wall / rate
     # The plans: every account once per stretched interval (metrics), and once per stretched
     # health interval (health reads). The cadence without health reads is gap_plan_no_health_s.
@@ -332,6 +331,17 @@ async def steady(
     fake_cpu = after["cpu_seconds"] - before["cpu_seconds"]
     out["fake_cpu_share"] = fake_cpu / wall
     out["fake_cpu_per_request_ms"] = fake_cpu / max(polls + health, 1) * 1000
+
+
+async def cpu_per_request(out: dict[str, Any], args: argparse.Namespace, fake: FakeServer) -> None:
+    """The exporter's CPU per request (metrics polls and health reads), polling without
+    scrapes for args.seconds."""
+    before, cpu0 = await fake.stats(), time.process_time()
+    await asyncio.sleep(args.seconds)
+    after, cpu1 = await fake.stats(), time.process_time()
+    requests = sum(after[k] - before[k] for k in ("requests", "health_reads"))
+    requests -= after["refused"] - before["refused"]
+    out["cpu_per_poll_ms"] = (cpu1 - cpu0) / max(requests, 1) * 1000
 
 
 def app_health_interval(app: web.Application) -> float:
@@ -427,7 +437,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     await scrapes(out, args, exporter_port, monitor, gcw)
     await save_state(out, app, fake.base, monitor)
     out["rss_mb_after_scrapes"] = rss_mb()
-    record.figures(out, config_rate(config))
     final = await fake.stats(full=True)
     out["refused_429"] = final["refused"]
     out["polls_per_account_min"] = final["min_polls"]
@@ -439,12 +448,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     out["gap_plan_no_health_s"] = args.interval * max(1.0, n / args.interval / rate)
     out["polls_per_account_max"] = final["max_polls"]
     await monitor.stop()
+    # CPU per request last, then at once the naive poller on the same core: the two windows
+    # are seconds apart, not minutes, so the machine's drift (the naive figure alone has
+    # varied 0.32-0.43 ms between runs) shifts both alike.
+    await cpu_per_request(out, args, fake)
     await runner.cleanup()
+    await naive(out, args, fake.base)
+    record.figures(out, config_rate(config))
     # Stopping released the heap (heap.release); the baselines run as the exporter's scrapes
     # did, with the long-lived heap out of the garbage collector's scans.
     heap.settle()
     await baselines(out, app, repeat=1 if n >= 50_000 else 3)
-    await naive(out, args, fake.base)
     await fake.stop()
     return out
 
