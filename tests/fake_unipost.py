@@ -22,7 +22,6 @@ import socket
 import statistics
 import time
 from array import array
-from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -354,8 +353,11 @@ class FakeUniPost:
         self.health_reads = 0
         # Each account's time between two polls it answered: the cadence the exporter keeps.
         self.gaps = array("d")
-        self._last_poll: dict[str, float] = {}
-        self.polls: Counter[str] = Counter()
+        # Each account's polls and the time of its last, by its index in `_index`: one dict,
+        # whose table doubling at ~87,000 accounts holds the loop ~3 ms (two dicts took ~6).
+        self._index: dict[str, int] = {}
+        self._polls = array("l")
+        self._last_poll = array("d")
         self.huge_sends: list[int] = []  # bytes each 50 MB answer got out before a hang-up
         self.port = free_port()
         self._runner: web.AppRunner | None = None
@@ -448,13 +450,12 @@ class FakeUniPost:
             "refused": self.limit.refused if self.limit else 0,
             # The fake's own CPU, so a benchmark can show it is not the bottleneck.
             "cpu_seconds": time.process_time(),
-            "accounts": len(self.polls),
+            "accounts": len(self._index),
             "gaps": len(self.gaps),
         }
         if request.query.get("full"):
-            counts = list(self.polls.values())
-            stats["min_polls"] = min(counts, default=0)
-            stats["max_polls"] = max(counts, default=0)
+            stats["min_polls"] = min(self._polls, default=0)
+            stats["max_polls"] = max(self._polls, default=0)
             stats["gap_median"] = statistics.median(self.gaps) if self.gaps else None
         return web.json_response(stats)
 
@@ -486,11 +487,14 @@ class FakeUniPost:
         if limited and self.limit is not None and not self.limit.take():
             return rate_limited("1")
         if limited:
-            self.polls[account_id] += 1
-            last = self._last_poll.get(account_id)
-            if last is not None:
-                self.gaps.append(seen.time - last)
-            self._last_poll[account_id] = seen.time
+            index = self._index.setdefault(account_id, len(self._index))
+            if index == len(self._polls):  # its first poll
+                self._polls.append(1)
+                self._last_poll.append(seen.time)
+            else:
+                self._polls[index] += 1
+                self.gaps.append(seen.time - self._last_poll[index])
+                self._last_poll[index] = seen.time
         return None
 
     def _listing(self) -> Reply:
