@@ -86,13 +86,16 @@ async def test_one_throttled_account_starves_nobody_and_absent_counts_stay_absen
                     assert value(samples, name, account_id=account_id) is None, (name, account_id)
                 await asyncio.sleep(0.25)
             elapsed = loop.time() - started
-            # The throttled account's last request may still be in flight at the last scrape.
-            # Its next is at least 16 intervals away, so wait for this one to be counted.
-            samples = await scrape_until(
-                scrape,
-                lambda samples: throttled_errors(samples) == fake.requested(THROTTLED),
-                seconds=5,
-            )
+            # The throttled account's requests as of the last scrape: one the fake had seen may
+            # still be in flight then (its 4th lands near the run's end), so scrape until the
+            # exporter has counted every request the fake saw before that scrape returned.
+            times: list[float] = []
+
+            def counted(samples: Samples) -> bool:
+                times[:] = fake.request_times(THROTTLED)
+                return throttled_errors(samples) == len(times)
+
+            samples = await scrape_until(scrape, counted, seconds=5)
             page = await (await client.get("/")).text()
     requests = {account_id: fake.requested(account_id) for account_id in ACCOUNTS}
 
@@ -104,7 +107,6 @@ async def test_one_throttled_account_starves_nobody_and_absent_counts_stay_absen
     # The workspace's pace never dropped.
     assert set(paces) == {600.0}, paces
     # The throttled TikTok account backed off exponentially from its interval: 2x, 4x, 8x.
-    times = fake.request_times(THROTTLED)
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert 2 <= len(times) <= 5, times
     for step, gap in enumerate(gaps, start=1):
