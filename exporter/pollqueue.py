@@ -14,6 +14,11 @@ from exporter.store import AccountState
 TICK = 1.0
 
 
+def _tick(due: float) -> int:
+    """The bucket a plan due at `due` waits in."""
+    return math.floor(due / TICK)
+
+
 class PollQueue:
     """When each account is next due: only an account's latest plan counts.
 
@@ -58,7 +63,7 @@ class PollQueue:
     def plan(self, account: AccountState, due: float) -> None:
         """Poll `account` at `due` (monotonic seconds), replacing any earlier plan."""
         setattr(account, self.slot, due)
-        tick = math.floor(due / TICK)
+        tick = _tick(due)
         if tick <= self._near_tick:
             heapq.heappush(self._near, (due, account.id))
         else:
@@ -95,7 +100,7 @@ class PollQueue:
         self._near_tick = tick
         for account_id in self._buckets.pop(tick):
             due = self._live(account_id)
-            if due is not None and math.floor(due / TICK) == tick:
+            if due is not None and _tick(due) == tick:
                 self._near.append((due, account_id))
         heapq.heapify(self._near)
 
