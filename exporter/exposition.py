@@ -203,10 +203,9 @@ class _StoreLines:
         key = (account.platform, account.labels)
         start = row * _WIDTH
         was = tuple(self.inputs[start : start + _WIDTH])
-        if was[_KEY] != key:  # a new row, or new labels: render it all
-            fresh, was = True, (*key, *_FRESH)
-        else:
-            fresh = False
+        fresh = was[_KEY] != key  # a new row, or new labels: render it all
+        if fresh:
+            was = (*key, *_FRESH)
         meta, tallies = _meta(account), _tallies(account)
         # Unchanged tallies stay the very objects the row holds: compared by identity below.
         tallies = was[_TALLIES] if tallies == was[_TALLIES] else tallies
