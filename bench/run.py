@@ -316,8 +316,7 @@ async def steady(
     await asyncio.sleep(args.seconds)
     after, wall1 = await fake.stats(), time.perf_counter()
     wall = wall1 - wall0
-    polls = (after["requests"] - after["refused"]) - (before["requests"] - before["refused"])
-    health = after["health_reads"] - before["health_reads"]
+    polls, health = answered(before, after)
     out["polls_per_s"] = polls / wall
     out["health_per_s"] = health / wall
     out["budget_use"] = (polls + health) / wall / rate
@@ -339,9 +338,14 @@ async def cpu_per_request(out: dict[str, Any], args: argparse.Namespace, fake: F
     before, cpu0 = await fake.stats(), time.process_time()
     await asyncio.sleep(args.seconds)
     after, cpu1 = await fake.stats(), time.process_time()
-    requests = sum(after[k] - before[k] for k in ("requests", "health_reads"))
-    requests -= after["refused"] - before["refused"]
-    out["cpu_per_poll_ms"] = (cpu1 - cpu0) / max(requests, 1) * 1000
+    out["cpu_per_poll_ms"] = (cpu1 - cpu0) / max(sum(answered(before, after)), 1) * 1000
+
+
+def answered(before: dict[str, Any], after: dict[str, Any]) -> tuple[int, int]:
+    """The metrics polls the fake answered (refusals not counted) and the health reads it
+    served between two readings of its /stats."""
+    polls = (after["requests"] - after["refused"]) - (before["requests"] - before["refused"])
+    return polls, after["health_reads"] - before["health_reads"]
 
 
 def app_health_interval(app: web.Application) -> float:
