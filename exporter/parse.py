@@ -146,30 +146,27 @@ def classify_error(status: int, body: bytes) -> ApiError:
 
 def parse_snapshot(payload: Any) -> Snapshot | UpstreamFailure:
     """Parse a 200 body: a good snapshot, or a zero-filled failure; raise InvalidResponse."""
-    if not isinstance(payload, dict) or not isinstance(payload.get("data"), dict):
+    data = payload.get("data") if isinstance(payload, dict) else None
+    if not isinstance(data, dict):
         raise InvalidResponse('not the {"data": {...}} envelope')
-    data = payload["data"]
     specific = data.get("platform_specific")
     if specific is not None and not isinstance(specific, dict):
         raise InvalidResponse("platform_specific is not an object")
     platform = _platform(data.get("platform"))
     if specific and "upstream_status" in specific:
         return UpstreamFailure(platform, _upstream_status_label(specific["upstream_status"]))
-    specific = specific or {}
-    counts: dict[str, float | None] = {name: _count(data, name) for name in _COUNT_FIELDS}
-    unavailable = unavailable_counts(platform, specific)
-    for name, _ in unavailable:
-        counts[name] = None
-    return Snapshot(
-        platform=platform,
-        followers=counts["follower_count"],
-        following=counts["following_count"],
-        posts=counts["post_count"],
-        platform_values=_platform_values(specific),
-        fetched_at=_timestamp(data.get("fetched_at")),
-        platform_flags=_platform_flags(specific),
-        unavailable=tuple((_COUNT_NAMES[name], reason) for name, reason in unavailable),
-    )
+    counts: list[float | None] = [_count(data, name) for name in _COUNT_FIELDS]
+    fetched_at = _timestamp(data.get("fetched_at"))
+    values, flags = _platform_numbers(specific) if specific else ((), ())
+    unavailable: tuple[tuple[str, str], ...] = ()
+    # Most answers have every count: their platform fills them all, and no mark says not.
+    if platform in NEVER_FILLED or (specific and not _MARKS.isdisjoint(specific)):
+        missing = unavailable_counts(platform, specific or {})
+        for name, _ in missing:
+            counts[_COUNT_FIELDS.index(name)] = None
+        unavailable = tuple((_COUNT_NAMES[name], why) for name, why in missing)
+    followers, following, posts = counts
+    return Snapshot(platform, followers, following, posts, values, fetched_at, flags, unavailable)
 
 
 # Counts UniPost's platform adapters never fill: they come back as 0, which is not data.
@@ -196,6 +193,10 @@ def unavailable_counts(platform: str | None, specific: Mapping[str, Any]) -> lis
         if specific.get(f"{name}_supported") is False:
             missing.setdefault(name, f"not provided ({name}_supported: false)")
     return [(name, missing[name]) for name in _COUNT_FIELDS if name in missing]
+
+
+# The platform_specific keys that can make unavailable_counts() name a count.
+_MARKS = frozenset(["hidden_subscriber_count", *(f"{name}_supported" for name in _COUNT_FIELDS)])
 
 
 class Health(NamedTuple):
@@ -334,6 +335,18 @@ class RateLimitHeaders:
         return self.server_time if self.server_time is not None else local_wall
 
 
+RATELIMIT_HEADERS = (
+    "X-UniPost-RateLimit-Limit",
+    "X-UniPost-RateLimit-Remaining",
+    "X-UniPost-RateLimit-Reset",
+)
+
+
+def has_ratelimit_headers(headers: Mapping[str, str]) -> bool:
+    """Whether the answer carries any of the workspace limiter's headers."""
+    return any(name in headers for name in RATELIMIT_HEADERS)
+
+
 def parse_ratelimit_headers(headers: Mapping[str, str]) -> RateLimitHeaders:
     """Read `X-UniPost-RateLimit-*` and `Date`, ignoring absent or malformed values."""
     return RateLimitHeaders(
@@ -398,9 +411,22 @@ def _error_envelope(body: bytes) -> tuple[str | None, str]:
 
 def _platform(value: Any) -> str | None:
     """A usable, normalized platform name, or None."""
-    if isinstance(value, str) and _PLATFORM.match(value.lower()):
-        return sys.intern(value.lower())  # one copy, not one per account
-    return None
+    if not isinstance(value, str):
+        return None
+    known = _PLATFORMS.get(value)
+    if known is not None:
+        return known
+    if not _PLATFORM.match(value.lower()):
+        return None
+    name = sys.intern(value.lower())  # one copy, not one per account
+    if len(_PLATFORMS) < _PLATFORMS_MAX:
+        _PLATFORMS[value] = name
+    return name
+
+
+# The platform names seen, as sent -> as normalized: a poll looks its name up, not checks it.
+_PLATFORMS: dict[str, str] = {}
+_PLATFORMS_MAX = 64
 
 
 def _kind_by_status(status: int) -> ErrorKind:
@@ -426,9 +452,11 @@ def _upstream_status_label(value: Any) -> str:
 
 
 def _count(data: dict[str, Any], name: str) -> float:
-    if name not in data:
+    value = data.get(name, _MISSING)
+    if type(value) is int and 0 <= value <= MAX_COUNT:
+        return float(value)  # the common case, checked in one step
+    if value is _MISSING:
         raise InvalidResponse(f"{name} is missing")
-    value = data[name]
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidResponse(f"{name} is not a number")
     if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
@@ -440,10 +468,20 @@ def _count(data: dict[str, Any], name: str) -> float:
     return float(value)
 
 
-def _platform_values(specific: dict[str, Any]) -> tuple[tuple[str, float], ...]:
-    values = []
+_MISSING = object()
+
+
+def _platform_numbers(
+    specific: dict[str, Any],
+) -> tuple[tuple[tuple[str, float], ...], tuple[tuple[str, float], ...]]:
+    """platform_specific's numbers and its booleans (as 0 or 1), each sorted by key, in one
+    pass; anything else (text, lists, a number too large for a float) is left out."""
+    values, flags = [], []
     for key, value in specific.items():
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if type(value) is bool:
+            flags.append((sys.intern(str(key)), float(value)))
+            continue
+        if not isinstance(value, int | float):
             continue
         try:
             number = float(value)
@@ -451,16 +489,9 @@ def _platform_values(specific: dict[str, Any]) -> tuple[tuple[str, float], ...]:
             continue
         if math.isfinite(number):
             values.append((sys.intern(str(key)), number))
-    return tuple(sorted(values))
-
-
-def _platform_flags(specific: dict[str, Any]) -> tuple[tuple[str, float], ...]:
-    return tuple(
-        sorted(
-            (sys.intern(str(key)), float(value))
-            for key, value in specific.items()
-            if type(value) is bool
-        )
+    return (
+        tuple(sorted(values)) if len(values) > 1 else tuple(values),
+        tuple(sorted(flags)) if len(flags) > 1 else tuple(flags),
     )
 
 
