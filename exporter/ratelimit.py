@@ -23,6 +23,7 @@ from exporter.parse import (
     ApiError,
     ErrorKind,
     RateLimitHeaders,
+    has_ratelimit_headers,
     parse_ratelimit_headers,
     parse_retry_after,
 )
@@ -118,11 +119,17 @@ class Budget:
         """Learn the workspace limiter's state from an answer and what it meant."""
         if raw.status is None:
             return
-        headers = parse_ratelimit_headers(raw.headers)
-        self._store.api.record_ratelimit(headers)
         # Only UniPost's own limiter speaks for the workspace: a platform's 429 about one
         # account (UPSTREAM_RATE_LIMITED) must not pause or slow every other account.
         refused = isinstance(outcome, ApiError) and outcome.kind is ErrorKind.RATE_LIMITED
+        if not refused and not has_ratelimit_headers(raw.headers):
+            # The common answer: the real server's metrics, health and accounts routes send
+            # no limiter headers. Nothing to record and no Date to read, only the pace to
+            # let climb back (~4 us less a poll than reading every header).
+            self._recover()
+            return
+        headers = parse_ratelimit_headers(raw.headers)
+        self._store.api.record_ratelimit(headers)
         retry_after = None
         if refused:
             # An HTTP-date Retry-After is read against the server's Date, not our clock.
@@ -154,11 +161,16 @@ class Budget:
         if refill is not None:
             self.rate = max(self.min_rate, min(self.rate, refill))
         else:
-            # Multiplicative, plus a small constant so a pace near the floor recovers in
-            # minutes rather than hours.
+            self._recover()
+
+    def _recover(self) -> None:
+        """An answer that was not a refusal: the pace climbs back toward the configured one,
+        multiplicatively, plus a small constant so a pace near the floor recovers in minutes
+        rather than hours."""
+        if self._rate < self.configured_rate:
             self.rate = min(
                 self.configured_rate,
-                self.rate * INCREASE_FACTOR + self.configured_rate * INCREASE_STEP,
+                self._rate * INCREASE_FACTOR + self.configured_rate * INCREASE_STEP,
             )
 
     def _refill_rate_if_low(self, headers: RateLimitHeaders) -> float | None:
