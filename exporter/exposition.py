@@ -250,7 +250,8 @@ class _StoreLines:
         """The family's lines for this account, less its name and head on the first line."""
         family = ACCOUNT_FAMILIES[index]
         if not family.label:  # one line at most, after the whole head
-            text = "".join(f"}} {_go_float(value)}\n" for _, value in family.samples(account))
+            samples = family.samples(account)
+            text = f"}} {_go_float(samples[0][1])}\n" if samples else ""
         else:
             lines = [
                 _after([*after, extra] if extra else after) + "} " + _go_float(value) + "\n"
