@@ -16,6 +16,7 @@ import asyncio
 import bisect
 import gc
 import json
+import math
 import os
 import platform
 import socket
@@ -217,6 +218,9 @@ class GcWatch:
         pauses, self.pauses = self.pauses, []
         return pauses
 
+    def stop(self) -> None:
+        gc.callbacks.remove(self._callback)
+
 
 def replay(times: Sequence[float], rate: float, burst: float) -> int:
     """How many of these requests an exact token bucket (the fake's) would refuse."""
@@ -332,13 +336,41 @@ async def steady(
     out["fake_cpu_per_request_ms"] = fake_cpu / max(polls + health, 1) * 1000
 
 
-async def cpu_per_request(out: dict[str, Any], args: argparse.Namespace, fake: FakeServer) -> None:
-    """The exporter's CPU per request (metrics polls and health reads), polling without
-    scrapes for args.seconds."""
-    before, cpu0 = await fake.stats(), time.process_time()
-    await asyncio.sleep(args.seconds)
-    after, cpu1 = await fake.stats(), time.process_time()
-    out["cpu_per_poll_ms"] = (cpu1 - cpu0) / max(sum(answered(before, after)), 1) * 1000
+async def cpu_per_request(
+    out: dict[str, Any], args: argparse.Namespace, fake: FakeServer, app: web.Application
+) -> None:
+    """The exporter's CPU per request (metrics polls and health reads) and the naive paced
+    poller's, in turns on the same core: NAIVE_RUNS windows of the exporter polling without
+    scrapes, args.seconds in all, each followed by a naive poller in a fresh process while
+    the exporter waits.
+
+    In turns, because this VM has slow phases: back to back, 5 s windows of one process
+    varied up to 20%, so windows minutes or even seconds apart compared the phases, not the
+    code. The exporter waits the way it waits for a refusal's Retry-After: its budget is
+    blocked, so its loop sleeps on one timer; afterwards the budget paces it from then on,
+    with no burst.
+    """
+    schedulers = app[RUNTIME].schedulers()
+    seconds = args.seconds / NAIVE_RUNS
+    cpu = requests = 0.0
+    runs = []
+    for _ in range(NAIVE_RUNS):
+        await asyncio.sleep(0.5)  # back to its pace
+        before, cpu0 = await fake.stats(), time.process_time()
+        await asyncio.sleep(seconds)
+        after, cpu1 = await fake.stats(), time.process_time()
+        cpu, requests = cpu + cpu1 - cpu0, requests + sum(answered(before, after))
+        for scheduler in schedulers:  # until the naive poller is done, at the latest
+            scheduler.budget.blocked_until = scheduler.clock.monotonic() + seconds + 30
+        await asyncio.sleep(0.2)  # the polls in flight land
+        runs.append(await naive_process(args, fake.base, seconds))
+        for scheduler in schedulers:
+            scheduler.budget.blocked_until = -math.inf
+            scheduler.queue.wake()
+    out["cpu_per_poll_ms"] = cpu / max(requests, 1) * 1000
+    for key in ("naive_paced_cpu_per_poll_ms", "naive_cpu_per_poll_ms"):
+        out[key] = statistics.median(run[key] for run in runs)
+    out["naive_paced_runs_ms"] = [run["naive_paced_cpu_per_poll_ms"] for run in runs]
 
 
 def answered(before: dict[str, Any], after: dict[str, Any]) -> tuple[int, int]:
@@ -402,27 +434,23 @@ async def baselines(out: dict[str, Any], app: web.Application, repeat: int) -> N
     )
 
 
-# Fresh processes of the naive pollers per size: the same code varied 0.36-0.44 ms a request
-# from one process to the next on this VM (memory layout, the machine), so one process's luck
-# would decide the ratio. The baseline is their median; their spread is shown beside it.
+# The naive pollers run in this many fresh processes per size, between as many windows of
+# the exporter: the same code varied 0.36-0.44 ms a request from one process to the next on
+# this VM, so one process's luck would decide the ratio. The baseline is their median; their
+# spread is shown beside it.
 NAIVE_RUNS = 3
 
 
-async def naive(out: dict[str, Any], args: argparse.Namespace, base: str) -> None:
-    """The naive pollers, in fresh processes on the exporter's core, one after another, each
-    for as long a window as the exporter's CPU was measured over."""
-    runs = []
-    for _ in range(NAIVE_RUNS):
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.naive", "--base", base, "--rate", str(args.rate),
-            "--seconds", str(args.seconds), "--accounts", str(args.accounts), cwd=ROOT,
-            stdout=asyncio.subprocess.PIPE, preexec_fn=pin(0),
-        )  # fmt: skip
-        stdout, _ = await process.communicate()
-        runs.append(json.loads(stdout))
-    for key in ("naive_paced_cpu_per_poll_ms", "naive_cpu_per_poll_ms"):
-        out[key] = statistics.median(run[key] for run in runs)
-    out["naive_paced_runs_ms"] = [run["naive_paced_cpu_per_poll_ms"] for run in runs]
+async def naive_process(args: argparse.Namespace, base: str, seconds: float) -> dict[str, Any]:
+    """The naive pollers' figures, from a fresh process on the exporter's core."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.naive", "--base", base, "--rate", str(args.rate),
+        "--seconds", str(seconds), "--accounts", str(args.accounts), cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, preexec_fn=pin(0),
+    )  # fmt: skip
+    stdout, _ = await process.communicate()
+    figures: dict[str, Any] = json.loads(stdout)
+    return figures
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -463,12 +491,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     out["gap_plan_no_health_s"] = args.interval * max(1.0, n / args.interval / rate)
     out["polls_per_account_max"] = final["max_polls"]
     await monitor.stop()
-    # CPU per request last, then at once the naive pollers on the same core: the windows
-    # are seconds apart, not minutes, so the machine's drift (the naive figure alone has
-    # varied 0.32-0.43 ms between runs) shifts both alike.
-    await cpu_per_request(out, args, fake)
+    gcw.stop()  # the benchmark's instruments are off: the exporter runs without them
+    # CPU per request last, in turns with the naive pollers.
+    await cpu_per_request(out, args, fake, app)
     await runner.cleanup()
-    await naive(out, args, fake.base)
     record.figures(out, config_rate(config))
     # Stopping released the heap (heap.release); the baselines run as the exporter's scrapes
     # did, with the long-lived heap out of the garbage collector's scans.

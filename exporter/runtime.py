@@ -81,6 +81,10 @@ class Runtime:
         """Every workspace's store, in config order (a reload may change the list)."""
         return self._stores
 
+    def schedulers(self) -> list[Scheduler]:
+        """Every workspace's scheduler, as polling runs now."""
+        return [unit.scheduler for unit in self._workspaces.values()]
+
     @property
     def polling_started(self) -> bool:
         """Whether every workspace polls."""
