@@ -7,7 +7,8 @@ by default) have reached a few percent of the accounts. Each account's last heal
 and its lines then add to what it holds. This runs the same exporter and fake UniPost,
 with the health interval shortened so that every account is read within minutes: metrics
 every 100 s and health every 60 s, within a budget that has room for both. It prints the
-resident memory after the first round and once every account has a health answer.
+resident memory after the first round, once every account has a health answer, and after
+`make bench`'s scrapes and a save of the state on top.
 """
 
 from __future__ import annotations
@@ -21,10 +22,14 @@ from bench.run import (
     FAKE_BURST,
     FakeServer,
     FirstRound,
+    GcWatch,
+    StallMonitor,
     bench_config,
     first_round,
     free_port,
     rss_mb,
+    save_state,
+    scrapes,
 )
 from exporter.server import RUNTIME
 
@@ -35,13 +40,14 @@ HEALTH_INTERVAL = 60.0
 RATE = 4000
 
 
-async def run(accounts: int) -> dict[str, float]:
+async def run(accounts: int, scrape_count: int) -> dict[str, float]:
     fake = await FakeServer.start(free_port(), RATE, burst=FAKE_BURST)
+    port = free_port()
     config = bench_config(fake.base, accounts, RATE, INTERVAL)
     polling = dataclasses.replace(config.polling, health_interval=HEALTH_INTERVAL)
     config = dataclasses.replace(config, polling=polling)
     out: dict[str, float] = {"accounts": accounts}
-    app, runner = await first_round(out, config, accounts, fake, free_port(), FirstRound())
+    app, runner = await first_round(out, config, accounts, fake, port, FirstRound())
     try:
         stores = app[RUNTIME].stores
         # Looked at every 2 s (a scan of the store; the exporter signals nothing for it).
@@ -49,6 +55,16 @@ async def run(accounts: int) -> dict[str, float]:
             await asyncio.sleep(2)
         await asyncio.sleep(2)  # the last answers' lines are rendered
         out["rss_mb_with_health"] = rss_mb()
+        if scrape_count:
+            figures: dict[str, float] = {}
+            monitor, gcw = StallMonitor(), GcWatch()
+            monitor.start()
+            args = argparse.Namespace(scrapes=scrape_count)
+            await scrapes(figures, args, port, monitor, gcw)
+            await save_state(figures, app, fake.base, monitor)
+            await monitor.stop()
+            gcw.stop()
+            out["rss_mb_with_health_after_scrapes"] = rss_mb()
     finally:
         await runner.cleanup()
         await fake.stop()
@@ -58,8 +74,9 @@ async def run(accounts: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.health_memory")
     parser.add_argument("--accounts", type=int, default=100_000)
+    parser.add_argument("--scrapes", type=int, default=20, help="scrapes per mode, then a save")
     args = parser.parse_args()
-    out = asyncio.run(run(args.accounts))
+    out = asyncio.run(run(args.accounts, args.scrapes))
     n = out["accounts"]
     first, health = out["rss_mb_after_first_round"], out["rss_mb_with_health"]
     print(json.dumps({key: round(value, 1) for key, value in out.items()}))
@@ -68,6 +85,12 @@ def main() -> None:
         f"account's health was read ({(health - first) * 1024 * 1024 / n:.0f} bytes an "
         f"account more; {health * 1024 / n:.2f} KB an account in all)"
     )
+    if "rss_mb_with_health_after_scrapes" in out:
+        after = out["rss_mb_with_health_after_scrapes"]
+        print(
+            f"  and {after:.0f} MB after {args.scrapes} scrapes per format and a save "
+            f"({after * 1024 / n:.2f} KB an account)"
+        )
 
 
 if __name__ == "__main__":
