@@ -344,8 +344,8 @@ async def cpu_per_request(
     scrapes, args.seconds in all, each followed by a naive poller in a fresh process while
     the exporter waits.
 
-    In turns, because this VM has slow phases: back to back, 5 s windows of one process
-    varied up to 20%, so windows minutes or even seconds apart compared the phases, not the
+    In turns, because this VM has slow phases: back to back, 2-5 s windows of one process
+    varied up to 27%, so windows minutes or even seconds apart compared the phases, not the
     code. The exporter waits the way it waits for a refusal's Retry-After: its budget is
     blocked, so its loop sleeps on one timer; afterwards the budget paces it from then on,
     with no burst.
