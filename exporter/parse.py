@@ -349,12 +349,8 @@ def has_ratelimit_headers(headers: Mapping[str, str]) -> bool:
 
 def parse_ratelimit_headers(headers: Mapping[str, str]) -> RateLimitHeaders:
     """Read `X-UniPost-RateLimit-*` and `Date`, ignoring absent or malformed values."""
-    return RateLimitHeaders(
-        limit=_header_number(headers.get("X-UniPost-RateLimit-Limit")),
-        remaining=_header_number(headers.get("X-UniPost-RateLimit-Remaining")),
-        reset=_header_number(headers.get("X-UniPost-RateLimit-Reset")),
-        server_time=parse_http_date(headers.get("Date")),
-    )
+    limit, remaining, reset = (_header_number(headers.get(name)) for name in RATELIMIT_HEADERS)
+    return RateLimitHeaders(limit, remaining, reset, parse_http_date(headers.get("Date")))
 
 
 def parse_http_date(value: str | None) -> float | None:
@@ -489,10 +485,7 @@ def _platform_numbers(
             continue
         if math.isfinite(number):
             values.append((sys.intern(str(key)), number))
-    return (
-        tuple(sorted(values)) if len(values) > 1 else tuple(values),
-        tuple(sorted(flags)) if len(flags) > 1 else tuple(flags),
-    )
+    return tuple(sorted(values)), tuple(sorted(flags))
 
 
 def _timestamp(value: Any) -> float:
