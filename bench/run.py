@@ -435,7 +435,7 @@ async def baselines(out: dict[str, Any], app: web.Application, repeat: int) -> N
 
 
 # The naive pollers run in this many fresh processes per size, between as many windows of
-# the exporter: the same code varied 0.36-0.44 ms a request from one process to the next on
+# the exporter: the same code varied 0.33-0.44 ms a request from one process to the next on
 # this VM, so one process's luck would decide the ratio. The baseline is their median; their
 # spread is shown beside it.
 NAIVE_RUNS = 3
