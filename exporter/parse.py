@@ -159,9 +159,7 @@ def parse_snapshot(payload: Any) -> Snapshot | UpstreamFailure:
     fetched_at = _timestamp(data.get("fetched_at"))
     values, flags = _platform_numbers(specific) if specific else ((), ())
     unavailable: tuple[tuple[str, str], ...] = ()
-    # Most answers have every count: their platform fills them all, and no mark says not.
-    if platform in NEVER_FILLED or (specific and not _MARKS.isdisjoint(specific)):
-        missing = unavailable_counts(platform, specific or {})
+    if missing := unavailable_counts(platform, specific or _EMPTY):
         for name, _ in missing:
             counts[_COUNT_FIELDS.index(name)] = None
         unavailable = tuple((_COUNT_NAMES[name], why) for name, why in missing)
@@ -181,8 +179,15 @@ _COUNT_NAMES = {
 }
 
 
+# The platform_specific keys that can make unavailable_counts() name a count.
+_MARKS = frozenset(["hidden_subscriber_count", *(f"{name}_supported" for name in _COUNT_FIELDS)])
+_EMPTY: Mapping[str, Any] = {}
+
+
 def unavailable_counts(platform: str | None, specific: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The counts (by field name) this snapshot does not really provide, each with why."""
+    if platform not in NEVER_FILLED and _MARKS.isdisjoint(specific):
+        return []  # most answers: their platform fills every count, and no mark says not
     missing: dict[str, str] = {}
     display, never_filled = NEVER_FILLED.get(platform or "", ("", ()))
     for name in never_filled:
@@ -193,10 +198,6 @@ def unavailable_counts(platform: str | None, specific: Mapping[str, Any]) -> lis
         if specific.get(f"{name}_supported") is False:
             missing.setdefault(name, f"not provided ({name}_supported: false)")
     return [(name, missing[name]) for name in _COUNT_FIELDS if name in missing]
-
-
-# The platform_specific keys that can make unavailable_counts() name a count.
-_MARKS = frozenset(["hidden_subscriber_count", *(f"{name}_supported" for name in _COUNT_FIELDS)])
 
 
 class Health(NamedTuple):
