@@ -22,11 +22,11 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from bench.run import (
+from bench.common import (
+    API_KEY,
     ROOT,
     FakeServer,
     StallMonitor,
-    bench_config,
     forget_spawn,
     format_table,
     free_port,
@@ -34,8 +34,28 @@ from bench.run import (
     pin,
     report,
 )
+from exporter.config import (
+    AccountConfig,
+    Config,
+    PollingConfig,
+    UniPostConfig,
+    WorkspaceConfig,
+)
 from exporter.outcomes import JITTER
 from exporter.server import create_app
+
+
+def bench_config(base: str, accounts: int, rate: float, interval: float) -> Config:
+    """`accounts` instagram accounts at `interval`, with a budget of `rate` requests/s."""
+    workspace = WorkspaceConfig(
+        unipost=UniPostConfig(
+            api_key=API_KEY, base_url=base, timeout=10.0, requests_per_minute=rate * 60
+        ),
+        accounts=tuple(AccountConfig(id=f"sa_instagram_{i}") for i in range(accounts)),
+    )
+    return Config(
+        polling=PollingConfig(interval=interval, max_backoff=60.0), workspaces=(workspace,)
+    )
 
 
 async def scrapers(url: str, concurrency: int, seconds: float) -> dict[str, Any]:

@@ -1,225 +1,280 @@
-"""The exporter at scale, measured against baselines in the same run.
+"""The exporter at scale, started as a user starts it, against baselines in the same run.
 
-    python -m bench.run                     # 10,000 accounts (make bench)
-    python -m bench.run --accounts 100000   # the large case
+    python -m bench.run --accounts 1000,10000,100000   # make bench
+    python -m bench.run --accounts 10000 --starts yaml # one size, one start
     python -m bench.run --accounts 300 --seconds 2 --scrapes 2   # a smoke run
 
-A fast fake UniPost runs in its own process (its CPU is not counted), enforcing a
-workspace limit equal to the exporter's budget. The exporter runs in this process, as it
-does in production: the real app, client, scheduler and exposition, on loopback.
+Every size is started twice, as a user starts the exporter: the `unipost-exporter` process
+with a config file and --storage.path, once with the accounts listed in the YAML (`yaml`)
+and once with `discovery: {enabled: true}` over a fake listing that returns every account
+in one answer, as the real server does (`discovery`). Nothing of the exporter runs in this
+process: memory is read from /proc, CPU from the kernel's per-thread accounting, stalls
+from /-/healthy answered while the exporter works (bench.probe).
+
+The tests' fake UniPost runs in its own process, enforcing a workspace limit equal to the
+budget. Each baseline runs in a process of its own: the naive paced poller (bench.naive),
+the same body served static by a bare aiohttp app (bench.static) and generate_latest() in
+a fresh process holding only the scraped samples (bench.reference). On two cores the
+exporter and the baselines run on core 0, the fake, the scraper (curl) and the prober on
+core 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import bisect
-import gc
 import json
-import math
 import os
-import platform
-import socket
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from array import array
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
-from prometheus_client import generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
-from exporter import heap
-from exporter.client import make_session
-from exporter.config import (
-    AccountConfig,
-    Config,
-    PollingConfig,
-    UniPostConfig,
-    WorkspaceConfig,
+from bench.common import (
+    API_KEY,
+    FAKE_BURST,
+    ROOT,
+    FakeServer,
+    format_rows,
+    free_port,
+    max_in_window,
+    percentile,
+    pin,
+    report,
 )
-from exporter.persistence import StateFile, StateSaver
-from exporter.server import EXPOSITION, RUNTIME, build_registry, create_app
-from exporter.store import StateStatus
 from tests.fake_unipost import TokenBucket
 
-ROOT = Path(__file__).parent.parent
-# The key the benchmark's exporter sends and its fake UniPost expects.
-API_KEY = "up_test_bench"
-# The fake UniPost's limiter: the budget's rate, and room for 10 ms of arrival jitter.
-FAKE_BURST = 10
+# The command a user runs, from the environment this benchmark runs in.
+EXPORTER = Path(sys.executable).with_name("unipost-exporter")
+STARTS = ("yaml", "discovery")
+# The naive pollers run in this many fresh processes per start, between as many windows
+# of the exporter: the same code varies by up to a third from one process to the next on
+# a shared VM, so one process's luck would decide the ratio. The baseline is their median.
+NAIVE_RUNS = 3
+# Discovery's refreshes, once reloaded to a short refresh_interval (--refresh-interval):
+# three listings of every account.
+REFRESHES = 3
+# An hour in, sooner: metrics every 100 s and health every 60 s, within a budget that
+# has room for both, until every account's health has been read once.
+HOUR_INTERVAL = 100.0
+HOUR_HEALTH_INTERVAL = 60.0
+HOUR_RATE = 4000
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def config_text(
+    start: str, base: str, accounts: int, rate: float, interval: float, **polling: str
+) -> str:
+    """The config file a user would write for this start."""
+    lines = [
+        "unipost:",
+        f"  base_url: {base}",
+        "  api_key: ${UNIPOST_API_KEY}",
+        "  timeout: 10s",
+        f"  requests_per_minute: {rate * 60:g}",
+        "polling:",
+        f"  interval: {interval:g}s",
+        "  max_backoff: 1m",
+        *(f"  {key}: {value}" for key, value in polling.items()),
+    ]
+    if start == "discovery":
+        lines.append("discovery:")
+        lines.append("  enabled: true")
+        if "refresh_interval" in polling:
+            raise ValueError("refresh_interval belongs to discovery")
+    else:
+        lines.append("accounts:")
+        lines.extend(f"  - id: sa_instagram_{i}" for i in range(accounts))
+    return "\n".join(lines) + "\n"
 
 
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+def proc_mb(pid: int, field: str) -> float:
+    """A /proc/PID/status figure (VmRSS, VmHWM) in MB (KiB / 1024)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
 
-def median_time(fn: Callable[[], Any], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+def cpu_seconds(pid: int) -> float:
+    """The CPU the process's threads have used, from the kernel's scheduler accounting."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, IndexError, ValueError):
+            continue  # a thread that just ended
+    return total / 1e9
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+class Exporter:
+    """The `unipost-exporter` process, started as a user starts it."""
 
-
-def max_in_window(times: Sequence[float], window: float) -> int:
-    ordered = sorted(times)
-    return max(
-        (bisect.bisect_right(ordered, t + window - 1e-9) - i for i, t in enumerate(ordered)),
-        default=0,
-    )
-
-
-async def forget_spawn(monitor: StallMonitor) -> None:
-    """Drop the stall the benchmark itself just caused: forking the scraper process (with a
-    preexec_fn, so a real fork of this whole process) blocks the loop for 10-30 ms."""
-    await asyncio.sleep(0.005)  # let the monitor record that late tick first
-    monitor.take()
-
-
-class StallMonitor:
-    """How late the event loop runs a 1 ms timer: the stall polls and /-/healthy would see."""
-
-    def __init__(self) -> None:
-        self.samples: list[float] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def _run(self) -> None:
-        while True:
-            started = time.perf_counter()
-            await asyncio.sleep(0.001)
-            self.samples.append(time.perf_counter() - started - 0.001)
-
-    def start(self) -> None:
-        self.samples = []
-        self._task = asyncio.create_task(self._run())
-
-    def take(self) -> list[float]:
-        samples, self.samples = self.samples, []
-        return samples
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            self._task = None
-
-
-def samples_of(text: str) -> set[tuple[str, frozenset[tuple[str, str]], float]]:
-    return {
-        (s.name, frozenset(s.labels.items()), s.value)
-        for family in text_string_to_metric_families(text)
-        if not family.name.startswith(("process_", "python_"))
-        for s in family.samples
-    }
-
-
-def pin(cpu: int) -> Callable[[], None] | None:
-    """On a machine with two or more cores, keep the exporter on core 0 and the helpers
-    (fake UniPost, scraper) on core 1, so the figures are the exporter's, not contention's."""
-    if (os.cpu_count() or 1) < 2 or not hasattr(os, "sched_setaffinity"):
-        return None
-    return lambda: os.sched_setaffinity(0, {cpu})
-
-
-class FakeServer:
-    """The tests' fake UniPost in its own process (on core 1), and a client for its /stats."""
-
-    def __init__(self, process: asyncio.subprocess.Process, base: str) -> None:
+    def __init__(self, process: asyncio.subprocess.Process, port: int, storage: Path) -> None:
         self.process = process
-        self.base = base
-        self.session = aiohttp.ClientSession()
+        self.pid = process.pid
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.storage = storage
+        self.log_lines = 0
+        self.notable: list[str] = []  # warnings, errors, listings
+        self._reader = asyncio.create_task(self._read_logs())
 
     @classmethod
-    async def start(cls, port: int, rate: float, burst: int) -> FakeServer:
+    async def start(cls, config: Path, storage: Path) -> Exporter:
+        port = free_port()
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tests.fake_unipost", "--port", str(port), "--rate", str(rate),
-            "--burst", str(burst), "--api-key", API_KEY, cwd=ROOT, preexec_fn=pin(1),
+            str(EXPORTER), "--config.file", str(config), "--web.listen-address",
+            f"127.0.0.1:{port}", "--storage.path", str(storage), cwd=config.parent,
+            env={**os.environ, "UNIPOST_API_KEY": API_KEY}, stdout=subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE, preexec_fn=pin(0),
         )  # fmt: skip
-        fake = cls(process, f"http://127.0.0.1:{port}")
-        for _ in range(100):
-            try:
-                await fake.stats()
-                break
-            except aiohttp.ClientError:
-                await asyncio.sleep(0.1)
-        return fake
+        return cls(process, port, storage)
 
-    async def stats(self, full: bool = False) -> dict[str, Any]:
-        """The fake's counters; `full`: also its per-account figures (polls, gaps)."""
-        url = f"{self.base}/stats" + ("?full=1" if full else "")
-        async with self.session.get(url) as response:
-            result: dict[str, Any] = await response.json()
-            return result
+    async def _read_logs(self) -> None:
+        assert self.process.stderr is not None
+        async for line in self.process.stderr:
+            self.log_lines += 1
+            text = line.decode(errors="replace").rstrip()
+            notable = "level=info" not in text or "listing" in text or "listed" in text
+            if notable and len(self.notable) < 200:
+                self.notable.append(text)
 
-    async def arrivals(self) -> array[float]:
-        """When the fake saw each metrics request (the same monotonic clock as ours)."""
-        async with self.session.get(f"{self.base}/arrivals") as response:
-            return array("d", await response.read())
+    def rss_mb(self) -> float:
+        return proc_mb(self.pid, "VmRSS")
 
-    async def stop(self) -> None:
-        await self.session.close()
-        self.process.terminate()
-        await self.process.wait()
+    def peak_mb(self) -> float:
+        return proc_mb(self.pid, "VmHWM")
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def pause(self) -> None:
+        os.kill(self.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self.pid, signal.SIGCONT)
+
+    def reload(self) -> None:
+        os.kill(self.pid, signal.SIGHUP)
+
+    async def stop(self) -> int:
+        """SIGTERM, as a service manager stops it; its last save runs before it exits."""
+        if self.process.returncode is None:
+            self.process.terminate()
+        try:
+            code = await asyncio.wait_for(self.process.wait(), 120)
+        except TimeoutError:
+            self.process.kill()
+            code = await self.process.wait()
+        await self._reader
+        return code
 
 
-def bench_config(base: str, accounts: int, rate: float, interval: float) -> Config:
-    """`accounts` instagram accounts at `interval`, with a budget of `rate` requests/s."""
-    # Built directly: parsing a 100,000-entry YAML file would leave its garbage in the RSS.
-    workspace = WorkspaceConfig(
-        unipost=UniPostConfig(
-            api_key=API_KEY, base_url=base, timeout=10.0, requests_per_minute=rate * 60
-        ),
-        accounts=tuple(AccountConfig(id=f"sa_instagram_{i}") for i in range(accounts)),
-    )
-    return Config(
-        polling=PollingConfig(interval=interval, max_backoff=60.0), workspaces=(workspace,)
-    )
+class Saves:
+    """When the exporter saved its state, seen from outside: state.json.tmp exists while a
+    save writes it (persistence.StateFile)."""
 
+    def __init__(self, storage: Path) -> None:
+        self.temporary = storage / "state.json.tmp"
+        self.spans: list[tuple[float, float]] = []
+        self._began: float | None = None
+        self._task = asyncio.create_task(self._watch())
 
-class GcWatch:
-    """The garbage collector's pauses, from its own callbacks: the longest, per phase."""
+    async def _watch(self) -> None:
+        while True:
+            exists = self.temporary.exists()
+            now = time.monotonic()
+            if exists and self._began is None:
+                self._began = now
+            elif not exists and self._began is not None:
+                self.spans.append((self._began, now))
+                self._began = None
+            await asyncio.sleep(0.005)
 
-    def __init__(self) -> None:
-        self.pauses: list[float] = []
-        self.full = 0  # full collections seen
-        self._began = 0.0
-        gc.callbacks.append(self._callback)
+    def overlaps(self, start: float, end: float) -> bool:
+        spans = [*self.spans, *([(self._began, time.monotonic())] if self._began else [])]
+        return any(began < end and start < ended for began, ended in spans)
 
-    def _callback(self, phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            self._began = time.perf_counter()
-        else:
-            self.pauses.append(time.perf_counter() - self._began)
-            if info["generation"] == 2:
-                self.full += 1
-
-    def take(self) -> list[float]:
-        pauses, self.pauses = self.pauses, []
-        return pauses
+    async def next(self, within: float) -> tuple[float, float] | None:
+        """The next save from now: (began, ended), or None if none came `within` seconds."""
+        seen, deadline = len(self.spans), time.monotonic() + within
+        while time.monotonic() < deadline:
+            if len(self.spans) > seen and self.spans[-1][0] > 0:
+                return self.spans[-1]
+            await asyncio.sleep(0.01)
+        return None
 
     def stop(self) -> None:
-        gc.callbacks.remove(self._callback)
+        self._task.cancel()
+
+
+class Probe:
+    """bench.probe against the exporter's /-/healthy, on core 1."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    @classmethod
+    async def start(cls, exporter: Exporter) -> Probe:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.probe", "--url", f"{exporter.url}/-/healthy", cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE, preexec_fn=pin(1),
+        )  # fmt: skip
+        await asyncio.sleep(0.3)
+        return cls(process)
+
+    async def stop(self) -> list[tuple[float, float]]:
+        """(send time, seconds to answer) of each probe."""
+        self.process.terminate()
+        stdout, _ = await self.process.communicate()
+        result = json.loads(stdout)
+        return list(zip(result["sent"], result["took"], strict=True))
+
+
+def worst_ms(probes: Sequence[tuple[float, float]], start: float, end: float) -> float:
+    """The longest a probe sent within [start, end] waited for its answer, in ms."""
+    return max((took for sent, took in probes if start <= sent <= end), default=0.0) * 1000
+
+
+async def scrape(url: str, count: int, gzip: bool = False) -> dict[str, Any]:
+    """bench.scrape (curl) in its own process on core 1: latencies and the body's size."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.scrape", "--url", url, "--count", str(count),
+        *(["--gzip"] if gzip else []), cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+        preexec_fn=pin(1),
+    )  # fmt: skip
+    stdout, _ = await process.communicate()
+    result: dict[str, Any] = json.loads(stdout)
+    return result
+
+
+async def save_body(url: str, path: Path) -> None:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        body = await response.read()
+    path.write_bytes(body)  # noqa: ASYNC240 (the benchmark's own loop, between phases)
+
+
+def gauge(body: bytes, name: str) -> float | None:
+    """The value of an unlabelled sample in an exposition."""
+    prefix = name.encode() + b" "
+    for line in body.splitlines():
+        if line.startswith(prefix):
+            return float(line[len(prefix) :])
+    return None
+
+
+def answered(before: dict[str, Any], after: dict[str, Any]) -> tuple[int, int]:
+    """The metrics polls the fake answered (refusals not counted) and the health reads it
+    served between two readings of its /stats."""
+    polls = (after["requests"] - after["refused"]) - (before["requests"] - before["refused"])
+    return polls, after["health_reads"] - before["health_reads"]
 
 
 def replay(times: Sequence[float], rate: float, burst: float) -> int:
@@ -235,210 +290,27 @@ def replay(times: Sequence[float], rate: float, burst: float) -> int:
     return bucket.refused
 
 
-def traced_sends(sends: array[float]) -> aiohttp.TraceConfig:
-    """An aiohttp hook that records when the exporter sends each metrics request."""
-    trace = aiohttp.TraceConfig()
-    loop = asyncio.get_running_loop()
-
-    async def on_start(
-        session: aiohttp.ClientSession, context: Any, params: aiohttp.TraceRequestStartParams
-    ) -> None:
-        if params.url.path.endswith("/metrics"):
-            sends.append(loop.time())
-
-    trace.on_request_start.append(on_start)
-    return trace
-
-
-class FirstRound:
-    """When the exporter sent each metrics request of its first round, and when the fake
-    UniPost saw each: kept as arrays, and analysed once the memory figures are read (sorted
-    copies and lists of floats at 100,000 accounts took ~13 MB, which are the benchmark's)."""
-
-    def __init__(self) -> None:
-        self.sends: array[float] = array("d")
-        self.arrivals: array[float] = array("d")
-        self.sessions: list[aiohttp.ClientSession] = []
-
-    def session(self, unipost: UniPostConfig) -> aiohttp.ClientSession:
-        """The exporter's session, tracing its sends until stop_tracing()."""
-        session = make_session(unipost, [traced_sends(self.sends)])
-        self.sessions.append(session)
-        return session
-
-    def stop_tracing(self) -> None:
-        """aiohttp builds and awaits a trace object per hook and request while any trace is
-        configured (~6 per request); the exporter runs without, so the benchmark stops."""
-        for session in self.sessions:
-            session.trace_configs.clear()
-
-    def figures(self, out: dict[str, Any], rate: float) -> None:
-        arrivals, mine = self.arrivals, self.sends
-        out["startup_max_per_1s"] = max_in_window(arrivals, 1.0)
-        out["startup_max_per_50ms"] = max_in_window(arrivals, 0.05)
-        out["sends_max_per_50ms"] = max_in_window(mine, 0.05)
-        # The cause, from both ends: an exact limiter replaying the exporter's send times,
-        # and replaying the times the fake saw them; and how late the fake saw them.
-        out["refused_replay_sends"] = replay(mine, rate, FAKE_BURST)
-        out["refused_replay_arrivals"] = replay(arrivals, rate, FAKE_BURST)
-        lags = [a - s for a, s in zip(sorted(arrivals), sorted(mine), strict=False)]
-        out["arrival_lag_p99_ms"] = percentile(lags or [0.0], 0.99) * 1000
-        out["arrival_lag_max_ms"] = max(lags or [0.0]) * 1000
+class Started(Exception):
+    """The exporter did not get through its first round; the reason is the message."""
 
 
 async def first_round(
-    out: dict[str, Any], config: Config, n: int, fake: FakeServer, port: int, record: FirstRound
-) -> tuple[web.Application, web.AppRunner]:
-    """Start the exporter and wait until every account was polled once."""
-    app = create_app(config, session_factory=record.session)
-    runner = web.AppRunner(app, access_log=None)
-    started = time.perf_counter()
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    # Watched from the fake UniPost's side: scanning the store here would cost the exporter's
-    # own event loop milliseconds per look at 100,000 accounts.
-    while (stats := await fake.stats())["accounts"] < n:  # noqa: ASYNC110
+    out: dict[str, Any], fake: FakeServer, exporter: Exporter, n: int, rate: float, key: str
+) -> None:
+    """Wait until the fake has seen every account once (metrics, or health with `key`)."""
+    began = time.monotonic()
+    deadline = began + 60 + 4 * n / rate
+    while True:
+        stats = await fake.stats()
+        if stats[key] >= n:
+            break
+        if exporter.process.returncode is not None or time.monotonic() > deadline:
+            why = next((line for line in exporter.notable if "level=info" not in line), "")
+            raise Started(f"{stats[key]:,} of {n:,} accounts after "
+                          f"{time.monotonic() - began:.0f} s; {why[:200]}")  # fmt: skip
         await asyncio.sleep(0.2)
-    out["first_round_s"] = time.perf_counter() - started
-    out["rss_mb_after_first_round"] = rss_mb()
+    out["first_round_s"] = time.monotonic() - began
     out["refused_first_round"] = stats["refused"]
-    record.stop_tracing()
-    record.arrivals = await fake.arrivals()
-    return app, runner
-
-
-def config_rate(config: Config) -> float:
-    return config.workspaces[0].unipost.requests_per_minute / 60.0
-
-
-async def steady(
-    out: dict[str, Any], args: argparse.Namespace, fake: FakeServer, app: web.Application
-) -> None:
-    """Polling without scrapes: budget use, cadence, the fake's own load."""
-    n, rate = args.accounts, args.rate
-    before, wall0 = await fake.stats(), time.perf_counter()
-    await asyncio.sleep(args.seconds)
-    after, wall1 = await fake.stats(), time.perf_counter()
-    wall = wall1 - wall0
-    polls, health = answered(before, after)
-    out["polls_per_s"] = polls / wall
-    out["health_per_s"] = health / wall
-    out["budget_use"] = (polls + health) / wall / rate
-    # The plans: every account once per stretched interval (metrics), and once per stretched
-    # health interval (health reads). The cadence without health reads is gap_plan_no_health_s.
-    interval, health_interval = args.interval, app_health_interval(app)
-    stretch = app[RUNTIME].stores()[0].interval_stretch_factor
-    out["stretch"] = stretch
-    out["polls_plan_per_s"] = n / (interval * stretch)
-    out["health_plan_per_s"] = n / (health_interval * stretch) if health_interval else 0.0
-    fake_cpu = after["cpu_seconds"] - before["cpu_seconds"]
-    out["fake_cpu_share"] = fake_cpu / wall
-    out["fake_cpu_per_request_ms"] = fake_cpu / max(polls + health, 1) * 1000
-
-
-async def cpu_per_request(
-    out: dict[str, Any], args: argparse.Namespace, fake: FakeServer, app: web.Application
-) -> None:
-    """The exporter's CPU per request (metrics polls and health reads) and the naive paced
-    poller's, in turns on the same core: NAIVE_RUNS windows of the exporter polling without
-    scrapes, args.seconds in all, each followed by a naive poller in a fresh process while
-    the exporter waits.
-
-    In turns, because this VM has slow phases: back to back, 2-5 s windows of one process
-    varied up to 27%, so windows minutes or even seconds apart compared the phases, not the
-    code. The exporter waits the way it waits for a refusal's Retry-After: its budget is
-    blocked, so its loop sleeps on one timer; afterwards the budget paces it from then on,
-    with no burst.
-    """
-    schedulers = app[RUNTIME].schedulers()
-    seconds = args.seconds / NAIVE_RUNS
-    cpu = requests = 0.0
-    runs = []
-    for _ in range(NAIVE_RUNS):
-        await asyncio.sleep(0.5)  # back to its pace
-        before, cpu0 = await fake.stats(), time.process_time()
-        await asyncio.sleep(seconds)
-        after, cpu1 = await fake.stats(), time.process_time()
-        cpu, requests = cpu + cpu1 - cpu0, requests + sum(answered(before, after))
-        for scheduler in schedulers:  # until the naive poller is done, at the latest
-            scheduler.budget.blocked_until = scheduler.clock.monotonic() + seconds + 30
-        await asyncio.sleep(0.2)  # the polls in flight land
-        runs.append(await naive_process(args, fake.base, seconds))
-        for scheduler in schedulers:
-            scheduler.budget.blocked_until = -math.inf
-            scheduler.queue.wake()
-    out["cpu_per_poll_ms"] = cpu / max(requests, 1) * 1000
-    for key in ("naive_paced_cpu_per_poll_ms", "naive_cpu_per_poll_ms"):
-        out[key] = statistics.median(run[key] for run in runs)
-    out["naive_paced_runs_ms"] = [run["naive_paced_cpu_per_poll_ms"] for run in runs]
-
-
-def answered(before: dict[str, Any], after: dict[str, Any]) -> tuple[int, int]:
-    """The metrics polls the fake answered (refusals not counted) and the health reads it
-    served between two readings of its /stats."""
-    polls = (after["requests"] - after["refused"]) - (before["requests"] - before["refused"])
-    return polls, after["health_reads"] - before["health_reads"]
-
-
-def app_health_interval(app: web.Application) -> float:
-    return float(app[RUNTIME].config.polling.health_interval)
-
-
-async def scrapes(
-    out: dict[str, Any], args: argparse.Namespace, port: int, monitor: StallMonitor, gcw: GcWatch
-) -> None:
-    """Scrapes while polling: latency and event-loop stall, plain and gzip."""
-    url = f"http://127.0.0.1:{port}/metrics"
-    for mode in ("plain", "gzip"):
-        scraper = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.scrape", "--url", url, "--count", str(args.scrapes),
-            *(["--gzip"] if mode == "gzip" else []), cwd=ROOT, stdout=asyncio.subprocess.PIPE,
-            preexec_fn=pin(1),
-        )  # fmt: skip
-        await forget_spawn(monitor)
-        stdout, _ = await scraper.communicate()
-        result = json.loads(stdout)
-        out[f"metrics_{mode}_p50_ms"] = percentile(result["latencies"], 0.5) * 1000
-        out[f"metrics_{mode}_p99_ms"] = percentile(result["latencies"], 0.99) * 1000
-        out[f"metrics_{mode}_bytes"] = result["bytes"]
-        stalls = monitor.take() or [0.0]
-        out[f"stall_scrape_{mode}_max_ms"] = max(stalls) * 1000
-        out[f"stall_scrape_{mode}_p99_ms"] = percentile(stalls, 0.99) * 1000
-    out["gc_pause_max_ms"] = max(gcw.take() or [0.0]) * 1000
-
-
-async def save_state(
-    out: dict[str, Any], app: web.Application, base: str, monitor: StallMonitor
-) -> None:
-    """Saving the state (--storage.path) while polling: its size, and the loop's stall."""
-    with tempfile.TemporaryDirectory() as directory:
-        file = StateFile(directory)
-        saver = StateSaver(file, app[RUNTIME].stores, lambda store: base, StateStatus())
-        monitor.take()
-        began = time.perf_counter()
-        await saver.save()
-        out["state_save_ms"] = (time.perf_counter() - began) * 1000
-        out["stall_save_max_ms"] = max(monitor.take() or [0.0]) * 1000
-        out["state_bytes"] = file.path.stat().st_size
-
-
-async def baselines(out: dict[str, Any], app: web.Application, repeat: int) -> None:
-    """generate_latest() and the in-process render, on the same samples (polling stopped)."""
-    stores = app[RUNTIME].stores()
-    exposition = app[EXPOSITION]
-    reference = build_registry(stores, with_process_metrics=True, reload=app[RUNTIME].reload_status)
-    out["generate_latest_ms"] = median_time(lambda: generate_latest(reference), repeat) * 1000
-    out["fast_render_ms"] = median_time(exposition.render, 5) * 1000
-    out["identical_to_prometheus_client"] = samples_of(exposition.render().decode()) == samples_of(
-        generate_latest(reference).decode()
-    )
-
-
-# The naive pollers run in this many fresh processes per size, between as many windows of
-# the exporter: the same code varied 0.33-0.44 ms a request from one process to the next on
-# this VM, so one process's luck would decide the ratio. The baseline is their median; their
-# spread is shown beside it.
-NAIVE_RUNS = 3
 
 
 async def naive_process(args: argparse.Namespace, base: str, seconds: float) -> dict[str, Any]:
@@ -453,55 +325,274 @@ async def naive_process(args: argparse.Namespace, base: str, seconds: float) -> 
     return figures
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
+async def cpu_in_turns(
+    out: dict[str, Any], args: argparse.Namespace, fake: FakeServer, exporter: Exporter,
+    saves: Saves,
+) -> None:  # fmt: skip
+    """The exporter's CPU per request (metrics polls and health reads) and the naive paced
+    poller's, in turns on core 0: NAIVE_RUNS windows of the exporter polling without
+    scrapes, args.seconds in all, each followed by a naive poller in a fresh process for as
+    long while the exporter is stopped (SIGSTOP: its budget paces it again from when it
+    resumes, with no burst). In turns, because consecutive windows of one unchanged process
+    differ by up to a third on a shared VM. A window in which the state was saved is
+    measured again: a save every 30 s is not a request's cost."""
+    seconds = args.seconds / NAIVE_RUNS
+    cpu = requests = 0.0
+    runs: list[dict[str, Any]] = []
+    for _ in range(4 * NAIVE_RUNS):
+        if len(runs) == NAIVE_RUNS:
+            break
+        await asyncio.sleep(0.5)  # back to its pace
+        before, cpu0, began = await fake.stats(), exporter.cpu(), time.monotonic()
+        await asyncio.sleep(seconds)
+        after, cpu1, ended = await fake.stats(), exporter.cpu(), time.monotonic()
+        if saves.overlaps(began, ended):
+            continue
+        cpu, requests = cpu + cpu1 - cpu0, requests + sum(answered(before, after))
+        exporter.pause()
+        try:
+            await asyncio.sleep(0.2)  # the polls in flight land
+            runs.append(await naive_process(args, fake.base, seconds))
+        finally:
+            exporter.resume()
+    out["cpu_per_poll_ms"] = cpu / max(requests, 1) * 1000
+    for key in ("naive_paced_cpu_per_poll_ms", "naive_cpu_per_poll_ms"):
+        out[key] = statistics.median(run[key] for run in runs) if runs else float("nan")
+    out["naive_paced_runs_ms"] = [run["naive_paced_cpu_per_poll_ms"] for run in runs]
+
+
+async def steady(
+    out: dict[str, Any], args: argparse.Namespace, fake: FakeServer, seconds: float
+) -> None:
+    """Polling without scrapes: budget use and the fake's own load."""
+    before, wall0 = await fake.stats(), time.monotonic()
+    await asyncio.sleep(seconds)
+    after, wall1 = await fake.stats(), time.monotonic()
+    wall = wall1 - wall0
+    polls, health = answered(before, after)
+    out["polls_per_s"] = polls / wall
+    out["health_per_s"] = health / wall
+    out["budget_use"] = (polls + health) / wall / args.rate
+    fake_cpu = after["cpu_seconds"] - before["cpu_seconds"]
+    out["fake_cpu_share"] = fake_cpu / wall
+    out["fake_cpu_per_request_ms"] = fake_cpu / max(polls + health, 1) * 1000
+
+
+async def scrapes(
+    out: dict[str, Any], args: argparse.Namespace, exporter: Exporter, body: Path
+) -> None:
+    """Scrapes while polling, plain and gzip: latency and the stall /-/healthy saw."""
+    probe = await Probe.start(exporter)
+    windows = {}
+    for mode in ("plain", "gzip"):
+        began = time.monotonic()
+        result = await scrape(f"{exporter.url}/metrics", args.scrapes, gzip=mode == "gzip")
+        windows[mode] = (began, time.monotonic())
+        out[f"metrics_{mode}_p50_ms"] = percentile(result["latencies"], 0.5) * 1000
+        out[f"metrics_{mode}_p99_ms"] = percentile(result["latencies"], 0.99) * 1000
+        out[f"metrics_{mode}_bytes"] = result["bytes"]
+    probes = await probe.stop()
+    for mode, (began, ended) in windows.items():
+        out[f"stall_scrape_{mode}_max_ms"] = worst_ms(probes, began, ended)
+    await save_body(f"{exporter.url}/metrics", body)
+
+
+async def quiet_and_save(
+    out: dict[str, Any], exporter: Exporter, saves: Saves, seconds: float
+) -> None:
+    """The stall /-/healthy sees while the exporter only polls, then while it saves."""
+    probe = await Probe.start(exporter)
+    began = time.monotonic()
+    await asyncio.sleep(seconds)
+    quiet = (began, time.monotonic())
+    save = await saves.next(within=60)
+    probes = await probe.stop()
+    out["stall_no_scrape_max_ms"] = worst_ms(probes, *quiet)
+    if save is None:
+        out["stall_save_max_ms"] = out["state_save_s"] = float("nan")
+    else:
+        out["stall_save_max_ms"] = worst_ms(probes, *save)
+        out["state_save_s"] = save[1] - save[0]
+    state = exporter.storage / "state.json"
+    out["state_bytes"] = state.stat().st_size if state.exists() else 0
+
+
+async def refreshes(
+    out: dict[str, Any], config: Path, text: str, fake: FakeServer, exporter: Exporter,
+    every: float,
+) -> None:  # fmt: skip
+    """Discovery's refreshes of the listing of every account: the config reloaded (SIGHUP)
+    with refresh_interval `every`, which lists at once and then every `every` seconds.
+    Resident memory after each and at its highest, and the stall /-/healthy saw meanwhile."""
+    refresh = f"  enabled: true\n  refresh_interval: {every:g}s\n"
+    config.write_text(text.replace("  enabled: true\n", refresh))  # noqa: ASYNC240
+    listed = (await fake.stats())["listings"]
+    probe = await Probe.start(exporter)
+    began = time.monotonic()
+    exporter.reload()
+    after: list[float] = []
+    peak = 0.0
+    deadline = began + every * (REFRESHES + 2) + 30
+    while len(after) < REFRESHES and time.monotonic() < deadline:
+        # Each refresh's memory, read just before the next listing is asked for.
+        next_listing = began + every * (len(after) + 1) - min(0.5, every / 4)
+        while time.monotonic() < next_listing:
+            peak = max(peak, exporter.rss_mb())
+            await asyncio.sleep(0.05)
+        if (await fake.stats())["listings"] - listed > len(after):
+            after.append(exporter.rss_mb())
+    probes = await probe.stop()
+    out["refreshes"] = len(after)
+    out["rss_mb_refreshes"] = after
+    out["rss_mb_refresh_peak"] = peak
+    out["stall_refresh_max_ms"] = worst_ms(probes, began, time.monotonic())
+
+
+async def baselines(out: dict[str, Any], args: argparse.Namespace, body: Path) -> None:
+    """The body served static by a bare aiohttp app, and generate_latest() on its samples,
+    each in a fresh process on core 0 (the exporter has stopped)."""
+    port = free_port()
+    static = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.static", "--body", str(body), "--port", str(port),
+        cwd=ROOT, preexec_fn=pin(0),
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}/metrics"
+        for _ in range(300):
+            try:
+                await save_body(url, body.with_suffix(".static"))
+                break
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.1)
+        for mode in ("plain", "gzip"):
+            result = await scrape(url, args.scrapes, gzip=mode == "gzip")
+            out[f"static_{mode}_p50_ms"] = percentile(result["latencies"], 0.5) * 1000
+    finally:
+        static.terminate()
+        await static.wait()
+    reference = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.reference", "--body", str(body), "--repeat",
+        "1" if args.accounts >= 50_000 else "3", cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+        preexec_fn=pin(0),
+    )  # fmt: skip
+    stdout, _ = await reference.communicate()
+    result = json.loads(stdout)
+    out["generate_latest_ms"] = result["generate_latest_s"] * 1000
+    out["samples"] = result["samples"]
+    out["identical_to_prometheus_client"] = result["identical"]
+    out["first_difference"] = result["first_difference"]
+
+
+async def run_start(args: argparse.Namespace, start: str, directory: Path) -> dict[str, Any]:
+    """One start of one size: first round, polling, scrapes, a save, CPU in turns, discovery's
+    refreshes; then the baselines on the body it served."""
     n, rate = args.accounts, args.rate
-    pin_self = pin(0)
-    if pin_self:
-        pin_self()
-    server_port, exporter_port = free_port(), free_port()
-    fake = await FakeServer.start(server_port, rate, burst=FAKE_BURST)
-    args.interval = max(1.0, n / (2 * rate))  # demand is twice the budget: intervals stretch
-    config = bench_config(fake.base, n, rate, args.interval)
-    out: dict[str, Any] = {"accounts": n, "rate": rate}
-    gcw = GcWatch()
-    monitor = StallMonitor()
-    monitor.start()
-    record = FirstRound()
-    app, runner = await first_round(out, config, n, fake, exporter_port, record)
-    out["gc_pause_max_first_round_ms"] = max(gcw.take() or [0.0]) * 1000
-    await monitor.stop()  # its 1 ms timer would be counted as polling CPU
-    await steady(out, args, fake, app)
-    monitor.start()
-    await asyncio.sleep(min(args.seconds, 5))
-    steady_stalls = monitor.take()
-    out["stall_no_scrape_max_ms"] = max(steady_stalls or [0.0]) * 1000
-    out["stall_no_scrape_p99_ms"] = percentile(steady_stalls or [0.0], 0.99) * 1000
-    gcw.take()
-    await scrapes(out, args, exporter_port, monitor, gcw)
-    await save_state(out, app, fake.base, monitor)
-    out["rss_mb_after_scrapes"] = rss_mb()
-    final = await fake.stats(full=True)
+    interval = max(1.0, n / (2 * rate))  # demand is twice the budget: intervals stretch
+    out: dict[str, Any] = {"accounts": n, "rate": rate, "start": start, "interval": interval}
+    fake = await FakeServer.start(free_port(), rate, FAKE_BURST, n if start == "discovery" else 0)
+    config = directory / f"{start}.yaml"
+    text = config_text(start, fake.base, n, rate, interval)
+    config.write_text(text)
+    storage = directory / f"{start}-data"
+    body = directory / f"{start}-metrics.txt"
+    phases: list[tuple[str, float]] = [("first round", time.monotonic())]
+    exporter = await Exporter.start(config, storage)
+    saves = Saves(storage)
+
+    def phase(name: str) -> None:
+        phases.append((name, time.monotonic()))
+
+    try:
+        await first_round(out, fake, exporter, n, rate, "accounts")
+        out["rss_mb_after_first_round"] = exporter.rss_mb()
+        out["arrivals"] = await fake.arrivals()
+        phase("steady")
+        await steady(out, args, fake, args.seconds)
+        phase("scrapes")
+        await scrapes(out, args, exporter, body)
+        phase("save")
+        await quiet_and_save(out, exporter, saves, min(args.seconds, 5))
+        out["rss_mb_after_scrapes"] = exporter.rss_mb()
+        phase("cpu in turns")
+        await cpu_in_turns(out, args, fake, exporter, saves)
+        if start == "discovery":
+            phase("refreshes")
+            await refreshes(out, config, text, fake, exporter, args.refresh_interval)
+        out["rss_mb_peak"] = exporter.peak_mb()
+        final = await fake.stats(full=True)
+    except Started as exc:
+        out["failed"] = str(exc)
+        return out
+    finally:
+        out["exit_code"] = await exporter.stop()
+        out["log_lines"] = exporter.log_lines
+        out["notable_logs"] = exporter.notable[:20]
+        saves.stop()
+        await fake.stop()
     out["refused_429"] = final["refused"]
     out["polls_per_account_min"] = final["min_polls"]
-    # Each account's time between polls, as the fake saw it, against the plan: its interval
-    # stretched (health reads included in the stretch), and the same without health reads.
+    # Which phase each refusal fell in.
+    out["refused_in"] = {}
+    for when in final["refused_at"]:
+        name = [name for name, began in phases if began <= when][-1:] or ["before"]
+        out["refused_in"][name[0]] = out["refused_in"].get(name[0], 0) + 1
     out["gap_median_s"] = final["gap_median"] or 0.0
     out["gaps"] = final["gaps"]
-    out["gap_plan_s"] = args.interval * out["stretch"]
-    out["gap_plan_no_health_s"] = args.interval * max(1.0, n / args.interval / rate)
-    out["polls_per_account_max"] = final["max_polls"]
-    await monitor.stop()
-    gcw.stop()  # the benchmark's instruments are off: the exporter runs without them
-    # CPU per request last, in turns with the naive pollers.
-    await cpu_per_request(out, args, fake, app)
-    await runner.cleanup()
-    record.figures(out, config_rate(config))
-    # Stopping released the heap (heap.release); the baselines run as the exporter's scrapes
-    # did, with the long-lived heap out of the garbage collector's scans.
-    heap.settle()
-    await baselines(out, app, repeat=1 if n >= 50_000 else 3)
-    await fake.stop()
+    served = body.read_bytes()
+    stretch = gauge(served, "unipost_exporter_interval_stretch_factor") or 1.0
+    out["gap_plan_s"] = interval * stretch
+    arrivals = out.pop("arrivals")
+    out["refused_replay_arrivals"] = replay(arrivals, rate, FAKE_BURST)
+    out["arrivals_max_per_50ms"] = max_in_window(arrivals, 0.05)
+    await baselines(out, args, body)
     return out
+
+
+async def run_hour(args: argparse.Namespace, start: str, directory: Path) -> dict[str, Any]:
+    """An hour in, sooner: every account's health read, scrapes and a save on top."""
+    n = args.accounts
+    out: dict[str, Any] = {}
+    fake = await FakeServer.start(
+        free_port(), HOUR_RATE, FAKE_BURST, n if start == "discovery" else 0
+    )
+    config = directory / f"{start}-hour.yaml"
+    health = f"{HOUR_HEALTH_INTERVAL:g}s"
+    text = config_text(start, fake.base, n, HOUR_RATE, HOUR_INTERVAL, health_interval=health)
+    config.write_text(text)
+    storage = directory / f"{start}-hour-data"
+    exporter = await Exporter.start(config, storage)
+    saves = Saves(storage)
+    try:
+        await first_round(out, fake, exporter, n, HOUR_RATE, "health_accounts")
+        await asyncio.sleep(2)  # the last answers' lines are rendered
+        out["rss_mb_hour_health"] = exporter.rss_mb()
+        for mode in ("plain", "gzip"):
+            await scrape(f"{exporter.url}/metrics", args.scrapes, gzip=mode == "gzip")
+        await saves.next(within=60)
+        out["rss_mb_hour"] = exporter.rss_mb()
+    except Started as exc:
+        out["hour_failed"] = str(exc)
+    finally:
+        await exporter.stop()
+        saves.stop()
+        await fake.stop()
+    return {f"hour_{key}" if not key.startswith(("rss", "hour")) else key: value
+            for key, value in out.items()}  # fmt: skip
+
+
+async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    pin_self = pin(1)
+    if pin_self:
+        pin_self()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="unipost-bench-") as name:
+        directory = Path(name)
+        for start in args.starts:
+            result = await run_start(args, start, directory)
+            if "failed" not in result and not args.no_hour:
+                result.update(await run_hour(args, start, directory))
+            results.append(result)
+    return results
 
 
 def _ms(value: float) -> str:
@@ -510,98 +601,96 @@ def _ms(value: float) -> str:
 
 def _spread(values: Sequence[float]) -> str:
     """The range of one figure measured in several processes, and how far apart its ends are."""
+    if not values:
+        return "-"
     low, high = min(values), max(values)
     return f"{low:.3f}-{high:.3f} ms ({high / low:.2f}x)"
 
 
-# The sweep's rows: (figure, how to show it from one size's figures, goal).
+def _mb(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f} MB"
+
+
+def _refreshes(r: dict[str, Any]) -> str:
+    if r["start"] != "discovery":
+        return ""
+    after = r.get("rss_mb_refreshes", [])
+    return f"{' / '.join(f'{v:.0f}' for v in after)} MB ({r.get('refreshes', 0)} refreshes)"
+
+
+# The sweep's rows: (figure, how to show it from one start's figures, goal).
 SWEEP_ROWS: list[tuple[str, Callable[[dict[str, Any]], str], str]] = [
-    ("resident memory after first round", lambda r: f"{r['rss_mb_after_first_round']:.0f} MB",
+    ("resident memory after first round", lambda r: _mb(r["rss_mb_after_first_round"]),
      "<= 200 MB at 100k"),
-    ("resident memory after scrapes", lambda r: f"{r['rss_mb_after_scrapes']:.0f} MB", ""),
-    # In the unit of the rows above (MB = 1,024 KB: VmRSS / 1024); it was bytes / 1,000.
-    ("  RSS / accounts", lambda r: f"{r['rss_mb_after_scrapes'] * 1024 / r['accounts']:.2f} KB",
-     "<= 2 KB"),
+    ("resident memory after scrapes", lambda r: _mb(r["rss_mb_after_scrapes"]), "<= 200 MB"),
+    ("  an hour in (health read, scrapes, a save)", lambda r: _mb(r.get("rss_mb_hour")),
+     "<= 200 MB"),
+    ("  after each discovery refresh", _refreshes, "no growth"),
+    ("  highest during the refreshes",
+     lambda r: _mb(r.get("rss_mb_refresh_peak")) if r["start"] == "discovery" else "",
+     "<= 200 MB"),
+    ("  highest since start (VmHWM)", lambda r: _mb(r["rss_mb_peak"]), ""),
     ("/metrics p50, uncompressed", lambda r: _ms(r["metrics_plain_p50_ms"]), ""),
-    ("generate_latest()", lambda r: _ms(r["generate_latest_ms"]), ""),
+    ("static floor (same body, bare aiohttp)", lambda r: _ms(r["static_plain_p50_ms"]), ""),
+    ("  /metrics vs static floor",
+     lambda r: f"{r['metrics_plain_p50_ms'] / r['static_plain_p50_ms']:.1f}x", "<= 3x"),
+    ("generate_latest(), fresh process", lambda r: _ms(r["generate_latest_ms"]), ""),
     ("  /metrics vs generate_latest()",
-     lambda r: f"{r['generate_latest_ms'] / r['metrics_plain_p50_ms']:.0f}x faster",
-     ">= 20x at 100k"),
-    ("/metrics p50, gzip", lambda r: _ms(r["metrics_gzip_p50_ms"]), ""),
-    ("body, plain -> gzip", lambda r: f"{r['metrics_plain_bytes'] / 1e6:.1f} -> "
-     f"{r['metrics_gzip_bytes'] / 1e6:.1f} MB", ""),
+     lambda r: f"{r['generate_latest_ms'] / r['metrics_plain_p50_ms']:.1f}x faster", ">= 10x"),
+    ("/metrics p50, gzip (static gzip)", lambda r: f"{_ms(r['metrics_gzip_p50_ms'])} "
+     f"({_ms(r['static_gzip_p50_ms'])})", ""),
+    ("body, plain -> gzip; samples", lambda r: f"{r['metrics_plain_bytes'] / 1e6:.1f} -> "
+     f"{r['metrics_gzip_bytes'] / 1e6:.1f} MB; {r['samples']:,}", ""),
+    ("output vs prometheus_client", lambda r: "identical" if r["identical_to_prometheus_client"]
+     else "DIFFERENT", "identical"),
     ("loop stall during scrapes, max", lambda r: _ms(max(r["stall_scrape_plain_max_ms"],
                                                          r["stall_scrape_gzip_max_ms"])),
      "<= 20 ms"),
-    ("loop stall without scrapes, max", lambda r: _ms(r["stall_no_scrape_max_ms"]), ""),
     ("loop stall while saving state, max", lambda r: _ms(r["stall_save_max_ms"]), "<= 20 ms"),
+    ("loop stall during discovery refreshes",
+     lambda r: _ms(r["stall_refresh_max_ms"]) if "stall_refresh_max_ms" in r else "",
+     "<= 20 ms"),
+    ("loop stall polling only, max", lambda r: _ms(r["stall_no_scrape_max_ms"]), ""),
     ("state file, saved in", lambda r: f"{r['state_bytes'] / 1e6:.1f} MB, "
-     f"{r['state_save_ms'] / 1000:.1f} s", ""),
-    ("output vs prometheus_client",
-     lambda r: "identical" if r["identical_to_prometheus_client"] else "DIFFERENT", "identical"),
-    ("GC pause, max (scrapes)", lambda r: _ms(r["gc_pause_max_ms"]), ""),
+     f"{r['state_save_s']:.1f} s", ""),
     ("CPU per request", lambda r: f"{r['cpu_per_poll_ms']:.3f} ms", ""),
-    ("naive paced poller, same run", lambda r: f"{r['naive_paced_cpu_per_poll_ms']:.3f} ms", ""),
+    ("naive paced poller, in turns", lambda r: f"{r['naive_paced_cpu_per_poll_ms']:.3f} ms", ""),
     (f"  its {NAIVE_RUNS} processes, min-max", lambda r: _spread(r["naive_paced_runs_ms"]), ""),
     ("  exporter vs naive paced",
      lambda r: f"{r['cpu_per_poll_ms'] / r['naive_paced_cpu_per_poll_ms']:.2f}x", "<= 1.3x"),
     ("first round", lambda r: f"{r['first_round_s']:.1f} s (plan {r['accounts'] / r['rate']:.0f})",
      ""),
-    ("refused in the first round (fake)", lambda r: str(r["refused_first_round"]), "0"),
-    ("  replaying the exporter's sends", lambda r: str(r["refused_replay_sends"]), "0"),
+    ("refused, first round / whole run", lambda r: f"{r['refused_first_round']} / "
+     f"{r['refused_429']}" + "".join(f", {k}: {v}" for k, v in r["refused_in"].items()), "0"),
     ("  replaying the fake's arrivals", lambda r: str(r["refused_replay_arrivals"]), ""),
-    ("  most sends in any 50 ms", lambda r: str(r["sends_max_per_50ms"]),
+    ("  most arrivals in any 50 ms", lambda r: str(r["arrivals_max_per_50ms"]),
      "budget 50 + burst 10"),
-    ("  fake saw them late by, p99 / max",
-     lambda r: f"{r['arrival_lag_p99_ms']:.1f} / {r['arrival_lag_max_ms']:.1f} ms", ""),
     ("budget use (metrics + health)", lambda r: f"{r['budget_use']:.1%}", ">= 95%"),
-    ("metrics polls/s vs plan", lambda r: f"{r['polls_per_s']:.0f} / {r['polls_plan_per_s']:.0f}",
-     ""),
-    ("each account's poll gap, median", lambda r: f"{r['gap_median_s']:.2f} s "
-     f"({r['gaps']:,} gaps)", ""),
-    ("  vs plan (stretch incl. health)",
-     lambda r: f"{r['gap_plan_s']:.2f} s, {r['gap_median_s'] / r['gap_plan_s']:.3f}x",
-     "within 2%"),
-    ("  plan without health reads", lambda r: f"{r['gap_plan_no_health_s']:.2f} s", ""),
-    ("health reads/s vs plan (1h)",
-     lambda r: f"{r['health_per_s']:.1f} / {r['health_plan_per_s']:.1f}", ""),
+    ("each account's poll gap, median", lambda r: f"{r['gap_median_s']:.2f} s, "
+     f"{r['gap_median_s'] / r['gap_plan_s']:.3f}x plan", "within 2%"),
     ("fake UniPost: CPU of its core", lambda r: f"{r['fake_cpu_share']:.0%}", "< 100%"),
-    ("fake UniPost: CPU per request", lambda r: f"{r['fake_cpu_per_request_ms']:.3f} ms", ""),
 ]  # fmt: skip
 
 
 def sweep_table(results: Sequence[dict[str, Any]]) -> str:
-    """One column per size: how each figure grows with the work."""
-    header = ("figure", *(f"{r['accounts']:,} accounts" for r in results), "goal")
-    rows = [(name, *(show(r) for r in results), goal) for name, show, goal in SWEEP_ROWS]
+    """One column per size and start: how each figure grows with the work."""
+    header = ("figure", *(f"{r['accounts']:,} {r['start']}" for r in results), "goal")
+    rows = []
+    for name, show, goal in SWEEP_ROWS:
+        cells = []
+        for r in results:
+            try:
+                cells.append("failed" if "failed" in r else show(r))
+            except (KeyError, TypeError, ZeroDivisionError, ValueError):
+                cells.append("-")
+        rows.append((name, *cells, goal))
+    failures = [f"{r['accounts']:,} {r['start']}: {r['failed']}" for r in results if "failed" in r]
     rate = results[0]["rate"]
-    return format_rows(
+    table = format_rows(
         f"unipost-exporter benchmark, budget {rate} requests/s (fake UniPost limit = budget)",
         [header, *rows],
     )
-
-
-def table(r: dict[str, Any]) -> str:
-    return sweep_table([r])
-
-
-def format_table(title: str, rows: Sequence[tuple[str, str, str, str, str]]) -> str:
-    """A titled table of figures, each with its baseline, ratio and goal (bench.load)."""
-    return format_rows(title, [("figure", "exporter", "baseline", "ratio", "goal"), *rows])
-
-
-def format_rows(title: str, rows: Sequence[Sequence[str]]) -> str:
-    """A titled table whose first row is the header, and the machine it ran on."""
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
-    lines = [
-        f"{title}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"{platform.machine()}",
-        " | ".join(str(h).ljust(w) for h, w in zip(rows[0], widths, strict=True)),
-        "-+-".join("-" * w for w in widths),
-    ]
-    for row in rows[1:]:
-        lines.append(" | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
-    return "\n".join(lines)
+    return table + "".join(f"\nfailed to start: {line}" for line in failures)
 
 
 def main() -> int:
@@ -611,38 +700,24 @@ def main() -> int:
         default="10000",
         help="accounts, or a comma-separated sweep (1000,10000,100000)",
     )
+    parser.add_argument("--starts", default=",".join(STARTS), help="yaml, discovery or both")
     parser.add_argument("--rate", type=int, default=1000, help="budget, requests per second")
     parser.add_argument("--seconds", type=float, default=15, help="steady-state window")
     parser.add_argument("--scrapes", type=int, default=20, help="scrapes per mode")
+    parser.add_argument(
+        "--refresh-interval", type=float, default=10.0, help="discovery's, while refreshing"
+    )
+    parser.add_argument("--no-hour", action="store_true", help="skip the hour-in run")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
-    sizes = [int(size) for size in str(args.accounts).split(",")]
-    if len(sizes) == 1:
-        args.accounts = sizes[0]
-        result = asyncio.run(run(args))
-        return report(table(result), [result], args.json)
-    results = [measure_alone(size, args) for size in sizes]
+    args.starts = [s for s in args.starts.split(",") if s]
+    if unknown := set(args.starts) - set(STARTS):
+        parser.error(f"unknown start {sorted(unknown)}")
+    results: list[dict[str, Any]] = []
+    for size in (int(size) for size in str(args.accounts).split(",")):
+        args.accounts = size
+        results.extend(asyncio.run(run(args)))
     return report(sweep_table(results), results, args.json)
-
-
-def measure_alone(size: int, args: argparse.Namespace) -> dict[str, Any]:
-    """One size of a sweep, in a fresh process: its memory is its own."""
-    with tempfile.TemporaryDirectory() as directory:
-        figures = Path(directory) / "figures.json"
-        command = [sys.executable, "-m", "bench.run", "--accounts", str(size), "--rate",
-                   str(args.rate), "--seconds", str(args.seconds), "--scrapes",
-                   str(args.scrapes), "--json", str(figures)]  # fmt: skip
-        subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-        result: dict[str, Any] = json.loads(figures.read_text())[0]
-        return result
-
-
-def report(text: str, results: Any, json_path: Path | None) -> int:
-    """Print the table; with --json, also write the figures (bench.run: a list, a size each)."""
-    print(text)
-    if json_path:
-        json_path.write_text(json.dumps(results, indent=2))
-    return 0
 
 
 if __name__ == "__main__":

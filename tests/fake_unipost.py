@@ -21,6 +21,7 @@ import json
 import socket
 import statistics
 import time
+import zlib
 from array import array
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -343,14 +344,20 @@ class FakeUniPost:
         self.api_key = api_key
         self.limit = limit
         self.faults: dict[str, Fault] = {}
-        # GET /v1/accounts: these rows, or (None) a 502.
+        # GET /v1/accounts: these rows, or (None) a 502; `listing_body`, when set, is sent
+        # instead, as is (the benchmarks' 100,000 rows, encoded once).
         self.listing: list[dict[str, Any]] | None = []
+        self.listing_body: bytes | None = None
+        self.listings = 0  # listings served
+        self.last_listing = 0.0  # when the last one was asked for (event-loop seconds)
         self.requests: list[Seen] = []  # in order of arrival
         # When each metrics request arrived: an array, so /arrivals sends it as raw bytes in
         # a millisecond (JSON for 100,000 floats would hold the fake's loop ~75 ms, and the
         # requests queued meanwhile would reach its limiter as a burst).
         self.arrivals = array("d")
         self.health_reads = 0
+        self.refused_at = array("d")  # when the limiter refused a metrics request
+        self._health_read: set[str] = set()  # accounts whose health was read at least once
         # Each account's time between two polls it answered: the cadence the exporter keeps.
         self.gaps = array("d")
         # Each account's polls and the time of its last, by its index in `_index`: one dict,
@@ -436,7 +443,11 @@ class FakeUniPost:
         return send(self.script(request.match_info["account_id"]))
 
     async def _list_http(self, request: web.Request) -> web.StreamResponse:
-        self.requests.append(Seen(loop_time(), "", request.path, request.headers))
+        seen = Seen(loop_time(), "", request.path, request.headers)
+        if self.keep_requests:
+            self.requests.append(seen)
+        self.listings += 1
+        self.last_listing = seen.time
         return send(self._listing())
 
     async def _stats(self, request: web.Request) -> web.Response:
@@ -451,12 +462,16 @@ class FakeUniPost:
             # The fake's own CPU, so a benchmark can show it is not the bottleneck.
             "cpu_seconds": time.process_time(),
             "accounts": len(self._index),
+            "health_accounts": len(self._health_read),
             "gaps": len(self.gaps),
+            "listings": self.listings,
+            "last_listing": self.last_listing,
         }
         if request.query.get("full"):
             stats["min_polls"] = min(self._polls, default=0)
             stats["max_polls"] = max(self._polls, default=0)
             stats["gap_median"] = statistics.median(self.gaps) if self.gaps else None
+            stats["refused_at"] = list(self.refused_at)
         return web.json_response(stats)
 
     async def _arrivals(self, request: web.Request) -> web.Response:
@@ -479,12 +494,14 @@ class FakeUniPost:
             self.arrivals.append(seen.time)
         else:
             self.health_reads += 1
+            self._health_read.add(seen.account_id)
         account_id = seen.account_id
         if seen.headers.get("Authorization") != f"Bearer {self.api_key}":
             # Echoes what it was sent, as careless servers do: the exporter must scrub it.
             presented = seen.headers.get("Authorization", "")
             return error(401, "UNAUTHORIZED", f"invalid API key in {presented!r}")
         if limited and self.limit is not None and not self.limit.take():
+            self.refused_at.append(seen.time)
             return rate_limited("1")
         if limited:
             index = self._index.setdefault(account_id, len(self._index))
@@ -498,6 +515,8 @@ class FakeUniPost:
         return None
 
     def _listing(self) -> Reply:
+        if self.listing_body is not None:
+            return Reply(raw=self.listing_body)
         if self.listing is None:
             return error(502, "UPSTREAM_ERROR", "listing failed")
         rows = self.listing
@@ -543,6 +562,34 @@ class InMemoryClient:
         return [t for t, a in self.calls if a == account_id]
 
 
+def listing_row(account_id: str, platform: str, name: str) -> dict[str, Any]:
+    """One row of GET /v1/accounts with every field the real server sends (listing.json)."""
+    return {
+        "id": account_id,
+        "platform": platform,
+        "account_name": name,
+        "username": name,
+        "display_name": name.title(),
+        "external_account_id": str(zlib.crc32(account_id.encode())),
+        "profile_id": "pr_1",
+        "profile_name": "Default",
+        "status": "active",
+        "connection_type": "byo",
+        "scope": [],
+        "identity_refresh_required": False,
+        "connected_at": "2026-04-02T10:00:00Z",
+        "last_connected_at": "2026-04-02T10:00:00Z",
+    }
+
+
+def benchmark_listing(accounts: int) -> bytes:
+    """GET /v1/accounts listing `accounts` instagram accounts in one answer, as the real
+    server does (no pagination: meta.total == meta.limit == the rows)."""
+    rows = [listing_row(f"sa_instagram_{i}", "instagram", f"acct_{i}") for i in range(accounts)]
+    meta = {"total": accounts, "limit": accounts}
+    return json.dumps({"data": rows, "meta": meta, "request_id": "req_bench"}).encode()
+
+
 def loop_time() -> float:
     return asyncio.get_running_loop().time()
 
@@ -554,12 +601,17 @@ def main() -> None:
     parser.add_argument("--rate", type=float, required=True)
     parser.add_argument("--burst", type=float, default=3.0)
     parser.add_argument("--api-key", dest="api_key", default=API_KEY)
+    parser.add_argument(
+        "--listing", type=int, default=0, help="GET /v1/accounts lists this many accounts"
+    )
     args = parser.parse_args()
 
     async def serve() -> None:
         limit = TokenBucket(args.rate, args.burst, time.monotonic)
         fake = FakeUniPost(live, api_key=args.api_key, limit=limit, keep_requests=False)
         fake.port = args.port
+        if args.listing:
+            fake.listing_body = benchmark_listing(args.listing)
         await fake.up()
         # Its modules and server out of the garbage collector's full scans: a pause of its
         # loop reaches its limiter as a burst of the requests that queued meanwhile.
