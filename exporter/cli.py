@@ -9,7 +9,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from exporter import __version__, demo, inventory, simulator
-from exporter.config import Config, ConfigError, format_duration, load_config, print_problems
+from exporter.config import Config, ConfigError, format_duration, print_problems
+from exporter.config_child import load_config_in_child, load_config_in_child_async
 from exporter.logs import LEVELS, setup_logging
 from exporter.process import (
     DEFAULT_LISTEN_ADDRESS,
@@ -185,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup_logging(args.log_level, args.log_format)
         return run(demo.serve_demo(host, port, security=security, storage=args.storage_path))
     try:
-        config = load_config(args.config_file)
+        config = load_config_in_child(args.config_file)
     except ConfigError as exc:
         print_problems(exc, "configuration", args.config_file)
         return 1
@@ -213,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             host,
             port,
             shard=shard,
-            loader=lambda: load_config(args.config_file),
+            loader=lambda: load_config_in_child_async(args.config_file),
             on_secrets=learn_secrets,
             security=security,
             storage=DEFAULT_STORAGE_PATH if args.storage_path is None else args.storage_path,

@@ -223,16 +223,34 @@ def parse_config(text: str, env: Mapping[str, str]) -> Config:
 
     text = _ENV_VAR.sub(hide, text)
     hidden = re.compile(f"ENV{nonce}R(\\d+)Z")
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError([yaml_problem(exc)]) from None
+    raw = load_yaml(text)
     v = _Validator(env, lambda s: hidden.sub(lambda m: refs[int(m.group(1))], s))
     raw = v.expand(raw, "")
     config = v.config(raw)
     if v.problems or config is None:
         raise ConfigError(v.problems)
     return config
+
+
+# libyaml's parser, where PyYAML was built with it: 3x faster than the pure-Python one.
+_FAST_LOADER: type[yaml.SafeLoader] | None = getattr(yaml, "CSafeLoader", None)
+
+
+def load_yaml(text: str) -> Any:
+    """The YAML document in `text`; ConfigError naming where it is not YAML.
+
+    libyaml parses it when it can; a document it rejects is parsed again by PyYAML's own
+    parser, whose verdict (and message) stands, so the result never depends on libyaml.
+    """
+    if _FAST_LOADER is not None:
+        try:
+            return yaml.load(text, Loader=_FAST_LOADER)  # a safe loader: SafeLoader's rules
+        except yaml.YAMLError:
+            pass
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([yaml_problem(exc)]) from None
 
 
 class Problems:

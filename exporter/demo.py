@@ -68,6 +68,10 @@ async def serve_demo(
         "UniPost: every account and number here is simulated "
         f"(one simulated hour per second)."
     )
+
+    async def reloaded() -> Config:
+        return demo_config(scenario, base_url)
+
     try:
         return await serve(
             demo_config(scenario, base_url),
@@ -75,7 +79,7 @@ async def serve_demo(
             port,
             demo_note=note,
             # A reload re-applies the built-in config: there is no file to edit.
-            loader=lambda: demo_config(scenario, base_url),
+            loader=reloaded,
             banner="DEMO MODE: polling the built-in UniPost simulator, not the real UniPost",
             security=security,
             storage=storage,  # none unless asked: the simulator starts fresh each time

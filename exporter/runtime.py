@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -24,7 +24,7 @@ from exporter.store import ReloadStatus, StateStatus, Store
 log = FieldLogger("exporter.runtime")
 
 SessionFactory = Callable[[UniPostConfig], aiohttp.ClientSession]
-ConfigLoader = Callable[[], Config]
+ConfigLoader = Callable[[], Awaitable[Config]]
 
 
 def _connection(unipost: UniPostConfig) -> tuple[str, str, float]:
@@ -196,7 +196,7 @@ class Runtime:
                 problems = ["this exporter was started without a config file to reload"]
             else:
                 try:
-                    config = self.loader()
+                    config = await self.loader()
                 except ConfigError as exc:
                     problems = exc.problems
                 else:
