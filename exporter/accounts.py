@@ -7,6 +7,7 @@ whose sum, against the configured budget, gives the stretch factor.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import sys
@@ -29,6 +30,11 @@ from exporter.parse import ApiError, ListedAccount
 from exporter.pollqueue import PollQueue
 from exporter.store import DEFAULTS, AccountState, Status, Store
 
+# Listed accounts applied between two turns of the event loop: a listing of 100,000 in one
+# go held the loop for most of a second.
+LISTING_BATCH = 500
+# "account discovered" and "account removed" lines per listing; the rest are counted.
+LOGGED_PER_LISTING = 20
 # A change to these statuses means the account brings no data: worth a warn line.
 _WARN_ON = frozenset({Status.ERROR, Status.UNAUTHORIZED})
 
@@ -98,36 +104,66 @@ class AccountSet:
             self._follow_health_interval(state, now)
             self.store.changed(state)
 
-    def sync_listing(self, listed: Sequence[ListedAccount], discovery: DiscoveryConfig) -> None:
-        """Make the polled accounts follow a fresh GET /v1/accounts listing."""
-        now = self.clock.monotonic()
-        wanted: dict[str, ListedAccount] = {}
-        for item in listed:
+    async def sync_listing(
+        self, listed: Sequence[ListedAccount], discovery: DiscoveryConfig
+    ) -> None:
+        """Make the polled accounts follow a fresh GET /v1/accounts listing, LISTING_BATCH
+        accounts between two turns of the event loop."""
+        wanted: set[str] = set()
+        added: list[str] = []
+        for index, item in enumerate(listed):
+            if index % LISTING_BATCH == LISTING_BATCH - 1:
+                await asyncio.sleep(0)
             platform = item.platform or platform_from_id(item.id)
             if item.id in discovery.exclude:
                 continue
             if discovery.platforms and platform not in discovery.platforms:
                 continue
             if self.owns(item.id):
-                wanted[item.id] = item
-        for account_id, item in wanted.items():
-            account = self.store.accounts.get(account_id)
-            if account is None:  # (every configured account is in the store)
-                account = self._add(account_id, DEFAULTS, now)
-                self.log.info("account discovered", account_id=account_id)
-            self._discovered.add(account_id)
-            if item.platform and item.platform != account.platform:
-                self.learn_platform(account, item.platform)
-                self._count_demand(account)
-            account.account_name = item.name
-            self._follow_listed_status(account, item.status, now)
+                self._follow_listed(item, wanted, added)
+        self._log_some("account discovered", added, "accounts discovered")
+        gone = [account_id for account_id in self._discovered if account_id not in wanted]
+        removed = []
+        for index, account_id in enumerate(gone):
+            if index % LISTING_BATCH == LISTING_BATCH - 1:
+                await asyncio.sleep(0)
+            if account_id not in self._discovered or account_id in wanted:
+                continue  # changed while the loop turned
+            self._discovered.discard(account_id)
+            state = self.store.accounts.get(account_id)
+            if state is None or not state.configured:
+                self.remove(account_id, logged=False)
+                removed.append(account_id)
+        self._log_some("account removed", removed, "accounts removed")
+
+    def _follow_listed(self, item: ListedAccount, wanted: set[str], added: list[str]) -> None:
+        """One listed account: added if new, its name, platform and listed status followed."""
+        now = self.clock.monotonic()
+        account = self.store.accounts.get(item.id)
+        if account is None:  # (every configured account is in the store)
+            account = self._add(item.id, DEFAULTS, now)
+            added.append(account.id)
+            was = None
+        else:
+            was = (account.account_name, account.platform, account.status, account.interval)
+        # The account's own ID from here on: the listing's copy goes with the listing.
+        self._discovered.add(account.id)
+        wanted.add(account.id)
+        if item.platform and item.platform != account.platform:
+            self.learn_platform(account, item.platform)
+            self._count_demand(account)
+        account.account_name = item.name
+        self._follow_listed_status(account, item.status, now)
+        if was != (account.account_name, account.platform, account.status, account.interval):
             self.store.changed(account)
-        for account_id in list(self._discovered):
-            if account_id not in wanted:
-                self._discovered.discard(account_id)
-                state = self.store.accounts.get(account_id)
-                if state is None or not state.configured:
-                    self.remove(account_id)
+
+    def _log_some(self, line: str, account_ids: list[str], summary: str) -> None:
+        """A line per account for the first LOGGED_PER_LISTING, then one that counts the rest."""
+        for account_id in account_ids[:LOGGED_PER_LISTING]:
+            self.log.info(line, account_id=account_id)
+        if len(account_ids) > LOGGED_PER_LISTING:
+            self.log.info(summary, more=len(account_ids) - LOGGED_PER_LISTING,
+                          total=len(account_ids))  # fmt: skip
 
     def _follow_listed_status(self, account: AccountState, listed: str, now: float) -> None:
         """An account the listing already calls broken is not worth a platform call: show
@@ -189,7 +225,7 @@ class AccountSet:
         elif not self.health_queue.planned(account):
             self.health_queue.plan(account, now)
 
-    def remove(self, account_id: str) -> None:
+    def remove(self, account_id: str, logged: bool = True) -> None:
         """Stop polling an account; its series go with it (a poll in flight is discarded)."""
         account = self.store.accounts.get(account_id)
         if account is not None:
@@ -198,7 +234,8 @@ class AccountSet:
             self.demand.forget(account)
         self._held_by_listing.pop(account_id, None)
         self.store.remove(account_id)
-        self.log.info("account removed", account_id=account_id)
+        if logged:
+            self.log.info("account removed", account_id=account_id)
 
     def _labels(self, account: AccountConfig) -> tuple[tuple[str, str], ...]:
         # One tuple per label set, not per account (the workspace label alone is on all).

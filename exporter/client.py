@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -15,13 +16,25 @@ from yarl import URL
 from exporter import __version__
 from exporter.config import UniPostConfig
 from exporter.logs import scrub
-from exporter.parse import CONNECTION_ERROR, INVALID_RESPONSE, TIMEOUT, ApiError, ErrorKind
+from exporter.parse import (
+    CONNECTION_ERROR,
+    INVALID_RESPONSE,
+    TIMEOUT,
+    ApiError,
+    ErrorKind,
+    ListingReader,
+)
 from exporter.store import ApiStats
 
 T = TypeVar("T")
 USER_AGENT = f"unipost-exporter/{__version__}"
 # A metrics snapshot is a few hundred bytes; anything near this is not one.
 MAX_BODY_BYTES = 1024 * 1024
+# The listing has every account in one answer, ~400 bytes each: room for ~600,000.
+MAX_LISTING_BYTES = 256 * 1024 * 1024
+# A streamed body is read and parsed in pieces of this size, the event loop turning between
+# them (~2 ms of parsing each).
+PIECE_BYTES = 64 * 1024
 ACCOUNT_METRICS = "account_metrics"
 ACCOUNTS = "accounts"
 ACCOUNT_HEALTH = "account_health"
@@ -37,11 +50,19 @@ class RawResponse:
     transport_error: str | None = None
     # Why there was no answer (host, port and cause), with the key scrubbed.
     detail: str = ""
+    # What a body read as it arrived already means (ListingReader's outcome); it has no
+    # `body` then.
+    streamed: Any = None
 
     def read(self, classify: Callable[[int, bytes], T]) -> T | ApiError:
         """What the answer means, by `classify`; the failure when there is no usable body."""
         failed = self.failure()
-        return failed if failed is not None else classify(self.status or 0, self.body)
+        if failed is not None:
+            return failed
+        if self.streamed is not None:
+            result: T | ApiError = self.streamed
+            return result
+        return classify(self.status or 0, self.body)
 
     def failure(self) -> ApiError | None:
         """What went wrong when there is no usable body (no answer, or one too large)."""
@@ -89,23 +110,27 @@ class UniPostClient:
         return await self._get(URL(self._base_url + path, encoded=True), ACCOUNT_HEALTH)
 
     async def list_accounts(self, platform: str | None = None) -> RawResponse:
-        """GET /v1/accounts, optionally filtered to one platform."""
+        """GET /v1/accounts, optionally filtered to one platform; a 2xx answer is parsed as
+        it arrives (`streamed`: the accounts, or the error its body is)."""
         url = URL(self._base_url + "/v1/accounts", encoded=True)
         if platform is not None:
             url = url.with_query(platform=platform)
-        return await self._get(url, ACCOUNTS)
+        return await self._get(url, ACCOUNTS, listing=True)
 
-    async def _get(self, url: URL, endpoint: str) -> RawResponse:
+    async def _get(self, url: URL, endpoint: str, listing: bool = False) -> RawResponse:
         started = time.perf_counter()
         try:
             async with self._session.get(url, allow_redirects=False) as response:
-                body = await _read_capped(response)
-                result = RawResponse(
-                    status=response.status,
-                    headers=response.headers,
-                    body=body if body is not None else b"",
-                    transport_error=None if body is not None else INVALID_RESPONSE,
-                )
+                if listing and 200 <= response.status < 300:
+                    result = await _read_listing(response)
+                else:
+                    body = await _read_capped(response)
+                    result = RawResponse(
+                        status=response.status,
+                        headers=response.headers,
+                        body=body if body is not None else b"",
+                        transport_error=None if body is not None else INVALID_RESPONSE,
+                    )
         except TimeoutError:
             timeout = self._session.timeout.total
             detail = f"no answer from {_where(url)} within {timeout:g}s" if timeout else ""
@@ -129,6 +154,20 @@ class UniPostClient:
 
 def _where(url: URL) -> str:
     return f"{url.host}:{url.port}"
+
+
+async def _read_listing(response: aiohttp.ClientResponse) -> RawResponse:
+    """A listing, parsed piece by piece as it arrives; too large when over MAX_LISTING_BYTES."""
+    reader = ListingReader(response.status)
+    size = 0
+    async for piece in response.content.iter_chunked(PIECE_BYTES):
+        size += len(piece)
+        if size > MAX_LISTING_BYTES:
+            return RawResponse(response.status, response.headers, transport_error=INVALID_RESPONSE)
+        reader.feed(piece)
+        # A piece already received is handed over without waiting: turn the loop anyway.
+        await asyncio.sleep(0)
+    return RawResponse(response.status, response.headers, streamed=reader.close())
 
 
 async def _read_capped(response: aiohttp.ClientResponse) -> bytes | None:

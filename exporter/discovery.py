@@ -74,7 +74,7 @@ class Discoverer:
         if self._failures:
             self.log.info("account listing works again", accounts=len(listed))
         self._failures = 0
-        self.accounts.sync_listing(listed, self.config)
+        await self.accounts.sync_listing(listed, self.config)
         return True
 
     def _failed(self, error: ApiError) -> None:

@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, NamedTuple
 
+import ijson
+
 
 class InvalidResponse(ValueError):
     """A 2xx body that is not a usable snapshot."""
@@ -275,27 +277,116 @@ class ListedAccount:
     status: str
 
 
+_NOT_THE_ENVELOPE = 'not the {"data": [...]} envelope'
+_NO_ID = "an account without an id"
+
+
 def classify_listing(status: int, body: bytes) -> list[ListedAccount] | ApiError:
     """Turn an answer from GET /v1/accounts into the accounts it lists, or an error."""
     rows = _data(status, body)
     if isinstance(rows, ApiError):
         return rows
     if not isinstance(rows, list):
-        return _invalid(status, 'not the {"data": [...]} envelope')
+        return _invalid(status, _NOT_THE_ENVELOPE)
     accounts = []
     for row in rows:
-        if not isinstance(row, dict) or not isinstance(row.get("id"), str) or not row["id"]:
-            return _invalid(status, "an account without an id")
-        name = row.get("account_name")
-        accounts.append(
-            ListedAccount(
-                id=row["id"],
-                platform=_platform(row.get("platform")),
-                name=name if isinstance(name, str) else "",
-                status=row["status"] if isinstance(row.get("status"), str) else "",
-            )
-        )
+        account = _listed(row)
+        if account is None:
+            return _invalid(status, _NO_ID)
+        accounts.append(account)
     return accounts
+
+
+def _listed(row: Any) -> ListedAccount | None:
+    """One row of the listing; None when it has no id."""
+    if not isinstance(row, dict) or not isinstance(row.get("id"), str) or not row["id"]:
+        return None
+    name, status = row.get("account_name"), row.get("status")
+    return ListedAccount(
+        id=row["id"],
+        platform=_platform(row.get("platform")),
+        name=name if isinstance(name, str) else "",
+        status=status if isinstance(status, str) else "",
+    )
+
+
+class ListingReader:
+    """A 2xx answer of GET /v1/accounts, read piece by piece as it arrives: what
+    classify_listing() makes of the whole body, without holding the body or its JSON tree.
+    The real server lists every account in one answer (40 MB at 100,000 accounts).
+
+        reader = ListingReader(200)
+        for piece in pieces:
+            reader.feed(piece)
+        accounts = reader.close()  # list[ListedAccount], or the ApiError the body is
+
+    Rows come from ijson's C parser, one at a time. The envelope is checked by a second
+    parser, fed only until the value of `data` begins: it must be a list in an object. JSON
+    is taken as UniPost's server (Go) writes it: NaN, Infinity or an integer beyond int64,
+    which Python's json would take, make the body "not JSON".
+    """
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+        self.accounts: list[ListedAccount] = []
+        self._rows: list[Any] = ijson.sendable_list()
+        self._items = ijson.items_coro(self._rows, "data.item", use_float=True)
+        self._events: list[tuple[str, str, Any]] = ijson.sendable_list()
+        self._envelope: Any = ijson.parse_coro(self._events)  # None once `data` began
+        self._data_next = False  # the envelope's next event is the value of `data`
+        self._problem = ""
+
+    def feed(self, piece: bytes) -> None:
+        """The next piece of the body."""
+        if self._problem or not piece:  # ijson takes an empty piece for the end
+            return
+        try:
+            if self._envelope is not None:
+                self._envelope.send(piece)
+                self._check_envelope()
+            self._items.send(piece)
+        except (ijson.JSONError, UnicodeDecodeError, ValueError):
+            self._problem = "body is not JSON"
+        self._take_rows()
+
+    def close(self) -> list[ListedAccount] | ApiError:
+        """The body is complete: the accounts it lists, or what is wrong with it."""
+        if not self._problem:
+            try:
+                self._items.close()
+                if self._envelope is not None:
+                    self._envelope.close()
+                    self._check_envelope()
+            except (ijson.JSONError, UnicodeDecodeError, ValueError):
+                self._problem = "body is not JSON"
+            self._take_rows()
+        if not self._problem and self._envelope is not None:
+            self._problem = _NOT_THE_ENVELOPE  # the body ended before any `data` list
+        return _invalid(self.status, self._problem) if self._problem else self.accounts
+
+    def _check_envelope(self) -> None:
+        for prefix, event, value in self._events:
+            if self._envelope is None or self._problem:
+                break
+            if self._data_next:
+                if event != "start_array":
+                    self._problem = _NOT_THE_ENVELOPE
+                self._envelope = None  # what follows is the rows' parser's
+            elif prefix == "" and event == "map_key" and value == "data":
+                self._data_next = True
+            elif prefix == "" and event not in ("start_map", "map_key", "end_map"):
+                self._problem = _NOT_THE_ENVELOPE  # not an object
+        del self._events[:]
+
+    def _take_rows(self) -> None:
+        if not self._problem:
+            for row in self._rows:
+                account = _listed(row)
+                if account is None:
+                    self._problem = _NO_ID
+                    break
+                self.accounts.append(account)
+        del self._rows[:]
 
 
 def _data(status: int, body: bytes) -> Any:

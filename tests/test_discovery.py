@@ -13,6 +13,9 @@ import yaml
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import generate_latest
 
+from exporter import client as client_module
+from exporter.accounts import LOGGED_PER_LISTING
+from exporter.client import MAX_BODY_BYTES
 from exporter.config import parse_config
 from exporter.discovery import Discoverer
 from exporter.exposition import FastExposition
@@ -20,7 +23,7 @@ from exporter.scheduler import Scheduler
 from exporter.server import build_registry, build_tail_registry, create_app
 from exporter.simulator import DEFAULT_SIM_KEY, SimAccount, Simulator, demo_scenario
 from exporter.store import Store
-from tests.fake_unipost import FakeUniPost, snapshot
+from tests.fake_unipost import API_KEY, FakeUniPost, benchmark_listing, snapshot
 from tests.helpers import (
     FakeClock,
     Samples,
@@ -187,3 +190,58 @@ async def test_refreshes_spend_the_budget_and_retry_sooner_after_a_failure() -> 
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def discovered_by_http(fake: FakeUniPost, **unipost: Any) -> Any:
+    """The exporter app, discovering through `fake` over loopback."""
+    raw = {
+        "unipost": {"base_url": fake.base_url, "api_key": API_KEY, **unipost},
+        "polling": {"interval": "1h", "health_interval": "0s"},
+        "discovery": {"enabled": True},
+    }
+    return create_app(parse_config(yaml.safe_dump(raw), {}))
+
+
+async def test_a_listing_of_thousands_is_read_as_it_arrives_and_logged_in_brief(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The real server lists every account in one answer: 5,000 of them are 2 MB, more than
+    # any snapshot may be (client.MAX_BODY_BYTES).
+    fake = FakeUniPost(snapshot)
+    fake.listing_body = benchmark_listing(5000)
+    assert len(fake.listing_body) > MAX_BODY_BYTES
+    caplog.set_level(logging.INFO)
+    async with fake, TestClient(TestServer(await discovered_by_http(fake))) as client:
+
+        async def scraped() -> Samples:
+            return parse_exposition(await (await client.get("/metrics")).text())
+
+        samples = await scrape_until(
+            scraped, lambda s: len(ids(s, "unipost_account_info")) == 5000, 20, lambda s: s
+        )
+    names = {labels["account_name"] for labels in series(samples, "unipost_account_info")}
+    assert len(names) == 5000 and "acct_4999" in names
+    lines = [r.getMessage() for r in caplog.records if "discovered" in r.getMessage()]
+    assert lines.count("account discovered") == LOGGED_PER_LISTING
+    summary = [r for r in caplog.records if r.getMessage() == "accounts discovered"]
+    assert len(summary) == 1 and getattr(summary[0], "fields", {})["more"] == 5000 - 20
+
+
+async def test_a_listing_over_its_cap_is_invalid_and_keeps_the_last_list(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = FakeUniPost(snapshot)
+    fake.listing_body = benchmark_listing(10)
+    monkeypatch.setattr(client_module, "MAX_LISTING_BYTES", len(fake.listing_body) - 1)
+    async with fake, TestClient(TestServer(await discovered_by_http(fake))) as client:
+
+        async def scraped() -> Samples:
+            return parse_exposition(await (await client.get("/metrics")).text())
+
+        samples = await scrape_until(
+            scraped,
+            lambda s: value(s, "unipost_api_errors_total", account_id="", code="INVALID_RESPONSE"),
+            10,
+            lambda s: s,
+        )
+    assert series(samples, "unipost_account_info") == []

@@ -249,7 +249,7 @@ async def test_turning_discovery_off_drops_the_discovered_accounts_only() -> Non
         ListedAccount("sa_instagram_listed", "instagram", "Listed", "active"),
         ListedAccount("sa_instagram_found", "instagram", "Found", "active"),
     ]
-    scheduler.accounts.sync_listing(listing, with_discovery.workspaces[0].discovery)
+    await scheduler.accounts.sync_listing(listing, with_discovery.workspaces[0].discovery)
     assert set(store.accounts) == {"sa_instagram_listed", "sa_instagram_found"}
 
     without = parse_config("unipost: {api_key: k}\naccounts: [{id: sa_instagram_listed}]", {})

@@ -486,25 +486,25 @@ async def test_an_account_listed_as_broken_is_not_polled_until_it_is_listed_acti
     fixed = [broken[0], ListedAccount("sa_instagram_2", "instagram", "shop", "active")]
     discovery = DiscoveryConfig(enabled=True)
     async with h.running():
-        h.scheduler.accounts.sync_listing(broken, discovery)
+        await h.scheduler.accounts.sync_listing(broken, discovery)
         await h.clock.advance(30 * 60)
         samples = scrape(h.store)
         assert statuses_of(samples) == {"sa_instagram_1": "ok", "sa_instagram_2": "needs_reconnect"}
         # No platform call for the account the listing already calls broken...
         assert h.client.times("sa_instagram_2") == []
         # ...and a refresh that lists it the same way does not poll it either.
-        h.scheduler.accounts.sync_listing(broken, discovery)
+        await h.scheduler.accounts.sync_listing(broken, discovery)
         await h.clock.advance(60)
         assert h.client.times("sa_instagram_2") == []
         # It is re-checked at the hourly pace.
         await h.clock.advance(40 * 60)
         assert len(h.client.times("sa_instagram_2")) == 1
-        h.scheduler.accounts.sync_listing(broken, discovery)
+        await h.scheduler.accounts.sync_listing(broken, discovery)
         await h.clock.advance(10 * 60)
         assert len(h.client.times("sa_instagram_2")) == 1
         # Reconnected and listed active again: polled at once.
         reconnected[0] = True
-        h.scheduler.accounts.sync_listing(fixed, discovery)
+        await h.scheduler.accounts.sync_listing(fixed, discovery)
         await h.clock.advance(2)
         assert len(h.client.times("sa_instagram_2")) == 2
         assert statuses_of(scrape(h.store))["sa_instagram_2"] == "ok"
