@@ -5,6 +5,7 @@ store (tests compare them); exporter-wide families are rendered by prometheus_cl
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable, Generator, Iterable
 from itertools import compress
@@ -75,8 +76,16 @@ def _header(family: Family, openmetrics: bool) -> bytes:
 
 
 _NEVER = object()
-# Rows per rendered piece: ~100 bytes a line, so a piece is a fraction of a megabyte.
-ROWS_PER_CHUNK = 2048
+# Rows per rendered piece: ~100 bytes a line, so a piece is some tens of kilobytes. A join
+# of 512 rows needs CPython a buffer table of ~120 KB, within glibc's heap; one of 2048
+# rows was mapped and faulted in afresh at every join.
+ROWS_PER_CHUNK = 512
+# Joined pieces are kept for the next scrape when their rows did not change at the last one
+# either: a store's lines change mostly in one family (the poll's time), so most pieces are
+# reused. Only while the store's lines take at most this much (~19,000 accounts): kept
+# pieces cost as much memory as they save joins, and on larger expositions the send, not
+# the join, bounds a scrape (the render runs while the client reads).
+REUSED_BYTES = 16 * 1024 * 1024
 # Which families each change key covers (indexes into ACCOUNT_FAMILIES).
 _FAMILIES_BY_INPUTS = {
     inputs: [i for i, family in enumerate(ACCOUNT_FAMILIES) if family.inputs == inputs]
@@ -117,6 +126,11 @@ _ID_LABEL = "account_id"
 HEADS, _WHOLE_HEADS, _TAILS = 0, 1, 2
 # Which head each family's lines start with.
 _HEAD_OF = [_WHOLE_HEADS if not family.label else HEADS for family in ACCOUNT_FAMILIES]
+# The tail columns whose lines start with each head column.
+_TAILS_AFTER = {
+    head: [_TAILS + i for i, of in enumerate(_HEAD_OF) if of == head]
+    for head in (HEADS, _WHOLE_HEADS)
+}
 
 
 def _snapshot_changes(before: object, after: Snapshot | None) -> list[int]:
@@ -145,10 +159,11 @@ def _tallies(account: AccountState) -> tuple[tuple[tuple[str, int], ...], ...]:
 _FRESH = (_NEVER,) * 7
 
 
-def _join(name: bytes, heads: list[bytes], tails: list[bytes]) -> bytes:
-    """Name, head and tail of every row that has lines, as one piece. Laid out by slice
-    assignment and joined: no Python code runs per line (3x faster than chaining zips)."""
-    if not all(tails):
+def _join(name: bytes, heads: list[bytes], tails: list[bytes], full: bool) -> bytes:
+    """Name, head and tail of every row that has lines (`full`: every row has), as one
+    piece. Laid out by slice assignment and joined: no Python code runs per line (3x faster
+    than chaining zips)."""
+    if not full:
         heads, tails = list(compress(heads, tails)), list(filter(None, tails))
     pieces = [name] * (3 * len(tails))
     pieces[1::3] = heads
@@ -183,6 +198,19 @@ class _StoreLines:
         self.inputs: list[Any] = []
         # The heads and whole heads, then each family's tails (_TAILS + family index).
         self.columns: list[list[bytes]] = [[] for _ in range(_TAILS + len(ACCOUNT_FAMILIES))]
+        # Per tail column, per ROWS_PER_CHUNK rows: how many are not b"". A scrape skips
+        # the chunks of a family no account has lines of (flags, failures, unread health).
+        self.filled: list[list[int]] = [[] for _ in self.columns]
+        # Per tail column, the bytes its lines take but for the family's name: head and tail
+        # of every row that has lines. A scrape knows its length before its first byte.
+        self.sizes = [0] * len(self.columns)
+        # Per column, per ROWS_PER_CHUNK rows: how often a value in it was written.
+        self.versions: list[list[int]] = [[] for _ in self.columns]
+        # Joined pieces kept (see REUSED_BYTES), and the versions each piece had when last
+        # joined: (tail column, chunk) -> (tail version, head version)[, piece].
+        self._reused: dict[tuple[int, int], tuple[tuple[int, int], bytes]] = {}
+        self._reusing = False  # this scrape keeps pieces (set by length())
+        self._joined_at: dict[tuple[int, int], tuple[int, int]] = {}
         self._shared = heap.Shared[bytes]()
         self._afters: dict[Any, list[tuple[str, str]]] = {}
         self._gone = 0
@@ -280,12 +308,75 @@ class _StoreLines:
         if self._readers:
             self._pending[column, row] = value
         else:
-            self.columns[column][row] = value
+            self._set(column, row, value)
 
-    def read(self) -> tuple[list[list[bytes]], int]:
-        """The columns and how many rows to read, unchanged until `done()`."""
+    def _set(self, column: int, row: int, value: bytes) -> None:
+        cells = self.columns[column]
+        old = cells[row]
+        cells[row] = value
+        chunk = row // ROWS_PER_CHUNK
+        versions = self.versions[column]
+        if chunk >= len(versions):
+            versions.extend([0] * (chunk + 1 - len(versions)))
+        versions[chunk] += 1
+        if column < _TAILS:  # a head: the size of every line that starts with it changes
+            if len(value) != len(old):
+                for tails in _TAILS_AFTER[column]:
+                    if self.columns[tails][row]:
+                        self.sizes[tails] += len(value) - len(old)
+            return
+        head = len(self.columns[_HEAD_OF[column - _TAILS]][row])
+        self.sizes[column] += (len(value) + head if value else 0) - (len(old) + head if old else 0)
+        if bool(old) != bool(value):  # a row's lines appear or go
+            counts = self.filled[column]
+            if chunk >= len(counts):
+                counts.extend([0] * (chunk + 1 - len(counts)))
+            counts[chunk] += 1 if value else -1
+
+    def joined(self, index: int, chunk: int, rows: int, count: int) -> bytes:
+        """Family `index`'s lines of one chunk of rows (`count` of them have lines), reused
+        when none of its rows changed since it was kept."""
+        column, head = _TAILS + index, _HEAD_OF[index]
+        tails, heads = self.versions[column], self.versions[head]
+        version = (
+            tails[chunk] if chunk < len(tails) else 0,
+            heads[chunk] if chunk < len(heads) else 0,
+        )
+        key = (column, chunk)
+        kept = self._reused.pop(key, None)
+        if kept is not None and kept[0] == version:
+            self._reused[key] = kept
+            return kept[1]
+        start = chunk * ROWS_PER_CHUNK
+        end = min(start + ROWS_PER_CHUNK, rows)
+        columns = self.columns
+        piece = _join(
+            _PREFIXES[index], columns[head][start:end], columns[column][start:end],
+            count == end - start,
+        )  # fmt: skip
+        # Kept only once it came out the same twice: one that changes at every scrape would
+        # be kept for nothing.
+        if self._joined_at.get(key) == version and self._reusing:
+            self._reused[key] = (version, piece)
+        self._joined_at[key] = version
+        return piece
+
+    def length(self, prefixes: list[bytes]) -> int:
+        """The bytes of this store's lines, each family's name included (`prefixes`); it
+        also decides whether this scrape keeps pieces for the next (REUSED_BYTES)."""
+        total = sum(
+            self.sizes[_TAILS + i] + sum(self.filled[_TAILS + i]) * len(prefix)
+            for i, prefix in enumerate(prefixes)
+        )
+        self._reusing = total <= REUSED_BYTES
+        if not self._reusing:
+            self._reused.clear()
+        return total
+
+    def read(self) -> int:
+        """How many rows to read; the columns stay as they are until `done()`."""
         self._readers += 1
-        return self.columns, len(self.inputs) // _WIDTH
+        return len(self.inputs) // _WIDTH
 
     def done(self) -> None:
         """A reader is done: write what waited for it."""
@@ -293,7 +384,7 @@ class _StoreLines:
         if self._readers:
             return
         for (column, row), value in self._pending.items():
-            self.columns[column][row] = value
+            self._set(column, row, value)
         self._pending.clear()
         self._compact()
 
@@ -306,6 +397,20 @@ class _StoreLines:
         inputs = self.inputs
         self.inputs = [value for row in kept for value in inputs[row * _WIDTH : (row + 1) * _WIDTH]]
         self.columns = [[column[row] for row in kept] for column in self.columns]
+        self.filled = [
+            [sum(1 for value in column[start : start + ROWS_PER_CHUNK] if value)
+             for start in range(0, len(column), ROWS_PER_CHUNK)]
+            for column in self.columns
+        ]  # fmt: skip
+        self.versions = [[] for _ in self.columns]
+        self._reused.clear()
+        self._joined_at.clear()
+        self.sizes = [0] * len(self.columns)
+        for index, of in enumerate(_HEAD_OF):
+            heads, tails = self.columns[of], self.columns[_TAILS + index]
+            self.sizes[_TAILS + index] = sum(
+                len(head) + len(tail) for head, tail in zip(heads, tails, strict=True) if tail
+            )
         self.rows = {account_id: row for row, account_id in enumerate(self.rows)}
         self._gone = 0
 
@@ -342,14 +447,22 @@ class FastExposition:
         return b"".join(self.iter_chunks(openmetrics))
 
     def iter_chunks(self, openmetrics: bool = False) -> Generator[bytes, None, None]:
-        """The body in pieces of a few hundred kilobytes, in order.
+        """The body in pieces, in order (see open())."""
+        with contextlib.closing(self.open(openmetrics)) as body:
+            yield from body.pieces
 
-        Everything is taken from the stores in one synchronous step, before the first piece:
-        a poll that lands while the caller yields between pieces is not half in this scrape.
-        Each piece is then one short join (well under a millisecond), so a caller on the
-        event loop can yield between pieces and polls stay on time during a scrape. Until
-        the iterator is exhausted or closed, the stores' changes wait (_StoreLines.read):
-        close it when abandoning it.
+    def open(self, openmetrics: bool = False) -> Body:
+        """One scrape's body: its length, then its pieces of a few hundred kilobytes.
+
+        Everything is taken from the stores in this one synchronous step: a poll that lands
+        while the caller yields between pieces is not half in this scrape. Each piece is
+        then one short join (well under a millisecond), so a caller on the event loop can
+        yield between pieces and polls stay on time during a scrape. Until the body is
+        closed, the stores' changes wait (_StoreLines.read): close it, read or not.
+
+            with contextlib.closing(exposition.open()) as body:
+                response.content_length = body.length
+                for piece in body.pieces: ...
         """
         self._follow_stores()
         headers = self._openmetrics_headers if openmetrics else self._text_headers
@@ -362,19 +475,41 @@ class FastExposition:
         # Every row's head and tails, in store order: as AccountCollector walks the accounts.
         # Each store's columns stay as they are now until this scrape is done with them.
         stores = list(self.stores)
-        cuts = [lines.read() for lines in stores]
-        try:
-            for index, header in enumerate(headers):
-                yield header
-                name = _PREFIXES[index]
-                for columns, rows in cuts:
-                    heads, column = columns[_HEAD_OF[index]], columns[_TAILS + index]
-                    for start in range(0, rows, ROWS_PER_CHUNK):
-                        end = min(start + ROWS_PER_CHUNK, rows)
-                        yield _join(name, heads[start:end], column[start:end])
-                if index == ERRORS_FAMILY and discovery:
-                    yield discovery
-            yield tail
-        finally:
-            for lines in stores:
+        cuts = [(lines, lines.read()) for lines in stores]
+        length = sum(map(len, headers)) + len(discovery) + len(tail)
+        length += sum(lines.length(_PREFIXES) for lines in stores)
+        return Body(length, _pieces(headers, discovery, tail, cuts), stores)
+
+
+def _pieces(
+    headers: list[bytes], discovery: bytes, tail: bytes, cuts: list[tuple[_StoreLines, int]]
+) -> Generator[bytes, None, None]:
+    for index, header in enumerate(headers):
+        yield header
+        for lines, rows in cuts:
+            counts = lines.filled[_TAILS + index]
+            for chunk in range(min(len(counts), -(-rows // ROWS_PER_CHUNK))):
+                if counts[chunk]:
+                    yield lines.joined(index, chunk, rows, counts[chunk])
+        if index == ERRORS_FAMILY and discovery:
+            yield discovery
+    yield tail
+
+
+class Body:
+    """A scrape's exposition: `length` bytes, in `pieces`; close() lets the stores' changes
+    through again, whether the pieces were read or not."""
+
+    def __init__(
+        self, length: int, pieces: Generator[bytes, None, None], stores: list[_StoreLines]
+    ) -> None:
+        self.length = length
+        self.pieces = pieces
+        self._stores: list[_StoreLines] | None = stores
+
+    def close(self) -> None:
+        self.pieces.close()
+        if self._stores is not None:
+            for lines in self._stores:
                 lines.done()
+            self._stores = None

@@ -58,6 +58,9 @@ class Budget:
         self._clock = clock
         self._next_slot = -math.inf
         self._lock = asyncio.Lock()
+        self._holds = 0  # scrapes rendering now: no request goes out meanwhile
+        self._unheld = asyncio.Event()
+        self._unheld.set()
 
     @property
     def rate(self) -> float:
@@ -92,10 +95,26 @@ class Budget:
             return  # a free slot and nobody queued: no lock, no sleep
         async with self._lock:
             while not self._take():
-                await self._clock.sleep(self.ready_at() - self._clock.monotonic())
+                if self._holds:
+                    await self._unheld.wait()
+                else:
+                    await self._clock.sleep(self.ready_at() - self._clock.monotonic())
+
+    def hold(self) -> None:
+        """A scrape renders: no slot is given until release(). The slots meanwhile are not
+        made up afterwards (the pace has no bursts)."""
+        self._holds += 1
+        self._unheld.clear()
+
+    def release(self) -> None:
+        self._holds -= 1
+        if not self._holds:
+            self._unheld.set()
 
     def ready_at(self) -> float:
-        """When the next slot can be taken (monotonic seconds)."""
+        """When the next slot can be taken (monotonic seconds; infinite while held)."""
+        if self._holds:
+            return math.inf
         return max(self._next_slot, self.blocked_until)
 
     def try_take(self) -> bool:

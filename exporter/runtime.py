@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import math
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -76,6 +77,7 @@ class Runtime:
         self._workspaces: dict[str | None, _Workspace] = {}
         self._lock = asyncio.Lock()
         self._closing: set[asyncio.Task[None]] = set()
+        self._unheld_until = -math.inf  # scrapes_first(): no hold begins before this
 
     def stores(self) -> Sequence[Store]:
         """Every workspace's store, in config order (a reload may change the list)."""
@@ -84,6 +86,28 @@ class Runtime:
     def schedulers(self) -> list[Scheduler]:
         """Every workspace's scheduler, as polling runs now."""
         return [unit.scheduler for unit in self._workspaces.values()]
+
+    @contextlib.contextmanager
+    def scrapes_first(self) -> Iterator[None]:
+        """While a scrape renders, no request goes out: Prometheus waits on the scrape, a
+        poll can wait the few milliseconds. Polls are held at most half the time: after a
+        hold of d seconds, the next render that begins within d seconds holds nothing, so
+        scrapers back to back never starve polling."""
+        began = self.clock.monotonic()
+        if began < self._unheld_until:
+            yield
+            return
+        schedulers = self.schedulers()
+        for scheduler in schedulers:
+            scheduler.budget.hold()
+        try:
+            yield
+        finally:
+            ended = self.clock.monotonic()
+            self._unheld_until = ended + (ended - began)
+            for scheduler in schedulers:
+                scheduler.budget.release()
+                scheduler.queue.wake()
 
     @property
     def polling_started(self) -> bool:

@@ -10,6 +10,7 @@ answer means for the account.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from collections.abc import Callable
 from typing import Protocol
@@ -142,7 +143,8 @@ class Scheduler:
         first = min(d for d in (due, health_due) if d is not None)
         ready = max(first, self.budget.ready_at())
         if ready > now:
-            await self.queue.wait(ready - now)
+            # Held by a scrape: until it releases the budget and wakes the queue.
+            await self.queue.wait(None if ready == math.inf else ready - now)
             return
         if not self.budget.try_take():
             # A retry is queued for the slot: it goes first; look again one slot later.

@@ -20,12 +20,14 @@ from exporter.client import make_session
 from exporter.clock import Clock, SystemClock
 from exporter.collector import AccountCollector, ApiCollector
 from exporter.config import Config
-from exporter.exposition import FastExposition
+from exporter.exposition import Body, FastExposition
+from exporter.logs import FieldLogger
 from exporter.runtime import ConfigLoader, Runtime, SessionFactory
 from exporter.sharding import Shard
 from exporter.store import ReloadStatus, StateStatus, Store, StoreSource
 from exporter.webconfig import WebSecurity
 
+log = FieldLogger("exporter.server")
 EXPOSITION = web.AppKey("exposition", FastExposition)
 RUNTIME = web.AppKey("runtime", Runtime)
 RENDERS: web.AppKey[SharedRenders] = web.AppKey("renders")
@@ -33,7 +35,8 @@ DEMO_NOTE = web.AppKey("demo_note", str)
 # Level 1 compresses an exposition about 4x faster than 6 for ~1.5x the bytes: CPU is
 # the scarcer resource on the exporter, bytes are cheap between it and Prometheus.
 GZIP_LEVEL = 1
-WRITE_SIZE = 64 * 1024
+# A render turns the event loop at least this often (seconds).
+RENDER_TURN = 0.002
 
 
 def build_registry(
@@ -140,65 +143,136 @@ async def reload(request: web.Request) -> web.Response:
     return web.Response(text="Reloaded.\n")
 
 
+_CUT = b"\0cut"  # queued instead of the rest of a body whose render failed
+
+
+class _Scrape:
+    """One scrape's response, written by a task of its own from a queue of pieces: a render
+    hands each piece over without waiting for any client to read it."""
+
+    def __init__(self, request: web.Request, response: web.StreamResponse) -> None:
+        self.request = request
+        self.response = response
+        self.joined = False  # a render is writing to it
+        self.failed = False  # the client went away
+        self._pieces: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+
+    def start(self, length: int | None) -> None:
+        """A render begins: the response goes out with `length` (None: chunked)."""
+        self.joined = True
+        self._writer = asyncio.create_task(self._write(length))
+
+    def put(self, piece: bytes | None) -> None:
+        """The next piece of the body; None: the body is complete; _CUT: the render failed."""
+        if not self.failed:
+            self._pieces.put_nowait(piece)
+
+    async def _write(self, length: int | None) -> None:
+        try:
+            if length is not None:
+                self.response.content_length = length
+            await self.response.prepare(self.request)
+            while (piece := await self._pieces.get()) is not None:
+                if piece is _CUT:
+                    # No terminating chunk: the client sees a failed scrape, not a short body.
+                    if self.request.transport is not None:
+                        self.request.transport.close()
+                    self.failed = True
+                    return
+                await self.response.write(piece)
+            await self.response.write_eof()
+        except (ConnectionError, RuntimeError):
+            self.failed = True  # gone: nothing more is queued for it
+            while not self._pieces.empty():
+                self._pieces.get_nowait()
+
+    async def done(self) -> None:
+        if self._writer is not None:
+            await self._writer
+
+
 class SharedRenders:
     """One render at a time, shared by every scrape that arrived before it began.
 
     Fifty scrapers at once then cost about one render per render time, not fifty
-    interleaved ones, and polls keep their turns on the event loop between its pieces. A
-    scrape never gets a body begun before it arrived, so it is never older than the request.
-    A body is kept only while scrapes wait for it: at 10,000 accounts it is 8.5 MB.
+    interleaved ones. A scrape never gets a body begun before it arrived, so it is never
+    older than the request.
+
+    The body is written as it is rendered, never held whole: it grows with the accounts
+    (~870 bytes each), and building it in fresh memory costs more than sending it (the
+    kernel faults in each new page). Each scrape's pieces wait in its own queue until its
+    client reads them, so a slow client keeps the rest of its body, and neither the render
+    nor the other scrapes wait for it.
     """
 
     def __init__(self) -> None:
         self._lock = asyncio.Lock()
-        self._waiting = 0
-        self._last: tuple[float, tuple[bool, bool], bytearray] | None = None
+        self._waiting: dict[tuple[bool, bool], list[_Scrape]] = {}
 
-    async def body(
-        self, exposition: FastExposition, openmetrics: bool, compress: bool
-    ) -> bytearray:
-        loop = asyncio.get_running_loop()
-        arrived = loop.time()
+    async def serve(
+        self,
+        exposition: FastExposition,
+        openmetrics: bool,
+        request: web.Request,
+        response: web.StreamResponse,
+    ) -> None:
+        """Send the exposition as `response` (its headers set), sharing a render with the
+        scrapes that wait for the same format."""
+        compress = response.headers.get("Content-Encoding") == "gzip"
         key = (openmetrics, compress)
-        self._waiting += 1
-        acquired = False
+        scrape = _Scrape(request, response)
+        self._waiting.setdefault(key, []).append(scrape)
         try:
             async with self._lock:
-                acquired = True
-                self._waiting -= 1
-                last = self._last
-                if last is not None and last[1] == key and last[0] >= arrived:
-                    body = last[2]
-                else:
-                    began = loop.time()
-                    body = await _render(exposition, openmetrics, compress)
-                    last = (began, key, body)
-                self._last = last if self._waiting else None
-                return body
+                if not scrape.joined:  # no render began after it arrived: this one leads
+                    group = self._waiting.pop(key)
+                    with (
+                        request.app[RUNTIME].scrapes_first(),
+                        contextlib.closing(exposition.open(openmetrics)) as body,
+                    ):
+                        for member in group:
+                            # Compressed, its length is known only at the end: chunked.
+                            member.start(None if compress else body.length)
+                        await _render(body, compress, group)
         finally:
-            if not acquired:
-                self._waiting -= 1
+            if not scrape.joined:  # cancelled while waiting
+                self._waiting.get(key, []).remove(scrape)
+        await scrape.done()
 
 
-async def _render(exposition: FastExposition, openmetrics: bool, compress: bool) -> bytearray:
+async def _render(body: Body, compress: bool, scrapes: list[_Scrape]) -> None:
     # Rendered (and compressed) on the loop in pieces of a fraction of a millisecond, yielding
-    # between them: polls and /-/healthy stay on time during a scrape. A worker thread would
-    # not help: its bytecode holds the GIL a whole switch interval whenever the loop wants it,
-    # and on a busy core the scheduler, not the loop, decides when the loop runs again.
+    # between them: the scrapes' writers send each piece, and polls and /-/healthy stay on
+    # time. A worker thread would not help: its bytecode holds the GIL a whole switch
+    # interval whenever the loop wants it, and on a busy core the scheduler, not the loop,
+    # decides when the loop runs again.
     packer = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS) if compress else None
-    # One growing buffer, not a list of pieces: at 100,000 accounts the body is 86 MB, and
-    # glibc maps a buffer that size on its own and unmaps it when freed, where it would keep
-    # ~75 MB of freed pieces of a few hundred kilobytes in its heap.
-    body = bytearray()
-    # Closed even when the scrape is cancelled: while it reads, the exposition holds back
-    # the polls' changes (FastExposition.iter_chunks).
-    with contextlib.closing(exposition.iter_chunks(openmetrics=openmetrics)) as chunks:
-        for chunk in chunks:
-            body += packer.compress(chunk) if packer else chunk
-            await asyncio.sleep(0)
-    if packer:
-        body += packer.flush()
-    return body
+    end: bytes | None = _CUT
+    rendered = 0
+    loop = asyncio.get_running_loop()
+    turn = loop.time() + RENDER_TURN
+    try:
+        for chunk in body.pieces:
+            rendered += len(chunk)
+            piece = packer.compress(chunk) if packer else chunk
+            if piece:
+                for scrape in scrapes:
+                    scrape.put(piece)
+            if loop.time() >= turn:  # the writers send what is queued; /-/healthy answers
+                await asyncio.sleep(0)
+                turn = loop.time() + RENDER_TURN
+        if packer:
+            last = packer.flush()
+            for scrape in scrapes:
+                scrape.put(last)
+        if rendered == body.length:
+            end = None
+        else:  # a bug: no client may take a short body for a whole one
+            log.error("exposition length mismatch", declared=body.length, rendered=rendered)
+    finally:
+        for scrape in scrapes:
+            scrape.put(end)
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:
@@ -206,24 +280,11 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     _, content_type = choose_encoder(request.headers.get("Accept", ""))
     openmetrics = content_type.startswith("application/openmetrics-text")
     compress = "gzip" in request.headers.get("Accept-Encoding", "")
-    body = await request.app[RENDERS].body(request.app[EXPOSITION], openmetrics, compress)
     response = web.StreamResponse(headers={"Content-Type": content_type})
     if compress:
         response.headers["Content-Encoding"] = "gzip"
-    response.content_length = len(body)
-    await response.prepare(request)
-    await _send(response, body)
+    await request.app[RENDERS].serve(request.app[EXPOSITION], openmetrics, request, response)
     return response
-
-
-async def _send(response: web.StreamResponse, body: bytearray) -> None:
-    view = memoryview(body)
-    for start in range(0, len(body), WRITE_SIZE):
-        # On loopback the kernel delivers a send within the call: keep each one small,
-        # and let polls run between them.
-        await response.write(view[start : start + WRITE_SIZE])
-        await asyncio.sleep(0)
-    await response.write_eof()
 
 
 async def healthy(request: web.Request) -> web.Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import logging
+import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -270,11 +271,14 @@ async def test_concurrent_scrapes_share_renders_and_never_get_an_older_body(
     renders = []
     real = server._render
 
-    async def counting(*args: Any) -> list[bytes]:
-        renders.append(args[1:])
-        return await real(*args)
+    async def counting(*args: Any) -> None:
+        renders.append(args[1:3])
+        await real(*args)
 
     monkeypatch.setattr(server, "_render", counting)
+    # A turn of the loop after every piece, as a large exposition's render takes them: a
+    # small one renders within one turn, before another scrape could join it.
+    monkeypatch.setattr(server, "RENDER_TURN", 0.0)
     async for e in start(mixed, MIXED_ACCOUNTS):
         await e.until(lambda s: not series(s, "unipost_account_status", status="pending"))
         renders.clear()
@@ -284,13 +288,50 @@ async def test_concurrent_scrapes_share_renders_and_never_get_an_older_body(
         # Twenty scrapers at once: a few renders, not twenty (each shared by the scrapes
         # that queued while the one before it ran).
         assert 1 <= len(renders) < 20 and len(bodies) <= len(renders)
-        assert e.client.app[server.RENDERS]._last is None, "no body is kept once served"
+        assert e.client.app[server.RENDERS]._waiting == {}, "no scrape is left waiting"
         # A scrape after a change sees it: it never gets a body begun before it arrived.
         store = e.client.app[server.RUNTIME].stores()[0]
         account = store.accounts["sa_twitter_1"]
         account.account_name = "renamed"
         store.changed(account)
         assert value(await e.scrape(), "unipost_account_info", account_name="renamed") == 1
+
+
+async def test_a_scraper_that_stops_reading_holds_back_no_one() -> None:
+    # 40,000 accounts: a body of ~15 MB, more than loopback's socket buffers (~10 MB at
+    # most) hold for a client that reads nothing.
+    import exporter.server as server
+
+    accounts = [{"id": f"sa_instagram_{i}"} for i in range(40_000)]
+    async for e in start(lambda a: snapshot(a), accounts):
+        reader, writer = await asyncio.open_connection(e.client.host, e.client.port, limit=2**26)
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: exporter\r\n\r\n")
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")  # its render has begun; then no more
+        # Its render finishes without it: the exposition takes changes again.
+        lines = e.client.app[server.EXPOSITION].stores[0]
+        renders = e.client.app[server.RENDERS]
+        await wait_for(lambda: lines._readers == 0 and not renders._waiting)  # noqa: B023
+        store = e.client.app[server.RUNTIME].stores()[0]
+        account = store.accounts["sa_instagram_7"]
+        account.account_name = "renamed"
+        store.changed(account)
+        # Other scrapes go on, and see the change.
+        assert value(await e.scrape(), "unipost_account_info", account_name="renamed") == 1
+        # The stalled client still gets its whole body, as it was when it asked.
+        assert head.startswith(b"HTTP/1.1 200")
+        (length,) = re.findall(rb"Content-Length: (\d+)", head)
+        body = await asyncio.wait_for(reader.readexactly(int(length)), 30)
+        writer.close()
+        assert len(body) > 12_000_000 and b'account_name="renamed"' not in body
+        assert len(series(parse_exposition(body.decode()), "unipost_account_info")) == 40_000
+
+
+async def wait_for(check: Callable[[], bool], seconds: float = 10) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met"
+        await asyncio.sleep(0.01)
 
 
 async def test_a_connection_error_says_where_and_why(caplog: pytest.LogCaptureFixture) -> None:

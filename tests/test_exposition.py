@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from dataclasses import replace
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
+from exporter import exposition, server
 from exporter.exposition import FastExposition
 from exporter.scheduler import Scheduler
 from exporter.server import _render as render_body
@@ -25,6 +27,10 @@ def assert_identical(store: Store | list[Store], fast: FastExposition) -> None:
     reference = build_registry(stores, with_process_metrics=False)
     assert fast.render() == generate_latest(reference)
     assert fast.render(openmetrics=True) == openmetrics_latest(reference)
+    # The length a scrape declares before its first byte is the body's.
+    for openmetrics in (False, True):
+        with contextlib.closing(fast.open(openmetrics)) as body:
+            assert body.length == len(b"".join(body.pieces))
 
 
 def test_the_golden_store_renders_identically_in_both_formats() -> None:
@@ -147,6 +153,36 @@ def test_changes_during_a_scrape_are_not_half_in_it_and_show_after() -> None:
     assert_identical(store, fast)
 
 
+@pytest.mark.parametrize("reused_bytes", [exposition.REUSED_BYTES, 1000])
+def test_pieces_reused_between_scrapes_never_show_an_old_line(
+    reused_bytes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Three chunks of rows, and a cap that keeps every piece or hardly any.
+    monkeypatch.setattr(exposition, "REUSED_BYTES", reused_bytes)
+    store = Store()
+    originals = list(fixed_store().accounts.values())
+    for i in range(3 * exposition.ROWS_PER_CHUNK // len(originals) + 1):
+        for source in originals:
+            store.add(replace_id(source, f"{source.id}-{i}"))
+    fast = FastExposition(
+        lambda: [store], build_tail_registry(lambda: [store], with_process_metrics=False)
+    )
+    ids = list(store.accounts)
+    for _ in range(3):  # a piece is kept once it came out the same twice
+        fast.render()
+    # A failure in the first chunk, new labels (a new head) in the second, one leaving
+    # from the third: each changed piece is joined again, the others reused.
+    first = store.accounts[ids[3]]
+    first.consecutive_failures = 5
+    store.changed(first)
+    second = store.accounts[ids[exposition.ROWS_PER_CHUNK + 2]]
+    second.labels = (("team", "reused"),)
+    store.changed(second)
+    store.remove(ids[-2])
+    assert_identical(store, fast)
+    assert b'team="reused"' in fast.render() and ids[-2].encode() + b'"' not in fast.render()
+
+
 def test_accounts_that_leave_and_return_keep_the_store_s_order() -> None:
     # Enough leave that the exposition drops their rows and renumbers the rest; then some
     # come back (at the end of the store's order) and others join, with labels that sort
@@ -178,12 +214,20 @@ def replace_id(account: Any, account_id: str) -> Any:
     return copy
 
 
-async def test_a_scrape_cancelled_mid_render_holds_back_no_change() -> None:
+async def test_a_scrape_cancelled_mid_render_holds_back_no_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(server, "RENDER_TURN", 0.0)  # a turn of the loop after every piece
     store = fixed_store()
     fast = FastExposition(
         lambda: [store], build_tail_registry(lambda: [store], with_process_metrics=False)
     )
-    task = asyncio.create_task(render_body(fast, openmetrics=False, compress=False))
+
+    async def scrape() -> None:  # as SharedRenders.serve does
+        with contextlib.closing(fast.open()) as body:
+            await render_body(body, compress=False, scrapes=[])
+
+    task = asyncio.create_task(scrape())
     await asyncio.sleep(0)  # the render has begun reading, and yields between pieces
     account = store.accounts["sa_twitter_1"]
     account.consecutive_failures = 9

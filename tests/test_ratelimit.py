@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
+
 import pytest
 
 from exporter.parse import RateLimitHeaders
@@ -50,3 +53,28 @@ def test_a_nearly_empty_bucket_holds_the_pace_at_its_refill_rate() -> None:
     headers = RateLimitHeaders(limit=100, remaining=2, reset=clock.wall() + 49)
     budget.observe(False, headers, retry_after=None)
     assert budget.rate == pytest.approx(2.0)
+
+
+def test_a_held_budget_gives_no_slot_and_makes_none_up_afterwards() -> None:
+    clock = FakeClock()
+    budget = Budget(requests_per_minute=600, clock=clock, max_wait=3600, store=Store())
+    assert budget.try_take()
+    budget.hold()  # a scrape renders
+    clock.now += 0.5
+    assert not budget.try_take() and budget.ready_at() == math.inf
+    budget.release()
+    # One slot now, the next a tenth of a second later: the five held slots are gone.
+    assert budget.try_take() and not budget.try_take()
+    clock.now += 0.1
+    assert budget.try_take()
+
+
+async def test_acquire_waits_out_a_hold() -> None:
+    clock = FakeClock()
+    budget = Budget(requests_per_minute=600, clock=clock, max_wait=3600, store=Store())
+    budget.hold()
+    waiting = asyncio.create_task(budget.acquire())
+    await clock.advance(5)
+    assert not waiting.done()
+    budget.release()
+    await asyncio.wait_for(waiting, 1)
