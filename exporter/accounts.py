@@ -11,7 +11,7 @@ import asyncio
 import logging
 import random
 import sys
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Callable, Container, Iterable
 from typing import Any
 
 from exporter import heap
@@ -105,7 +105,7 @@ class AccountSet:
             self.store.changed(state)
 
     async def sync_listing(
-        self, listed: Sequence[ListedAccount], discovery: DiscoveryConfig
+        self, listed: Iterable[ListedAccount], discovery: DiscoveryConfig
     ) -> None:
         """Make the polled accounts follow a fresh GET /v1/accounts listing, LISTING_BATCH
         accounts between two turns of the event loop."""
@@ -152,7 +152,8 @@ class AccountSet:
         if item.platform and item.platform != account.platform:
             self.learn_platform(account, item.platform)
             self._count_demand(account)
-        account.account_name = item.name
+        if account.account_name != item.name:
+            account.account_name = item.name
         self._follow_listed_status(account, item.status, now)
         if was != (account.account_name, account.platform, account.status, account.interval):
             self.store.changed(account)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Collection
 from typing import Protocol
 
 from exporter.accounts import AccountSet
@@ -61,7 +63,7 @@ class Discoverer:
         # One call per platform when exactly one is wanted (the API filters one platform);
         # otherwise a single unfiltered call, filtered here.
         platforms = self.config.platforms if len(self.config.platforms) == 1 else (None,)
-        listed: list[ListedAccount] = []
+        listed: list[Collection[ListedAccount]] = []
         for platform in platforms:
             await self.budget.acquire()
             raw = await self.client.list_accounts(platform)
@@ -70,11 +72,11 @@ class Discoverer:
             if isinstance(result, ApiError):
                 self._failed(result)
                 return False
-            listed.extend(result)
+            listed.append(result)
         if self._failures:
-            self.log.info("account listing works again", accounts=len(listed))
+            self.log.info("account listing works again", accounts=sum(map(len, listed)))
         self._failures = 0
-        await self.accounts.sync_listing(listed, self.config)
+        await self.accounts.sync_listing(itertools.chain.from_iterable(listed), self.config)
         return True
 
     def _failed(self, error: ApiError) -> None:

@@ -69,7 +69,7 @@ async def _list(workspace: WorkspaceConfig) -> list[ListedAccount] | str:
         raw = await UniPostClient(session, ApiStats(), unipost.base_url).list_accounts()
     result = raw.read(classify_listing)
     if not isinstance(result, ApiError):
-        return result
+        return list(result)
     if result.kind is ErrorKind.AUTH:
         return (
             f"UniPost at {unipost.base_url} rejected the API key ({result.http_status} "

@@ -5,10 +5,11 @@ from __future__ import annotations
 import enum
 import functools
 import json
+import marshal
 import math
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -310,15 +311,43 @@ def _listed(row: Any) -> ListedAccount | None:
     )
 
 
+class Listing:
+    """Listed accounts kept packed, one buffer of marshalled records: no Python object per
+    account lives while the listing is read and applied. 100,000 of them as objects took
+    ~20 MB, allocated among what the exporter keeps, and so never returned."""
+
+    def __init__(self) -> None:
+        self._records = bytearray()
+        self._count = 0
+
+    def append(self, account: ListedAccount) -> None:
+        record = marshal.dumps((account.id, account.platform, account.name, account.status))
+        self._records += len(record).to_bytes(4, "little")
+        self._records += record
+        self._count += 1
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[ListedAccount]:
+        records, position = memoryview(self._records), 0
+        while position < len(records):
+            size = int.from_bytes(records[position : position + 4], "little")
+            position += 4
+            fields = marshal.loads(records[position : position + size])
+            position += size
+            yield ListedAccount(*fields)
+
+
 class ListingReader:
     """A 2xx answer of GET /v1/accounts, read piece by piece as it arrives: what
     classify_listing() makes of the whole body, without holding the body or its JSON tree.
-    The real server lists every account in one answer (40 MB at 100,000 accounts).
+    The real server lists every account in one answer, ~400 bytes each.
 
         reader = ListingReader(200)
         for piece in pieces:
             reader.feed(piece)
-        accounts = reader.close()  # list[ListedAccount], or the ApiError the body is
+        accounts = reader.close()  # a Listing, or the ApiError the body is
 
     Rows come from ijson's C parser, one at a time. The envelope is checked by a second
     parser, fed only until the value of `data` begins: it must be a list in an object. JSON
@@ -328,7 +357,7 @@ class ListingReader:
 
     def __init__(self, status: int) -> None:
         self.status = status
-        self.accounts: list[ListedAccount] = []
+        self.accounts = Listing()
         self._rows: list[Any] = ijson.sendable_list()
         self._items = ijson.items_coro(self._rows, "data.item", use_float=True)
         self._events: list[tuple[str, str, Any]] = ijson.sendable_list()
@@ -349,7 +378,7 @@ class ListingReader:
             self._problem = "body is not JSON"
         self._take_rows()
 
-    def close(self) -> list[ListedAccount] | ApiError:
+    def close(self) -> Listing | ApiError:
         """The body is complete: the accounts it lists, or what is wrong with it."""
         if not self._problem:
             try:

@@ -40,6 +40,7 @@ from exporter.config import platform_from_id
 API_KEY = "up_test_k3y_SECRET_do_not_leak"
 REAL_FIXTURES = Path(__file__).parent / "fixtures" / "real"
 FIFTY_MB = 50 * 1024 * 1024
+LISTING_PIECE = 256 * 1024
 
 
 def free_port() -> int:
@@ -448,7 +449,24 @@ class FakeUniPost:
             self.requests.append(seen)
         self.listings += 1
         self.last_listing = seen.time
+        if self.listing_body is not None and len(self.listing_body) > LISTING_PIECE:
+            return await self._stream_listing(request, self.listing_body)
         return send(self._listing())
+
+    async def _stream_listing(self, request: web.Request, body: bytes) -> web.StreamResponse:
+        """A large listing sent in pieces, the loop turning between them: written at once,
+        40 MB held the fake's loop for tens of milliseconds, and the metrics requests that
+        queued meanwhile reached its limiter as a burst (the real server answers each
+        request on its own goroutine)."""
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.content_length = len(body)
+        await response.prepare(request)
+        view = memoryview(body)
+        for start in range(0, len(body), LISTING_PIECE):
+            await response.write(view[start : start + LISTING_PIECE])
+            await asyncio.sleep(0)
+        await response.write_eof()
+        return response
 
     async def _stats(self, request: web.Request) -> web.Response:
         """Counters, cheap to answer: the benchmarks ask every 0.2 s during a first round, and

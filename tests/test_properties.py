@@ -141,7 +141,8 @@ def _read_in_pieces(body: bytes, cuts: list[int]) -> Any:
         reader.feed(body[start:cut])
         start = cut
     reader.feed(body[start:])
-    return reader.close()
+    result = reader.close()
+    return result if isinstance(result, ApiError) else list(result)
 
 
 @PROPERTY
