@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import json
 import os
 import platform
@@ -51,6 +52,21 @@ def pin(cpu: int) -> Callable[[], None] | None:
     if (os.cpu_count() or 1) < 2 or not hasattr(os, "sched_setaffinity"):
         return None
     return lambda: os.sched_setaffinity(0, {cpu})
+
+
+def realtime(cpu: int, priority: int) -> Callable[[], None]:
+    """Pinned to `cpu` at real-time priority (SCHED_FIFO), where the machine allows it: a
+    helper that shares its core with curl answers on time even while curl reads a large
+    body. The helpers sleep most of the time, so curl keeps most of the core."""
+
+    def apply() -> None:
+        pinned = pin(cpu)
+        if pinned:
+            pinned()
+        with contextlib.suppress(OSError, AttributeError):
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+
+    return apply
 
 
 async def forget_spawn(monitor: StallMonitor) -> None:

@@ -47,9 +47,8 @@ RUN_BY: list[tuple[str, str]] = [
     (r"promtool check metrics", GOLDEN + "test_promtool_accepts_the_golden_file"),
     (r"make dashboards|make prometheusrule", "here"),
     (r"UPDATE_GOLDEN=1 pytest tests/test_golden\.py", GOLDEN + "test_exposition_matches"),
-    (r"make bench|python -m (bench\.run|tests\.fake_unipost).*", BENCH + "test_the_sweep_s"),
+    (r"make bench|python -m (bench\.run|tests\.fake_unipost).*", BENCH + "test_the_sweep_starts"),
     (r"make bench-load|python -m bench\.load.*", BENCH + "test_the_load_benchmark_runs"),
-    (r"python -m bench\.health_memory.*", BENCH + "test_the_health_memory_benchmark_runs"),
     (r"docker(-compose\.yml| build| run| compose).*", NO_DOCKER),
 ]  # fmt: skip
 
