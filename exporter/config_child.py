@@ -1,8 +1,8 @@
 """The config file loaded in a child process, for the exporter's start and its reloads.
 
-Parsing YAML builds a node per scalar and mapping: for 100,000 accounts the parser's objects
-take well over 100 MB, and the allocator keeps most of that resident wherever one of the
-config's own objects lives among them. The child parses and validates; the exporter receives
+Parsing YAML builds a node per scalar and mapping, several times the size of what they
+describe, and the allocator keeps most of that resident wherever one of the config's own
+objects lives among them. The child parses and validates; the exporter receives
 only the validated Config, so its heap holds the config and nothing of the parse, and a
 reload never runs the parse on the event loop.
 

@@ -258,8 +258,8 @@ class StateSaver:
 
     async def _write(self) -> None:
         """Encode on the loop, a slice of accounts at a time; write from a thread, about a
-        megabyte at a time. Never the whole file in memory: at 100,000 accounts it is 54 MB,
-        which the allocator would keep after the save."""
+        megabyte at a time. Never the whole file in memory: it grows with the accounts, and
+        the allocator would keep what it took after the save."""
         out = await asyncio.to_thread(self.file.begin)
         try:
             batch: list[bytes] = []
