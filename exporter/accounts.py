@@ -31,8 +31,8 @@ from exporter.pollqueue import PollQueue
 from exporter.store import DEFAULTS, AccountState, Status, Store
 
 # Listed accounts applied between two turns of the event loop: a listing of 100,000 in one
-# go held the loop for most of a second.
-LISTING_BATCH = 500
+# go held the loop for most of a second, and 500 at a time up to 25 ms.
+LISTING_BATCH = 200
 # "account discovered" and "account removed" lines per listing; the rest are counted.
 LOGGED_PER_LISTING = 20
 # A change to these statuses means the account brings no data: worth a warn line.
