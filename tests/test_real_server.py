@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from exporter.parse import (
     ApiError,
     ErrorKind,
+    ListingReader,
     Snapshot,
     UpstreamFailure,
     classify,
@@ -205,12 +206,18 @@ def test_a_429_is_the_workspace_s_only_when_uniPost_s_limiter_says_so(
 
 def test_the_real_listing_is_read_with_its_extra_fields() -> None:
     answer = real("listing.json")
-    listed = classify_listing(answer["status"], body_bytes(answer))
-    assert not isinstance(listed, ApiError)
-    assert [(a.id, a.platform, a.name, a.status) for a in listed] == [
-        ("sa_twitter_1", "twitter", "acme", "active"),
-        ("sa_instagram_3", "instagram", "", "reconnect_required"),
-    ]
+    body = body_bytes(answer)
+    # Read whole, and as the client reads a 2xx listing: piece by piece as it arrives.
+    reader = ListingReader(answer["status"])
+    for start in range(0, len(body), 7):
+        reader.feed(body[start : start + 7])
+    streamed = reader.close()
+    for listed in (classify_listing(answer["status"], body), streamed):
+        assert not isinstance(listed, ApiError)
+        assert [(a.id, a.platform, a.name, a.status) for a in listed] == [
+            ("sa_twitter_1", "twitter", "acme", "active"),
+            ("sa_instagram_3", "instagram", "", "reconnect_required"),
+        ]
 
 
 # -- the simulator answers in the same shapes -------------------------------------------------
