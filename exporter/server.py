@@ -226,7 +226,9 @@ class SharedRenders:
         try:
             async with self._lock:
                 if not scrape.joined:  # no render began after it arrived: this one leads
-                    group = self._waiting.pop(key)
+                    group = self._waiting.pop(key, [])
+                    if scrape not in group:  # a render that took it failed to begin
+                        group.append(scrape)
                     with (
                         request.app[RUNTIME].scrapes_first(),
                         contextlib.closing(exposition.open(openmetrics)) as body,
@@ -236,8 +238,11 @@ class SharedRenders:
                             member.start(None if compress else body.length)
                         await _render(body, compress, group)
         finally:
-            if not scrape.joined:  # cancelled while waiting
-                self._waiting.get(key, []).remove(scrape)
+            waiting = self._waiting.get(key, [])
+            if not scrape.joined and scrape in waiting:  # cancelled while waiting
+                waiting.remove(scrape)
+                if not waiting:
+                    del self._waiting[key]
         await scrape.done()
 
 
