@@ -11,8 +11,8 @@ import asyncio
 import logging
 import random
 import sys
-from collections.abc import Callable, Container, Iterable
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Container, Iterable
+from typing import Any, TypeVar
 
 from exporter import heap
 from exporter.clock import Clock
@@ -30,6 +30,7 @@ from exporter.parse import ApiError, ListedAccount
 from exporter.pollqueue import PollQueue
 from exporter.store import DEFAULTS, AccountState, Status, Store
 
+T = TypeVar("T")
 # Listed accounts applied between two turns of the event loop: a listing of 100,000 in one
 # go held the loop for most of a second, and 500 at a time up to 25 ms.
 LISTING_BATCH = 200
@@ -37,6 +38,14 @@ LISTING_BATCH = 200
 LOGGED_PER_LISTING = 20
 # A change to these statuses means the account brings no data: worth a warn line.
 _WARN_ON = frozenset({Status.ERROR, Status.UNAUTHORIZED})
+
+
+async def _turning(items: Iterable[T]) -> AsyncIterator[T]:
+    """The items, with a turn of the event loop after every LISTING_BATCH of them."""
+    for index, item in enumerate(items):
+        if index % LISTING_BATCH == LISTING_BATCH - 1:
+            await asyncio.sleep(0)
+        yield item
 
 
 class AccountSet:
@@ -111,9 +120,7 @@ class AccountSet:
         accounts between two turns of the event loop."""
         wanted: set[str] = set()
         added: list[str] = []
-        for index, item in enumerate(listed):
-            if index % LISTING_BATCH == LISTING_BATCH - 1:
-                await asyncio.sleep(0)
+        async for item in _turning(listed):
             platform = item.platform or platform_from_id(item.id)
             if item.id in discovery.exclude:
                 continue
@@ -124,9 +131,7 @@ class AccountSet:
         self._log_some("account discovered", added, "accounts discovered")
         gone = [account_id for account_id in self._discovered if account_id not in wanted]
         removed = []
-        for index, account_id in enumerate(gone):
-            if index % LISTING_BATCH == LISTING_BATCH - 1:
-                await asyncio.sleep(0)
+        async for account_id in _turning(gone):
             if account_id not in self._discovered or account_id in wanted:
                 continue  # changed while the loop turned
             self._discovered.discard(account_id)

@@ -171,6 +171,13 @@ def _join(name: bytes, heads: list[bytes], tails: list[bytes], full: bool) -> by
     return b"".join(pieces)
 
 
+def _bump(counts: list[int], chunk: int, by: int) -> None:
+    """Add `by` to a per-chunk count, the list grown to reach the chunk."""
+    if chunk >= len(counts):
+        counts.extend([0] * (chunk + 1 - len(counts)))
+    counts[chunk] += by
+
+
 class _StoreLines:
     """One store's pre-rendered lines, by columns: a row per account, in store order.
 
@@ -315,10 +322,7 @@ class _StoreLines:
         old = cells[row]
         cells[row] = value
         chunk = row // ROWS_PER_CHUNK
-        versions = self.versions[column]
-        if chunk >= len(versions):
-            versions.extend([0] * (chunk + 1 - len(versions)))
-        versions[chunk] += 1
+        _bump(self.versions[column], chunk, 1)
         if column < _TAILS:  # a head: the size of every line that starts with it changes
             if len(value) != len(old):
                 for tails in _TAILS_AFTER[column]:
@@ -328,10 +332,7 @@ class _StoreLines:
         head = len(self.columns[_HEAD_OF[column - _TAILS]][row])
         self.sizes[column] += (len(value) + head if value else 0) - (len(old) + head if old else 0)
         if bool(old) != bool(value):  # a row's lines appear or go
-            counts = self.filled[column]
-            if chunk >= len(counts):
-                counts.extend([0] * (chunk + 1 - len(counts)))
-            counts[chunk] += 1 if value else -1
+            _bump(self.filled[column], chunk, 1 if value else -1)
 
     def joined(self, index: int, chunk: int, rows: int, count: int) -> bytes:
         """Family `index`'s lines of one chunk of rows (`count` of them have lines), reused
@@ -452,7 +453,7 @@ class FastExposition:
             yield from body.pieces
 
     def open(self, openmetrics: bool = False) -> Body:
-        """One scrape's body: its length, then its pieces of a few hundred kilobytes.
+        """One scrape's body: its length, then its pieces of some tens of kilobytes.
 
         Everything is taken from the stores in this one synchronous step: a poll that lands
         while the caller yields between pieces is not half in this scrape. Each piece is
