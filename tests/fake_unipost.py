@@ -457,9 +457,9 @@ class FakeUniPost:
         """A large listing sent in pieces, the loop turning between them: written at once,
         40 MB held the fake's loop for tens of milliseconds, and the metrics requests that
         queued meanwhile reached its limiter as a burst (the real server answers each
-        request on its own goroutine)."""
+        request on its own goroutine). Chunked, with no Content-Length, as Go's net/http
+        sends a body its handler encodes straight to the response past its 4 KB buffer."""
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
-        response.content_length = len(body)
         await response.prepare(request)
         view = memoryview(body)
         for start in range(0, len(body), LISTING_PIECE):
