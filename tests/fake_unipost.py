@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import gc
 import json
+import os
 import socket
 import statistics
 import time
@@ -479,6 +480,9 @@ class FakeUniPost:
             "refused": self.limit.refused if self.limit else 0,
             # The fake's own CPU, so a benchmark can show it is not the bottleneck.
             "cpu_seconds": time.process_time(),
+            # Whether it runs at real-time priority (the benchmarks ask for it).
+            "realtime": hasattr(os, "sched_getscheduler")
+            and os.sched_getscheduler(0) == os.SCHED_FIFO,
             "accounts": len(self._index),
             "health_accounts": len(self._health_read),
             "gaps": len(self.gaps),
