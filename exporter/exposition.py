@@ -121,15 +121,17 @@ _GONE_ROW = (None,) * _WIDTH  # a row whose account left (no platform is None)
 _PREFIXES = [(family.sample + "{").encode() for family in ACCOUNT_FAMILIES]
 _NO_TALLIES: tuple[tuple[tuple[str, int], ...], ...] = ((), ())
 _ID_LABEL = "account_id"
-# A row's two heads: its labels up to account_id, and all its labels (for the families that
-# have no label of their own); then one column of tails per family.
-HEADS, _WHOLE_HEADS, _TAILS = 0, 1, 2
-# Which head each family's lines start with.
-_HEAD_OF = [_WHOLE_HEADS if not family.label else HEADS for family in ACCOUNT_FAMILIES]
-# The tail columns whose lines start with each head column.
-_TAILS_AFTER = {
-    head: [_TAILS + i for i, of in enumerate(_HEAD_OF) if of == head]
-    for head in (HEADS, _WHOLE_HEADS)
+# A row's head (its labels up to account_id) and its afters (the labels after account_id,
+# each with its leading comma: one object shared by the accounts of a platform and label
+# set); then one column of tails per family.
+HEADS, _AFTERS, _TAILS = 0, 1, 2
+# The families with no label of their own: their one line is the head, the afters, then
+# the tail (`} value`). The others carry the afters in their tails, after their own label.
+_ENDS_AFTER = [not family.label for family in ACCOUNT_FAMILIES]
+# The tail columns whose lines each of the two columns before them is part of.
+_TAILS_WITH = {
+    HEADS: [_TAILS + i for i in range(len(ACCOUNT_FAMILIES))],
+    _AFTERS: [_TAILS + i for i, ends in enumerate(_ENDS_AFTER) if ends],
 }
 
 
@@ -159,15 +161,22 @@ def _tallies(account: AccountState) -> tuple[tuple[tuple[str, int], ...], ...]:
 _FRESH = (_NEVER,) * 7
 
 
-def _join(name: bytes, heads: list[bytes], tails: list[bytes], full: bool) -> bytes:
-    """Name, head and tail of every row that has lines (`full`: every row has), as one
-    piece. Laid out by slice assignment and joined: no Python code runs per line (3x faster
-    than chaining zips)."""
+def _join(
+    name: bytes, heads: list[bytes], afters: list[bytes] | None, tails: list[bytes], full: bool
+) -> bytes:
+    """Name, head, afters (unless None) and tail of every row that has lines (`full`: every
+    row has), as one piece. Laid out by slice assignment and joined: no Python code runs per
+    line (3x faster than chaining zips)."""
     if not full:
-        heads, tails = list(compress(heads, tails)), list(filter(None, tails))
-    pieces = [name] * (3 * len(tails))
-    pieces[1::3] = heads
-    pieces[2::3] = tails
+        heads = list(compress(heads, tails))
+        afters = None if afters is None else list(compress(afters, tails))
+        tails = list(filter(None, tails))
+    step = 3 if afters is None else 4
+    pieces = [name] * (step * len(tails))
+    pieces[1::step] = heads
+    if afters is not None:
+        pieces[2::step] = afters
+    pieces[step - 1 :: step] = tails
     return b"".join(pieces)
 
 
@@ -185,11 +194,12 @@ class _StoreLines:
     labels up to and including account_id, which sort before every family's own label. A
     row keeps the head once, and per family the *tail*: the rest of the account's lines
     (b"" when it has none). A scrape joins name, head and tail per line, a column at a time.
-    A family with no label of its own starts its one line with the row's *whole head*
-    instead, every label of the account: its tail is just `} value`, where the labels after
-    account_id (platform, workspace...) in each of six tails took more than a second head.
-    Tails that repeat across accounts are shared (_SHARED_TAILS). At 100,000 accounts this
-    takes ~0.7 KB an account, against ~1.6 KB for a bytes object per family and account.
+    A family with no label of its own has one line: name, head, the row's *afters* (the
+    labels after account_id: platform, workspace...), then a tail of just `} value`. The
+    afters are one object for every account of a platform and label set, where the labels
+    after account_id in each of six tails took more than a second head, and a whole head
+    per account (every label) took ~110 bytes an account. Tails that repeat across accounts
+    are shared (_SHARED_TAILS).
 
     A scrape reads the columns in place (`read()`), as they were when it began: while one
     reads, changes to existing rows wait in `_pending` and are written when the last reader
@@ -203,7 +213,7 @@ class _StoreLines:
         # Each row's inputs, _WIDTH values a row in one flat list: a tuple a row took 48
         # bytes more at 100,000 accounts.
         self.inputs: list[Any] = []
-        # The heads and whole heads, then each family's tails (_TAILS + family index).
+        # The heads and afters, then each family's tails (_TAILS + family index).
         self.columns: list[list[bytes]] = [[] for _ in range(_TAILS + len(ACCOUNT_FAMILIES))]
         # Per tail column, per ROWS_PER_CHUNK rows: how many are not b"". A scrape skips
         # the chunks of a family no account has lines of (flags, failures, unread health).
@@ -214,10 +224,10 @@ class _StoreLines:
         # Per column, per ROWS_PER_CHUNK rows: how often a value in it was written.
         self.versions: list[list[int]] = [[] for _ in self.columns]
         # Joined pieces kept (see REUSED_BYTES), and the versions each piece had when last
-        # joined: (tail column, chunk) -> (tail version, head version)[, piece].
-        self._reused: dict[tuple[int, int], tuple[tuple[int, int], bytes]] = {}
+        # joined: (tail column, chunk) -> (tail, head[, afters] versions), piece.
+        self._reused: dict[tuple[int, int], tuple[tuple[int, ...], bytes]] = {}
         self._reusing = False  # this scrape keeps pieces (set by length())
-        self._joined_at: dict[tuple[int, int], tuple[int, int]] = {}
+        self._joined_at: dict[tuple[int, int], tuple[int, ...]] = {}
         self._shared = heap.Shared[bytes]()
         self._afters: dict[Any, list[tuple[str, str]]] = {}
         self._gone = 0
@@ -259,7 +269,7 @@ class _StoreLines:
             pairs = sorted(account_labels(account).items())
             cut = [name for name, _ in pairs].index(_ID_LABEL) + 1
             self._write(HEADS, row, _labels(pairs[:cut]).encode())
-            self._write(_WHOLE_HEADS, row, _labels(pairs).encode())
+            self._write(_AFTERS, row, self._shared(_after(pairs[cut:]).encode()))
         after = self._after_of(account, key)
         for index in changed:
             self._write(_TAILS + index, row, self._tail(index, account, row, after))
@@ -323,25 +333,33 @@ class _StoreLines:
         cells[row] = value
         chunk = row // ROWS_PER_CHUNK
         _bump(self.versions[column], chunk, 1)
-        if column < _TAILS:  # a head: the size of every line that starts with it changes
+        if column < _TAILS:  # head or afters: the size of every line they are part of changes
             if len(value) != len(old):
-                for tails in _TAILS_AFTER[column]:
+                for tails in _TAILS_WITH[column]:
                     if self.columns[tails][row]:
                         self.sizes[tails] += len(value) - len(old)
             return
-        head = len(self.columns[_HEAD_OF[column - _TAILS]][row])
+        head = self._before_tail(column - _TAILS, row)
         self.sizes[column] += (len(value) + head if value else 0) - (len(old) + head if old else 0)
         if bool(old) != bool(value):  # a row's lines appear or go
             _bump(self.filled[column], chunk, 1 if value else -1)
 
+    def _before_tail(self, index: int, row: int) -> int:
+        """The bytes of family `index`'s first line before its tail, but for its name."""
+        head = len(self.columns[HEADS][row])
+        return head + len(self.columns[_AFTERS][row]) if _ENDS_AFTER[index] else head
+
     def joined(self, index: int, chunk: int, rows: int, count: int) -> bytes:
         """Family `index`'s lines of one chunk of rows (`count` of them have lines), reused
         when none of its rows changed since it was kept."""
-        column, head = _TAILS + index, _HEAD_OF[index]
-        tails, heads = self.versions[column], self.versions[head]
-        version = (
-            tails[chunk] if chunk < len(tails) else 0,
-            heads[chunk] if chunk < len(heads) else 0,
+        column, ends_after = _TAILS + index, _ENDS_AFTER[index]
+        version = tuple(
+            versions[chunk] if chunk < len(versions) else 0
+            for versions in (
+                self.versions[column],
+                self.versions[HEADS],
+                self.versions[_AFTERS] if ends_after else (),
+            )
         )
         key = (column, chunk)
         kept = self._reused.pop(key, None)
@@ -352,7 +370,8 @@ class _StoreLines:
         end = min(start + ROWS_PER_CHUNK, rows)
         columns = self.columns
         piece = _join(
-            _PREFIXES[index], columns[head][start:end], columns[column][start:end],
+            _PREFIXES[index], columns[HEADS][start:end],
+            columns[_AFTERS][start:end] if ends_after else None, columns[column][start:end],
             count == end - start,
         )  # fmt: skip
         # Kept only once it came out the same twice: one that changes at every scrape would
@@ -407,10 +426,10 @@ class _StoreLines:
         self._reused.clear()
         self._joined_at.clear()
         self.sizes = [0] * len(self.columns)
-        for index, of in enumerate(_HEAD_OF):
-            heads, tails = self.columns[of], self.columns[_TAILS + index]
+        for index in range(len(ACCOUNT_FAMILIES)):
+            tails = self.columns[_TAILS + index]
             self.sizes[_TAILS + index] = sum(
-                len(head) + len(tail) for head, tail in zip(heads, tails, strict=True) if tail
+                self._before_tail(index, row) + len(tail) for row, tail in enumerate(tails) if tail
             )
         self.rows = {account_id: row for row, account_id in enumerate(self.rows)}
         self._gone = 0
