@@ -71,7 +71,8 @@ class AccountSet:
         self.log = log
         self.owns = owns  # whether this replica's shard polls an account
         self.discovery_enabled = workspace.discovery.enabled
-        self._discovered: set[str] = set()
+        # Listings followed so far, plus one: the listed_in of an account a listing names.
+        self._listings = 1
         # The status the listing gave an account (reconnect_required, disconnected).
         self._held_by_listing: dict[str, Status] = {}
         self.demand = Demand(workspace.unipost.requests_per_minute, store, log, rng)
@@ -92,15 +93,16 @@ class AccountSet:
         wanted = {account.id: account for account in workspace.accounts}
         for state in list(self.store.accounts.values()):
             if state.configured and state.id not in wanted:
-                if state.id in self._discovered:
+                if state.listed_in:
                     state.config = DEFAULTS  # polled on as a discovered one
                 else:
                     self.remove(state.id)
         if not workspace.discovery.enabled:
-            for account_id in list(self._discovered):
-                self._discovered.discard(account_id)
-                if account_id not in wanted:
-                    self.remove(account_id)
+            for state in list(self.store.accounts.values()):
+                if state.listed_in:
+                    state.listed_in = 0
+                    if state.id not in wanted:
+                        self.remove(state.id)
         for account_id, account in wanted.items():
             if account_id not in self.store.accounts:
                 self._add(account_id, account, now)
@@ -117,8 +119,10 @@ class AccountSet:
         self, listed: Iterable[ListedAccount], discovery: DiscoveryConfig
     ) -> None:
         """Make the polled accounts follow a fresh GET /v1/accounts listing, LISTING_BATCH
-        accounts between two turns of the event loop."""
-        wanted: set[str] = set()
+        accounts between two turns of the event loop. An account this listing names gets
+        its number in listed_in; a discovered one left with an older number is gone."""
+        self._listings += 1
+        listing = self._listings
         added: list[str] = []
         async for item in _turning(listed):
             platform = item.platform or platform_from_id(item.id)
@@ -127,21 +131,25 @@ class AccountSet:
             if discovery.platforms and platform not in discovery.platforms:
                 continue
             if self.owns(item.id):
-                self._follow_listed(item, wanted, added)
+                self._follow_listed(item, listing, added)
         self._log_some("account discovered", added, "accounts discovered")
-        gone = [account_id for account_id in self._discovered if account_id not in wanted]
+        gone = [
+            state.id
+            for state in self.store.accounts.values()
+            if state.listed_in and state.listed_in != listing
+        ]
         removed = []
         async for account_id in _turning(gone):
-            if account_id not in self._discovered or account_id in wanted:
-                continue  # changed while the loop turned
-            self._discovered.discard(account_id)
             state = self.store.accounts.get(account_id)
-            if state is None or not state.configured:
+            if state is None or state.listed_in in (0, listing):
+                continue  # changed while the loop turned
+            state.listed_in = 0
+            if not state.configured:
                 self.remove(account_id, logged=False)
                 removed.append(account_id)
         self._log_some("account removed", removed, "accounts removed")
 
-    def _follow_listed(self, item: ListedAccount, wanted: set[str], added: list[str]) -> None:
+    def _follow_listed(self, item: ListedAccount, listing: int, added: list[str]) -> None:
         """One listed account: added if new, its name, platform and listed status followed."""
         now = self.clock.monotonic()
         account = self.store.accounts.get(item.id)
@@ -151,9 +159,7 @@ class AccountSet:
             was = None
         else:
             was = (account.account_name, account.platform, account.status, account.interval)
-        # The account's own ID from here on: the listing's copy goes with the listing.
-        self._discovered.add(account.id)
-        wanted.add(account.id)
+        account.listed_in = listing
         if item.platform and item.platform != account.platform:
             self.learn_platform(account, item.platform)
             self._count_demand(account)
@@ -197,8 +203,9 @@ class AccountSet:
             return self.store.accounts[account_id]
         if not self.discovery_enabled or not self.owns(account_id):
             return None
-        self._discovered.add(account_id)
-        return self._add(account_id, DEFAULTS, now)
+        state = self._add(account_id, DEFAULTS, now)
+        state.listed_in = self._listings  # the next listing confirms it or drops it
+        return state
 
     def release_hold(self, account_id: str) -> None:
         """A poll's answer is fresher news than the listing's status."""

@@ -103,6 +103,7 @@ class AccountState:
         "interval",
         "labels",
         "last_poll_wall",
+        "listed_in",
         "metrics_due",
         "platform",
         "policy",
@@ -167,6 +168,9 @@ class AccountState:
         # Its entry in the config, or DEFAULTS (AccountSet sets it): no dict of configured
         # accounts by ID, which took ~40 bytes an account at 100,000.
         self.config = DEFAULTS
+        # The last discovery listing that named it (AccountSet's count of listings), 0 if
+        # it is not a discovered account: no set of discovered IDs (~40 bytes an account).
+        self.listed_in = 0
 
     def next_poll_wall(self, wall: float, monotonic: float) -> float | None:
         """When its next poll is planned, as Unix time (None: polling it now), given the time
