@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fake_unipost import TokenBucket
+
 ROOT = Path(__file__).parent.parent
 
 
@@ -54,3 +56,19 @@ def test_the_load_benchmark_runs_and_no_scrape_fails(tmp_path: Path) -> None:
     # Behaviour, not speed: every scrape answered, and none of the polls was refused.
     assert load["scrapes"] > 0 and load["failed_scrapes"] == 0
     assert load["refused_429"] == 0
+
+
+def test_the_benchmark_fake_judges_requests_it_read_late_as_if_read_on_arrival() -> None:
+    """The fake's limiter (the judge of "requests refused") refuses a burst it reads on time,
+    but not the same requests read at once after its own process was held: sent at the
+    budget's pace, they only arrived together from where it stood."""
+    now = [0.0]
+    bucket = TokenBucket(rate=1000, burst=10, now=lambda: now[0])
+    now[0] = 1.0
+    assert [bucket.take() for _ in range(20)].count(False) == 10  # a burst of 20, on time
+    now[0] = 2.0
+    bucket.held(0.02)  # 20 ms unable to read: 20 requests at the pace queued meanwhile
+    assert all(bucket.take() for _ in range(20))
+    bucket.on_time()
+    now[0] = 2.001
+    assert [bucket.take() for _ in range(15)].count(False) == 5  # back to `burst`
