@@ -219,25 +219,37 @@ class Saves:
 class Probe:
     """bench.probe against the exporter's /-/healthy, on core 1."""
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
+    def __init__(self, process: asyncio.subprocess.Process, fake: FakeServer) -> None:
         self.process = process
+        self.fake = fake
+        self.left_out = 0  # probes answered while the fake (and so the prober) was held
 
     @classmethod
-    async def start(cls, exporter: Exporter) -> Probe:
+    async def start(cls, exporter: Exporter, fake: FakeServer) -> Probe:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.probe", "--url", f"{exporter.url}/-/healthy", cwd=ROOT,
             # It measures the exporter's delay, not its own wait for the core.
             stdout=asyncio.subprocess.PIPE, preexec_fn=realtime(1, priority=10),
         )  # fmt: skip
         await asyncio.sleep(0.3)
-        return cls(process)
+        return cls(process, fake)
 
     async def stop(self) -> list[tuple[float, float]]:
-        """(send time, seconds to answer) of each probe."""
+        """(send time, seconds to answer) of each probe, but for those that overlap a time
+        the fake on the same core was held from running (TokenBucket.held): the prober,
+        below it in priority, was held too, and timed its own wait, not the exporter."""
         self.process.terminate()
         stdout, _ = await self.process.communicate()
         result = json.loads(stdout)
-        return list(zip(result["sent"], result["took"], strict=True))
+        held = (await self.fake.stats(full=True))["held_at"]
+        spans = list(zip(held[::2], held[1::2], strict=True))
+        probes = []
+        for sent, took in zip(result["sent"], result["took"], strict=True):
+            if any(began < sent + took and sent < ended for began, ended in spans):
+                self.left_out += 1
+            else:
+                probes.append((sent, took))
+        return probes
 
 
 def worst_ms(probes: Sequence[tuple[float, float]], start: float, end: float) -> float:
@@ -383,10 +395,11 @@ async def steady(
 
 
 async def scrapes(
-    out: dict[str, Any], args: argparse.Namespace, exporter: Exporter, body: Path
-) -> None:
+    out: dict[str, Any], args: argparse.Namespace, exporter: Exporter, body: Path,
+    fake: FakeServer,
+) -> None:  # fmt: skip
     """Scrapes while polling, plain and gzip: latency and the stall /-/healthy saw."""
-    probe = await Probe.start(exporter)
+    probe = await Probe.start(exporter, fake)
     windows = {}
     for mode in ("plain", "gzip"):
         began = time.monotonic()
@@ -396,21 +409,23 @@ async def scrapes(
         out[f"metrics_{mode}_p99_ms"] = percentile(result["latencies"], 0.99) * 1000
         out[f"metrics_{mode}_bytes"] = result["bytes"]
     probes = await probe.stop()
+    out["probes_left_out"] = out.get("probes_left_out", 0) + probe.left_out
     for mode, (began, ended) in windows.items():
         out[f"stall_scrape_{mode}_max_ms"] = worst_ms(probes, began, ended)
     await save_body(f"{exporter.url}/metrics", body)
 
 
 async def quiet_and_save(
-    out: dict[str, Any], exporter: Exporter, saves: Saves, seconds: float
+    out: dict[str, Any], exporter: Exporter, saves: Saves, seconds: float, fake: FakeServer
 ) -> None:
     """The stall /-/healthy sees while the exporter only polls, then while it saves."""
-    probe = await Probe.start(exporter)
+    probe = await Probe.start(exporter, fake)
     began = time.monotonic()
     await asyncio.sleep(seconds)
     quiet = (began, time.monotonic())
     save = await saves.next(within=60)
     probes = await probe.stop()
+    out["probes_left_out"] = out.get("probes_left_out", 0) + probe.left_out
     out["stall_no_scrape_max_ms"] = worst_ms(probes, *quiet)
     if save is None:
         out["stall_save_max_ms"] = out["state_save_s"] = float("nan")
@@ -431,7 +446,7 @@ async def refreshes(
     refresh = f"  enabled: true\n  refresh_interval: {every:g}s\n"
     config.write_text(text.replace("  enabled: true\n", refresh))  # noqa: ASYNC240
     listed = (await fake.stats())["listings"]
-    probe = await Probe.start(exporter)
+    probe = await Probe.start(exporter, fake)
     reloaded = time.monotonic()
     exporter.reload()
     # The reload itself re-applies every account's config; the refreshes begin with the
@@ -453,6 +468,7 @@ async def refreshes(
         if (await fake.stats())["listings"] - listed > len(after):
             after.append(exporter.rss_mb())
     probes = await probe.stop()
+    out["probes_left_out"] = out.get("probes_left_out", 0) + probe.left_out
     out["refreshes"] = len(after)
     out["rss_mb_refreshes"] = after
     out["rss_mb_refresh_peak"] = peak
@@ -521,9 +537,9 @@ async def run_start(args: argparse.Namespace, start: str, directory: Path) -> di
         phase("steady")
         await steady(out, args, fake, args.seconds)
         phase("scrapes")
-        await scrapes(out, args, exporter, body)
+        await scrapes(out, args, exporter, body, fake)
         phase("save")
-        await quiet_and_save(out, exporter, saves, min(args.seconds, 5))
+        await quiet_and_save(out, exporter, saves, min(args.seconds, 5), fake)
         out["rss_mb_after_scrapes"] = exporter.rss_mb()
         phase("cpu in turns")
         await cpu_in_turns(out, args, fake, exporter, saves)
@@ -671,6 +687,8 @@ SWEEP_ROWS: list[tuple[str, Callable[[dict[str, Any]], str], str]] = [
     ("  while reloading (SIGHUP) before them",
      lambda r: _ms(r["stall_reload_max_ms"]) if "stall_reload_max_ms" in r else "", ""),
     ("loop stall polling only, max", lambda r: _ms(r["stall_no_scrape_max_ms"]), ""),
+    ("  probes left out: the prober's core held", lambda r: str(r.get("probes_left_out", 0)),
+     ""),
     ("state file, saved in", lambda r: f"{r['state_bytes'] / 1e6:.1f} MB, "
      f"{r['state_save_s']:.1f} s", ""),
     ("CPU per request", lambda r: f"{r['cpu_per_poll_ms']:.3f} ms", ""),

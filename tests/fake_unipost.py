@@ -318,6 +318,7 @@ class TokenBucket:
         self._slack = 0.0  # room beyond `burst` while requests read late are taken
         self.held_count = 0
         self.held_max = 0.0
+        self.held_at = array("d")  # (began, ended) of each time it was held, flat
 
     def held(self, seconds: float) -> None:
         """The limiter's own process could not read for `seconds` (its core was taken: on a
@@ -325,6 +326,8 @@ class TokenBucket:
         seconds, and are judged as if taken when they arrived: the bucket keeps what it
         refilled meanwhile, beyond `burst`."""
         self._slack = max(self._slack, seconds * self.rate)
+        now = self.now()
+        self.held_at.extend((now - seconds, now))
         self.held_count += 1
         self.held_max = max(self.held_max, seconds)
 
@@ -514,6 +517,7 @@ class FakeUniPost:
             stats["max_polls"] = max(self._polls, default=0)
             stats["gap_median"] = statistics.median(self.gaps) if self.gaps else None
             stats["refused_at"] = list(self.refused_at)
+            stats["held_at"] = list(self.limit.held_at) if self.limit else []
         return web.json_response(stats)
 
     async def _arrivals(self, request: web.Request) -> web.Response:
