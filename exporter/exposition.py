@@ -180,6 +180,11 @@ def _join(
     return b"".join(pieces)
 
 
+def _row_of(account: AccountState) -> int:
+    assert account.row is not None
+    return account.row
+
+
 def _bump(counts: list[int], chunk: int, by: int) -> None:
     """Add `by` to a per-chunk count, the list grown to reach the chunk."""
     if chunk >= len(counts):
@@ -209,7 +214,6 @@ class _StoreLines:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.rows: dict[str, int] = {}  # account id -> its row
         # Each row's inputs, _WIDTH values a row in one flat list: a tuple a row took 48
         # bytes more at 100,000 accounts.
         self.inputs: list[Any] = []
@@ -234,14 +238,23 @@ class _StoreLines:
         self._readers = 0
         self._pending: dict[tuple[int, int], bytes] = {}  # (column, row) -> value
         for account in store.accounts.values():
+            account.row = None  # a row in lines no longer followed (detached) is not one here
             self.account_changed(account)
         store.listeners.append(self)
 
+    @classmethod
+    def of(cls, store: Store) -> _StoreLines:
+        """The store's lines: one per store, as each account keeps its row on itself."""
+        for listener in store.listeners:
+            if isinstance(listener, _StoreLines):
+                return listener
+        return cls(store)
+
     def account_changed(self, account: AccountState) -> None:
         """Re-render the families whose inputs changed for this account."""
-        row = self.rows.get(account.id)
+        row = account.row
         if row is None:
-            row = self.rows[account.id] = len(self.inputs) // _WIDTH
+            row = account.row = len(self.inputs) // _WIDTH
             self.inputs.extend(_GONE_ROW)
             for column in self.columns:
                 column.append(b"")  # past the rows a reader reads
@@ -310,9 +323,9 @@ class _StoreLines:
         encoded = text.encode()
         return self._shared(encoded) if index in _SHARED_TAILS else encoded
 
-    def account_removed(self, account_id: str) -> None:
+    def account_removed(self, account: AccountState) -> None:
         """Forget an account: its series disappear from the next scrape."""
-        row = self.rows.pop(account_id, None)
+        row, account.row = account.row, None
         if row is None:
             return
         self.inputs[row * _WIDTH : (row + 1) * _WIDTH] = _GONE_ROW
@@ -413,7 +426,11 @@ class _StoreLines:
         order (not while a scrape reads them)."""
         if self._gone <= len(self.inputs) // _WIDTH // 2 or self._readers:
             return
-        kept = list(self.rows.values())
+        accounts = sorted(
+            (account for account in self.store.accounts.values() if account.row is not None),
+            key=_row_of,
+        )
+        kept = [_row_of(account) for account in accounts]
         inputs = self.inputs
         self.inputs = [value for row in kept for value in inputs[row * _WIDTH : (row + 1) * _WIDTH]]
         self.columns = [[column[row] for row in kept] for column in self.columns]
@@ -431,7 +448,8 @@ class _StoreLines:
             self.sizes[_TAILS + index] = sum(
                 self._before_tail(index, row) + len(tail) for row, tail in enumerate(tails) if tail
             )
-        self.rows = {account_id: row for row, account_id in enumerate(self.rows)}
+        for row, account in enumerate(accounts):
+            account.row = row
         self._gone = 0
 
     def detach(self) -> None:
@@ -444,7 +462,7 @@ class FastExposition:
 
     def __init__(self, stores: StoreSource, tail: CollectorRegistry) -> None:
         self._source = stores
-        self.stores = [_StoreLines(store) for store in stores()]
+        self.stores = [_StoreLines.of(store) for store in stores()]
         self.tail = tail
         self._text_headers = [_header(f, openmetrics=False) for f in ACCOUNT_FAMILIES]
         self._openmetrics_headers = [_header(f, openmetrics=True) for f in ACCOUNT_FAMILIES]
@@ -457,7 +475,7 @@ class FastExposition:
         ):
             return
         kept: dict[int, _StoreLines | None] = {id(lines.store): lines for lines in self.stores}
-        self.stores = [kept.pop(id(store), None) or _StoreLines(store) for store in source]
+        self.stores = [kept.pop(id(store), None) or _StoreLines.of(store) for store in source]
         for gone in kept.values():
             if gone is not None:
                 gone.detach()

@@ -233,7 +233,7 @@ class StateSaver:
     def account_changed(self, account: AccountState) -> None:
         self.dirty = True
 
-    def account_removed(self, account_id: str) -> None:
+    def account_removed(self, account: AccountState) -> None:
         self.dirty = True
 
     async def run(self) -> None:

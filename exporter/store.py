@@ -110,6 +110,7 @@ class AccountState:
         "previous_kept",
         "problem",
         "problem_detail",
+        "row",
         "snapshot_kept",
         "status",
         "upstream_failures",
@@ -171,6 +172,9 @@ class AccountState:
         # The last discovery listing that named it (AccountSet's count of listings), 0 if
         # it is not a discovered account: no set of discovered IDs (~40 bytes an account).
         self.listed_in = 0
+        # Its row in the store's pre-rendered lines (exposition._StoreLines, one per store),
+        # None until they have it: no dict of rows by ID (~50 bytes an account).
+        self.row: int | None = None
 
     def next_poll_wall(self, wall: float, monotonic: float) -> float | None:
         """When its next poll is planned, as Unix time (None: polling it now), given the time
@@ -263,7 +267,7 @@ class StoreListener(Protocol):
 
     def account_changed(self, account: AccountState) -> None: ...
 
-    def account_removed(self, account_id: str) -> None: ...
+    def account_removed(self, account: AccountState) -> None: ...
 
 
 @dataclass(slots=True)
@@ -298,9 +302,10 @@ class Store:
 
     def remove(self, account_id: str) -> None:
         """Stop tracking an account: its series go away."""
-        if self.accounts.pop(account_id, None) is not None:
+        account = self.accounts.pop(account_id, None)
+        if account is not None:
             for listener in self.listeners:
-                listener.account_removed(account_id)
+                listener.account_removed(account)
 
     def changed(self, account: AccountState) -> None:
         """Tell listeners that `account` was mutated."""
