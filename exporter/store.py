@@ -296,7 +296,11 @@ class Store:
         return {} if self.workspace is None else {"workspace": self.workspace}
 
     def add(self, account: AccountState) -> None:
-        """Start tracking an account (at the end of the exposition order)."""
+        """Start tracking an account (at the end of the exposition order); one that replaces
+        an account of the same ID takes its place, and its row in the lines."""
+        old = self.accounts.get(account.id)
+        if old is not None and old is not account:
+            account.row = old.row
         self.accounts[account.id] = account
         self.changed(account)
 

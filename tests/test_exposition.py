@@ -211,6 +211,7 @@ def replace_id(account: Any, account_id: str) -> Any:
     for name in type(account).__slots__:
         setattr(copy, name, getattr(account, name))
     copy.id = account_id
+    copy.row = None  # a new account: no row in the store's lines yet
     return copy
 
 
