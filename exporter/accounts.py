@@ -34,16 +34,19 @@ T = TypeVar("T")
 # Listed accounts applied between two turns of the event loop: a listing of 100,000 in one
 # go held the loop for most of a second, and 500 at a time up to 25 ms.
 LISTING_BATCH = 200
+# Accounts checked between two turns of the loop when a listing looks for the ones it
+# did not name (a check is a lookup and a compare, ~0.1 us).
+SCANNED_PER_TURN = 5000
 # "account discovered" and "account removed" lines per listing; the rest are counted.
 LOGGED_PER_LISTING = 20
 # A change to these statuses means the account brings no data: worth a warn line.
 _WARN_ON = frozenset({Status.ERROR, Status.UNAUTHORIZED})
 
 
-async def _turning(items: Iterable[T]) -> AsyncIterator[T]:
-    """The items, with a turn of the event loop after every LISTING_BATCH of them."""
+async def _turning(items: Iterable[T], batch: int = LISTING_BATCH) -> AsyncIterator[T]:
+    """The items, with a turn of the event loop after every `batch` of them."""
     for index, item in enumerate(items):
-        if index % LISTING_BATCH == LISTING_BATCH - 1:
+        if index % batch == batch - 1:
             await asyncio.sleep(0)
         yield item
 
@@ -133,16 +136,13 @@ class AccountSet:
             if self.owns(item.id):
                 self._follow_listed(item, listing, added)
         self._log_some("account discovered", added, "accounts discovered")
-        gone = [
-            state.id
-            for state in self.store.accounts.values()
-            if state.listed_in and state.listed_in != listing
-        ]
+        # The discovered accounts it did not name are gone: looked for a slice at a time (a
+        # pass over 100,000 accounts held the loop ~10 ms), in a copy of the IDs (~3 ms).
         removed = []
-        async for account_id in _turning(gone):
+        async for account_id in _turning(list(self.store.accounts), SCANNED_PER_TURN):
             state = self.store.accounts.get(account_id)
             if state is None or state.listed_in in (0, listing):
-                continue  # changed while the loop turned
+                continue  # not discovered, named by this listing, or gone meanwhile
             state.listed_in = 0
             if not state.configured:
                 self.remove(account_id, logged=False)
