@@ -307,7 +307,7 @@ class _StoreLines:
     def _tail(self, index: int, account: AccountState, row: int, after: list[Any]) -> bytes:
         """The family's lines for this account, less its name and head on the first line."""
         family = ACCOUNT_FAMILIES[index]
-        if not family.label:  # one line at most, after the whole head
+        if not family.label:  # one line at most, after the head and the afters
             samples = family.samples(account)
             text = f"}} {_go_float(samples[0][1])}\n" if samples else ""
         else:
