@@ -178,6 +178,11 @@ class Exporter:
         return code
 
 
+def overlaps(spans: Sequence[tuple[float, float]], start: float, end: float) -> bool:
+    """Whether [start, end] overlaps any of the (began, ended) spans."""
+    return any(began < end and start < ended for began, ended in spans)
+
+
 class Saves:
     """When the exporter saved its state, seen from outside: state.json.tmp exists while a
     save writes it (persistence.StateFile)."""
@@ -201,7 +206,7 @@ class Saves:
 
     def overlaps(self, start: float, end: float) -> bool:
         spans = [*self.spans, *([(self._began, time.monotonic())] if self._began else [])]
-        return any(began < end and start < ended for began, ended in spans)
+        return overlaps(spans, start, end)
 
     async def next(self, within: float) -> tuple[float, float] | None:
         """The next save from now: (began, ended), or None if none came `within` seconds."""
@@ -245,7 +250,7 @@ class Probe:
         spans = list(zip(held[::2], held[1::2], strict=True))
         probes = []
         for sent, took in zip(result["sent"], result["took"], strict=True):
-            if any(began < sent + took and sent < ended for began, ended in spans):
+            if overlaps(spans, sent, sent + took):
                 self.left_out += 1
             else:
                 probes.append((sent, took))
