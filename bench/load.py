@@ -34,14 +34,8 @@ from bench.common import (
     pin,
     report,
 )
-from exporter.config import (
-    AccountConfig,
-    Config,
-    PollingConfig,
-    UniPostConfig,
-    WorkspaceConfig,
-)
 from exporter.outcomes import JITTER
+from exporter.schema import AccountConfig, Config, PollingConfig, UniPostConfig, WorkspaceConfig
 from exporter.server import create_app
 
 

@@ -14,20 +14,14 @@ import sys
 from collections.abc import AsyncIterator, Callable, Container, Iterable
 from typing import Any, TypeVar
 
-from exporter import heap
+from exporter import heap, platforms
 from exporter.clock import Clock
-from exporter.config import (
-    AccountConfig,
-    DiscoveryConfig,
-    PollingConfig,
-    WorkspaceConfig,
-    format_duration,
-    platform_from_id,
-)
+from exporter.durations import format_duration
 from exporter.logs import FieldLogger
 from exporter.outcomes import JITTER, LISTED, POLICIES, Policy, steady_period
 from exporter.parse import ApiError, ListedAccount
 from exporter.pollqueue import PollQueue
+from exporter.schema import AccountConfig, DiscoveryConfig, PollingConfig, WorkspaceConfig
 from exporter.store import DEFAULTS, AccountState, Status, Store
 
 T = TypeVar("T")
@@ -128,7 +122,7 @@ class AccountSet:
         listing = self._listings
         added: list[str] = []
         async for item in _turning(listed):
-            platform = item.platform or platform_from_id(item.id)
+            platform = item.platform or platforms.from_id(item.id)
             if item.id in discovery.exclude:
                 continue
             if discovery.platforms and platform not in discovery.platforms:
@@ -214,7 +208,7 @@ class AccountSet:
     def _add(self, account_id: str, config: AccountConfig, now: float) -> AccountState:
         state = AccountState(
             id=account_id,
-            platform=platform_from_id(account_id),
+            platform=platforms.from_id(account_id),
             labels=self._labels(config),
             interval=0.0,
         )

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 
 from exporter.clock import Clock
-from exporter.config import format_duration
+from exporter.durations import format_duration
 from exporter.logs import FieldLogger
 
 FIRST_PAUSE = 60.0

@@ -9,8 +9,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from exporter import __version__, demo, inventory, simulator
-from exporter.config import Config, ConfigError, format_duration, print_problems
 from exporter.config_child import load_config_in_child, load_config_in_child_async
+from exporter.durations import format_duration
 from exporter.logs import LEVELS, setup_logging
 from exporter.process import (
     DEFAULT_LISTEN_ADDRESS,
@@ -20,7 +20,9 @@ from exporter.process import (
     serve,
     serving_url,
 )
+from exporter.schema import Config
 from exporter.sharding import Shard, ordinal_from_hostname
+from exporter.validation import ConfigError, print_problems
 from exporter.webconfig import WebConfigError, WebSecurity
 
 # As Alertmanager's --storage.path: relative to the working directory.

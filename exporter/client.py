@@ -14,7 +14,6 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from exporter import __version__
-from exporter.config import UniPostConfig
 from exporter.logs import scrub
 from exporter.parse import (
     CONNECTION_ERROR,
@@ -24,6 +23,7 @@ from exporter.parse import (
     ErrorKind,
     ListingReader,
 )
+from exporter.schema import UniPostConfig
 from exporter.store import ApiStats
 
 T = TypeVar("T")

@@ -1,212 +1,50 @@
-"""Configuration: load YAML, expand ${VAR}, validate everything at once into frozen objects.
+"""The config file: load its YAML, expand ${VAR}, and validate every key at once into the
+schema's frozen dataclasses (schema.py, which holds the defaults).
 
-Defaults live here and nowhere else.
+    >>> text = "{unipost: {api_key: ${KEY}}, accounts: [{id: sa_x_1}]}"
+    >>> parse_config(text, {"KEY": "k"}).workspaces[0].accounts[0].id
+    'sa_x_1'
 """
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import secrets
-import sys
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
-
-DEFAULT_BASE_URL = "https://api.unipost.dev"
-# UniPost's own server write timeout: giving up sooner does not stop its platform call,
-# which still spends the platform's quota (for X, the account's 15-minute window).
-DEFAULT_TIMEOUT = 120.0
-DEFAULT_REQUESTS_PER_MINUTE = 60.0
-DEFAULT_INTERVAL = 300.0
-# X's free tier allows about one user lookup per account per 15 minutes.
-DEFAULT_PLATFORM_INTERVALS: Mapping[str, float] = {"twitter": 900.0}
-DEFAULT_MAX_BACKOFF = 6 * 3600.0
-# GET /v1/accounts/{id}/health reads UniPost's database only: no platform quota is spent.
-DEFAULT_HEALTH_INTERVAL = 3600.0
-DEFAULT_REFRESH_INTERVAL = 3600.0
-
-KNOWN_PLATFORMS = frozenset(
-    {
-        "twitter",
-        "instagram",
-        "threads",
-        "tiktok",
-        "youtube",
-        "linkedin",
-        "bluesky",
-        "pinterest",
-        "facebook",
-    }
+from exporter.schema import (
+    DEFAULT_BASE_URL,
+    DEFAULT_HEALTH_INTERVAL,
+    DEFAULT_INTERVAL,
+    DEFAULT_MAX_BACKOFF,
+    DEFAULT_PLATFORM_INTERVALS,
+    DEFAULT_REFRESH_INTERVAL,
+    DEFAULT_REQUESTS_PER_MINUTE,
+    DEFAULT_TIMEOUT,
+    RESERVED_LABELS,
+    WORKSPACE_LABEL,
+    AccountConfig,
+    Config,
+    DiscoveryConfig,
+    PollingConfig,
+    UniPostConfig,
+    WorkspaceConfig,
 )
+from exporter.validation import LABEL_NAME, ConfigError, Problems, join, kind, load_yaml, read_text
 
-# Labels the exporter itself puts on per-account series; static labels may not reuse them.
-RESERVED_LABELS = frozenset(
-    {"account_id", "platform", "field", "status", "account_name", "upstream_status", "code"}
-)
-# The label naming the workspace, in the several-workspaces form.
-WORKSPACE_LABEL = "workspace"
 _SINGLE_FORM_KEYS = ("unipost", "accounts", "discovery")
 
-_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _ENV_VAR = re.compile(r"\$\{([^}]*)\}")
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_DURATION = re.compile(
-    r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$"
-)
-_DURATION_UNITS = (365 * 86400.0, 7 * 86400.0, 86400.0, 3600.0, 60.0, 1.0, 0.001)
-
-
-class ConfigError(Exception):
-    """Every problem found in a config, each prefixed with its dotted location."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
-
-
-@dataclass(frozen=True)
-class UniPostConfig:
-    """How to reach UniPost and how much of its budget this exporter may spend."""
-
-    api_key: str = field(repr=False)
-    base_url: str = DEFAULT_BASE_URL
-    timeout: float = DEFAULT_TIMEOUT
-    requests_per_minute: float = DEFAULT_REQUESTS_PER_MINUTE
-
-
-@dataclass(frozen=True)
-class PollingConfig:
-    """How often accounts are polled, and the floors and caps around that."""
-
-    interval: float = DEFAULT_INTERVAL
-    platform_intervals: Mapping[str, float] = field(
-        default_factory=lambda: dict(DEFAULT_PLATFORM_INTERVALS)
-    )
-    max_backoff: float = DEFAULT_MAX_BACKOFF
-    # How often each account's health is read; 0: never.
-    health_interval: float = DEFAULT_HEALTH_INTERVAL
-
-    def floor_for(self, platform: str) -> float:
-        """The shortest interval allowed for a platform (0 when it has none)."""
-        return self.platform_intervals.get(platform, 0.0)
-
-
-@dataclass(frozen=True, slots=True)
-class AccountConfig:
-    """One account to poll."""
-
-    id: str
-    interval: float | None = None
-    labels: tuple[tuple[str, str], ...] = ()
-    health_interval: float | None = None
-
-
-@dataclass(frozen=True)
-class DiscoveryConfig:
-    """Whether and how to find accounts with GET /v1/accounts."""
-
-    enabled: bool = False
-    platforms: tuple[str, ...] = ()  # empty: all platforms
-    refresh_interval: float = DEFAULT_REFRESH_INTERVAL
-    exclude: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True)
-class WorkspaceConfig:
-    """One UniPost workspace: its key and budget, and the accounts polled with them."""
-
-    unipost: UniPostConfig
-    accounts: tuple[AccountConfig, ...]
-    discovery: DiscoveryConfig = DiscoveryConfig()
-    # None in the single-workspace form, whose series carry no `workspace` label.
-    name: str | None = None
-
-
-@dataclass(frozen=True)
-class Config:
-    """The whole validated configuration: one or more workspaces, one polling policy."""
-
-    polling: PollingConfig
-    workspaces: tuple[WorkspaceConfig, ...]
-
-    @property
-    def account_count(self) -> int:
-        """Accounts listed in the config, over every workspace."""
-        return sum(len(ws.accounts) for ws in self.workspaces)
-
-
-DURATION_HINT = "write it like 30s, 5m or 1h"
-
-
-def unknown_key(key: str, allowed: Iterable[str]) -> str:
-    """The problem with an unknown key, with the known key it is most likely a typo of."""
-    close = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.75)
-    return f"unknown key; did you mean {close[0]}?" if close else "unknown key"
-
-
-def parse_duration(text: str) -> float:
-    """Parse a Prometheus-style duration (`250ms`, `10s`, `5m`, `1h30m`, `1d`) into seconds."""
-    match = _DURATION.match(text)
-    if not text or match is None:
-        raise ValueError(f"{text!r} is not a duration")
-    return sum(int(g) * unit for g, unit in zip(match.groups(), _DURATION_UNITS, strict=True) if g)
-
-
-def format_duration(seconds: float) -> str:
-    """Render seconds the way the config file writes them (`15m`, `1h30m`, `250ms`)."""
-    millis = round(seconds * 1000)
-    if millis == 0:
-        return "0s"
-    out = []
-    for unit, name in ((86400000, "d"), (3600000, "h"), (60000, "m"), (1000, "s"), (1, "ms")):
-        if millis >= unit:
-            out.append(f"{millis // unit}{name}")
-            millis %= unit
-    return "".join(out)
-
-
-def platform_from_id(account_id: str) -> str:
-    """The platform named in an ID like `sa_twitter_1`, or `unknown`."""
-    parts = account_id.split("_")
-    if len(parts) >= 3 and parts[0] == "sa" and parts[1] in KNOWN_PLATFORMS:
-        return parts[1]
-    return "unknown"
-
-
-def print_problems(exc: ConfigError, what: str, path: str) -> None:
-    """Tell the user every problem of a file at once, each with its location, on stderr."""
-    print(f"unipost-exporter: invalid {what} in {path}:", file=sys.stderr)
-    for problem in exc.problems:
-        print(f"  {problem}", file=sys.stderr)
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
     """Read and validate a config file; raise ConfigError listing every problem."""
     return parse_config(read_text(path, "config file"), os.environ if env is None else env)
-
-
-def read_text(path: str | os.PathLike[str], what: str) -> str:
-    """A UTF-8 file's text; ConfigError naming `what` and the path when it cannot be read."""
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"cannot read {what} {os.fspath(path)}: {exc.strerror}"]) from None
-    except UnicodeDecodeError:
-        raise ConfigError([f"{what} {os.fspath(path)} is not UTF-8 text"]) from None
-
-
-def yaml_problem(exc: yaml.YAMLError) -> str:
-    """Where and why a file is not YAML."""
-    mark = getattr(exc, "problem_mark", None)
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-    problem = getattr(exc, "problem", None) or "invalid YAML"
-    return f"invalid YAML{where}: {problem}"
 
 
 def parse_config(text: str, env: Mapping[str, str]) -> Config:
@@ -224,7 +62,7 @@ def parse_config(text: str, env: Mapping[str, str]) -> Config:
     text = _ENV_VAR.sub(hide, text)
     hidden = re.compile(f"ENV{nonce}R(\\d+)Z")
     raw = load_yaml(text)
-    v = _Validator(env, lambda s: hidden.sub(lambda m: refs[int(m.group(1))], s))
+    v = ConfigValidator(env, lambda s: hidden.sub(lambda m: refs[int(m.group(1))], s))
     raw = v.expand(raw, "")
     config = v.config(raw)
     if v.problems or config is None:
@@ -232,60 +70,8 @@ def parse_config(text: str, env: Mapping[str, str]) -> Config:
     return config
 
 
-# libyaml's parser, where PyYAML was built with it: 3x faster than the pure-Python one.
-_FAST_LOADER: type[yaml.SafeLoader] | None = getattr(yaml, "CSafeLoader", None)
-
-
-def load_yaml(text: str) -> Any:
-    """The YAML document in `text`; ConfigError naming where it is not YAML.
-
-    libyaml parses it when it can; a document it rejects is parsed again by PyYAML's own
-    parser, whose verdict (and message) stands, so the result never depends on libyaml.
-    """
-    if _FAST_LOADER is not None:
-        try:
-            return yaml.load(text, Loader=_FAST_LOADER)  # a safe loader: SafeLoader's rules
-        except yaml.YAMLError:
-            pass
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError([yaml_problem(exc)]) from None
-
-
-class Problems:
-    """Walks a raw YAML tree, collecting problems instead of stopping at the first."""
-
-    def __init__(self) -> None:
-        self.problems: list[str] = []
-
-    def err(self, where: str, message: str) -> None:
-        self.problems.append(f"{where}: {message}" if where else message)
-
-    def mapping(
-        self,
-        node: Any,
-        where: str,
-        allowed: set[str],
-        unsupported: Mapping[str, str] | None = None,
-    ) -> dict[str, Any] | None:
-        """The allowed keys of a mapping (None if it is not one); every other key is named,
-        with its reason when it is a known but `unsupported` one."""
-        if node is None:
-            return {}
-        if not isinstance(node, dict):
-            self.err(where, f"must be a mapping, not {_kind(node)}")
-            return None
-        for key in node:
-            if unsupported and isinstance(key, str) and key in unsupported:
-                self.err(_join(where, key), unsupported[key])
-            elif not isinstance(key, str) or key not in allowed:
-                self.err(_join(where, str(key)), unknown_key(str(key), allowed))
-        return {k: v for k, v in node.items() if isinstance(k, str) and k in allowed}
-
-
-class _Values(Problems):
-    """Value checks shared by every section: `${VAR}` expansion, durations, numbers, names."""
+class _Expanding(Problems):
+    """The problem collector for the config file: `${VAR}` expansion, and label sets."""
 
     def __init__(self, env: Mapping[str, str], unhide: Callable[[str], str]) -> None:
         super().__init__()
@@ -307,7 +93,7 @@ class _Values(Problems):
             out = {}
             for key, value in node.items():
                 key = self.unhide(key) if isinstance(key, str) else key
-                out[key] = self.expand(value, _join(where, str(key)))
+                out[key] = self.expand(value, join(where, str(key)))
             return out
         return node
 
@@ -331,80 +117,32 @@ class _Values(Problems):
 
         return _ENV_VAR.sub(substitute, text)
 
-    def duration(
-        self, node: Any, where: str, default: float, zero_turns_off: bool = False
-    ) -> float:
-        if node is None:
-            return default
-        if not isinstance(node, str):
-            self.err(where, f"{node!r} is not a duration ({DURATION_HINT})")
-            return default
-        try:
-            seconds = parse_duration(node)
-        except ValueError:
-            self.err(where, f'"{node}" is not a duration ({DURATION_HINT})')
-            return default
-        if seconds <= 0 and not (zero_turns_off and seconds == 0):
-            self.err(where, "must be longer than 0s")
-            return default
-        return seconds
-
-    def names(self, node: Any, where: str, pattern: re.Pattern[str] | None) -> list[str]:
-        if node is None:
-            return []
-        if not isinstance(node, list):
-            self.err(where, f"must be a list, not {_kind(node)}")
-            return []
-        out = []
-        for i, item in enumerate(node):
-            if not isinstance(item, str) or not item or (pattern and not pattern.match(item)):
-                self.err(f"{where}[{i}]", f"{item!r} is not a valid name")
-                continue
-            out.append(item)
-        return out
-
-    def positive_number(self, node: Any, where: str, default: float) -> float:
-        if node is None:
-            return default
-        value: float | None = None
-        if isinstance(node, int | float) and not isinstance(node, bool):
-            value = float(node)
-        elif isinstance(node, str):
-            try:
-                value = float(node)
-            except ValueError:
-                value = None
-        if value is None or not (0 < value < float("inf")):
-            self.err(where, f"{node!r} is not a positive number")
-            return default
-        return value
-
     def labels(
         self, node: Any, where: str, reserved: frozenset[str]
     ) -> tuple[tuple[str, str], ...]:
         if node is None:
             return ()
         if not isinstance(node, dict):
-            self.err(where, f"must be a mapping of label names to values, not {_kind(node)}")
+            self.err(where, f"must be a mapping of label names to values, not {kind(node)}")
             return ()
         out = []
         for name, value in node.items():
             loc = f"{where}.{name}"
-            if not isinstance(name, str) or not _LABEL_NAME.match(name) or name.startswith("__"):
+            if not isinstance(name, str) or not LABEL_NAME.match(name) or name.startswith("__"):
                 self.err(where, f'"{name}" is not a valid Prometheus label name')
                 continue
             if name in reserved:
                 self.err(where, f'"{name}" is set by the exporter and cannot be a static label')
                 continue
             if isinstance(value, bool) or not isinstance(value, str | int | float):
-                self.err(loc, f"label value must be a string, not {_kind(value)}")
+                self.err(loc, f"label value must be a string, not {kind(value)}")
                 continue
             out.append((name, str(value)))
         return tuple(sorted(out))
 
 
-class _Validator(_Values):
-    """The exporter's config file, section by section."""
+class ConfigValidator(_Expanding):
+    """The exporter's config file, section by section, into the schema's dataclasses."""
 
     def config(self, raw: Any) -> Config | None:
         if raw is None:
@@ -434,7 +172,7 @@ class _Validator(_Values):
 
     def workspaces(self, node: Any, where: str) -> tuple[WorkspaceConfig, ...]:
         if not isinstance(node, list) or not node:
-            what = "an empty list" if node == [] else _kind(node)
+            what = "an empty list" if node == [] else kind(node)
             self.err(where, f"must be a list of workspaces (- name: ...), not {what}")
             return ()
         seen: dict[str, int] = {}
@@ -464,10 +202,10 @@ class _Validator(_Values):
     def workspace(
         self, m: dict[str, Any], where: str, name: str | None, unipost: UniPostConfig | None
     ) -> WorkspaceConfig | None:
-        discovery = self.discovery(m.get("discovery"), _join(where, "discovery"))
+        discovery = self.discovery(m.get("discovery"), join(where, "discovery"))
         accounts = self.accounts(
             m.get("accounts"),
-            _join(where, "accounts"),
+            join(where, "accounts"),
             required=discovery is None or not discovery.enabled,
             reserved=RESERVED_LABELS if name is None else RESERVED_LABELS | {WORKSPACE_LABEL},
         )
@@ -483,7 +221,7 @@ class _Validator(_Values):
         if not isinstance(enabled, bool):
             self.err(f"{where}.enabled", f"{enabled!r} is not true or false")
             enabled = False
-        platforms = self.names(m.get("platforms"), f"{where}.platforms", _LABEL_NAME)
+        platforms = self.names(m.get("platforms"), f"{where}.platforms", LABEL_NAME)
         exclude = self.names(m.get("exclude"), f"{where}.exclude", None)
         refresh = self.duration(
             m.get("refresh_interval"), f"{where}.refresh_interval", DEFAULT_REFRESH_INTERVAL
@@ -578,11 +316,11 @@ class _Validator(_Values):
         floors = dict(DEFAULT_PLATFORM_INTERVALS)
         raw_floors = m.get("platform_intervals")
         if raw_floors is not None and not isinstance(raw_floors, dict):
-            self.err(f"{where}.platform_intervals", f"must be a mapping, not {_kind(raw_floors)}")
+            self.err(f"{where}.platform_intervals", f"must be a mapping, not {kind(raw_floors)}")
         elif raw_floors:
             for platform, value in raw_floors.items():
                 loc = f"{where}.platform_intervals.{platform}"
-                if not isinstance(platform, str) or not _LABEL_NAME.match(platform):
+                if not isinstance(platform, str) or not LABEL_NAME.match(platform):
                     self.err(loc, "is not a platform name")
                     continue
                 floors[platform] = self.duration(value, loc, floors.get(platform, 0.0))
@@ -602,7 +340,7 @@ class _Validator(_Values):
                 self.err(where, f"is required: {hint}")
             return ()
         if not isinstance(node, list):
-            self.err(where, f"must be a list, not {_kind(node)}")
+            self.err(where, f"must be a list, not {kind(node)}")
             return ()
         if not node:
             if required:
@@ -647,18 +385,6 @@ class _Validator(_Values):
         return AccountConfig(
             id=account_id.strip(), interval=interval, labels=labels, health_interval=health
         )
-
-
-def _join(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else key
-
-
-def _kind(node: Any) -> str:
-    if node is None:
-        return "null"
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(
-        type(node), f"a {type(node).__name__}"
-    )
 
 
 def _is_http_url(text: str) -> bool:

@@ -21,7 +21,9 @@ import subprocess
 import sys
 from collections.abc import Mapping
 
-from exporter.config import Config, ConfigError, load_config
+from exporter.config import load_config
+from exporter.schema import Config
+from exporter.validation import ConfigError
 
 _COMMAND = (sys.executable, "-m", "exporter.config_child")
 

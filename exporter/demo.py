@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import yaml
 
-from exporter.config import Config, parse_config
+from exporter import platforms
+from exporter.config import parse_config
 from exporter.process import serve
+from exporter.schema import Config
 from exporter.simulator import Scenario, demo_scenario, start_simulator
 from exporter.webconfig import WebSecurity
 
@@ -15,16 +17,7 @@ DEMO_TIME_SCALE = 3600.0
 
 def demo_config(scenario: Scenario, base_url: str) -> Config:
     """Short intervals, so a newcomer sees every status within seconds."""
-    teams = {
-        "twitter": "social",
-        "instagram": "social",
-        "threads": "social",
-        "youtube": "video",
-        "tiktok": "video",
-    }
-    accounts = [
-        {"id": a.id, "labels": {"team": teams.get(a.platform, "other")}} for a in scenario.accounts
-    ]
+    accounts = [{"id": a.id, "labels": {"team": _team(a.platform)}} for a in scenario.accounts]
     raw = {
         "unipost": {
             "base_url": base_url,
@@ -45,6 +38,11 @@ def demo_config(scenario: Scenario, base_url: str) -> Config:
         "discovery": {"enabled": True, "refresh_interval": "1m"},
     }
     return parse_config(yaml.safe_dump(raw), {})
+
+
+def _team(platform: str) -> str:
+    known = platforms.PLATFORMS.get(platform)
+    return known.kind if known else "other"
 
 
 async def serve_demo(

@@ -9,10 +9,11 @@ from typing import Protocol
 from exporter.accounts import AccountSet
 from exporter.client import RawResponse
 from exporter.clock import Clock
-from exporter.config import DiscoveryConfig, format_duration
+from exporter.durations import format_duration
 from exporter.logs import FieldLogger
 from exporter.parse import ApiError, ListedAccount, classify_listing
 from exporter.ratelimit import Budget
+from exporter.schema import DiscoveryConfig
 from exporter.store import Store
 
 # After a failed refresh, try again sooner than refresh_interval: 1m, 2m, 4m, ...

@@ -11,10 +11,12 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from exporter.client import UniPostClient, make_session
-from exporter.config import Config, ConfigError, WorkspaceConfig, load_config, print_problems
+from exporter.config import load_config
 from exporter.logs import scrub
 from exporter.parse import ApiError, ErrorKind, ListedAccount, classify_listing
+from exporter.schema import Config, WorkspaceConfig
 from exporter.store import ApiStats
+from exporter.validation import ConfigError, print_problems
 
 
 def main(argv: Sequence[str], out: TextIO = sys.stdout) -> int:

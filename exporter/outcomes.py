@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from exporter.config import PollingConfig
 from exporter.parse import ApiError, ErrorKind, Outcome, Snapshot, UpstreamFailure
+from exporter.schema import PollingConfig
 from exporter.store import AccountState, Status
 
 # The error code of a request that failed inside the exporter (a bug, logged with its trace).

@@ -17,6 +17,8 @@ from typing import Any, NamedTuple
 
 import ijson
 
+from exporter import platforms
+
 
 class InvalidResponse(ValueError):
     """A 2xx body that is not a usable snapshot."""
@@ -170,11 +172,6 @@ def parse_snapshot(payload: Any) -> Snapshot | UpstreamFailure:
     return Snapshot(platform, followers, following, posts, values, fetched_at, flags, unavailable)
 
 
-# Counts UniPost's platform adapters never fill: they come back as 0, which is not data.
-NEVER_FILLED: Mapping[str, tuple[str, tuple[str, ...]]] = {
-    "youtube": ("YouTube", ("following_count",)),
-    "threads": ("Threads", ("following_count", "post_count")),
-}
 _COUNT_NAMES = {
     "follower_count": "followers",
     "following_count": "following",
@@ -189,12 +186,11 @@ _EMPTY: Mapping[str, Any] = {}
 
 def unavailable_counts(platform: str | None, specific: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The counts (by field name) this snapshot does not really provide, each with why."""
-    if platform not in NEVER_FILLED and _MARKS.isdisjoint(specific):
+    if platform not in platforms.NEVER_FILLED and _MARKS.isdisjoint(specific):
         return []  # most answers: their platform fills every count, and no mark says not
     missing: dict[str, str] = {}
-    display, never_filled = NEVER_FILLED.get(platform or "", ("", ()))
-    for name in never_filled:
-        missing[name] = f"{display} does not provide it"
+    for name in platforms.NEVER_FILLED.get(platform or "", ()):
+        missing[name] = f"{platforms.display_name(platform or '')} does not provide it"
     if specific.get("hidden_subscriber_count") is True:
         missing.setdefault("follower_count", "hidden by the channel")
     for name in _COUNT_FIELDS:

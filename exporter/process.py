@@ -11,9 +11,9 @@ from typing import Any
 from aiohttp import web
 
 from exporter import __version__
-from exporter.config import Config
 from exporter.logs import FieldLogger
 from exporter.runtime import ConfigLoader
+from exporter.schema import Config
 from exporter.server import RUNTIME, create_app
 from exporter.sharding import Shard
 from exporter.webconfig import WebSecurity

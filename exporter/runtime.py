@@ -14,13 +14,14 @@ import aiohttp
 from exporter import heap
 from exporter.client import UniPostClient
 from exporter.clock import Clock
-from exporter.config import Config, ConfigError, UniPostConfig, WorkspaceConfig
 from exporter.discovery import Discoverer
 from exporter.logs import FieldLogger
 from exporter.persistence import SavedWorkspace, StateFile, StateSaver, restore
 from exporter.scheduler import Scheduler
+from exporter.schema import Config, UniPostConfig, WorkspaceConfig
 from exporter.sharding import Shard
 from exporter.store import ReloadStatus, StateStatus, Store
+from exporter.validation import ConfigError
 
 log = FieldLogger("exporter.runtime")
 

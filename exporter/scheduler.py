@@ -29,7 +29,6 @@ from exporter.accounts import AccountSet, count_error
 from exporter.authpause import AuthPause
 from exporter.client import RawResponse
 from exporter.clock import Clock
-from exporter.config import PollingConfig, WorkspaceConfig
 from exporter.health import HealthReads
 from exporter.logs import FieldLogger, scrub
 from exporter.outcomes import (
@@ -45,6 +44,7 @@ from exporter.outcomes import (
 from exporter.parse import ApiError, ErrorKind, Outcome, Snapshot, UpstreamFailure, classify
 from exporter.pollqueue import PollQueue
 from exporter.ratelimit import Budget
+from exporter.schema import PollingConfig, WorkspaceConfig
 from exporter.store import AccountState, Store, pack, unpack
 
 RETRY_WAIT_MAX = 30.0

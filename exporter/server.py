@@ -19,10 +19,10 @@ from exporter import landing
 from exporter.client import make_session
 from exporter.clock import Clock, SystemClock
 from exporter.collector import AccountCollector, ApiCollector
-from exporter.config import Config
 from exporter.exposition import Body, FastExposition
 from exporter.logs import FieldLogger
 from exporter.runtime import ConfigLoader, Runtime, SessionFactory
+from exporter.schema import Config
 from exporter.sharding import Shard
 from exporter.store import ReloadStatus, StateStatus, Store, StoreSource
 from exporter.webconfig import WebSecurity

@@ -6,7 +6,7 @@ import re
 import socket
 from dataclasses import dataclass, replace
 
-from exporter.config import Config, WorkspaceConfig
+from exporter.schema import Config, WorkspaceConfig
 
 _ORDINAL = re.compile(r"-(\d+)$")
 

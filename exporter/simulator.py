@@ -30,8 +30,10 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from exporter.config import DURATION_HINT, parse_duration, unknown_key
+from exporter import platforms
+from exporter.durations import DURATION_HINT, parse_duration
 from exporter.process import parse_listen_address
+from exporter.validation import unknown_key
 
 DEFAULT_SIM_KEY = "up_test_simulator"
 # Set by the middleware for the request being handled (each request runs in its own task).
@@ -45,10 +47,6 @@ BEHAVIOURS = (
     "ok", "missing_scope", "token_expired", "disconnected", "needs_reconnect", "not_supported",
     "throttled", "platform_error", "edge_error",
 )  # fmt: skip
-# The platforms whose adapter implements account metrics; every other one answers 501.
-PLATFORMS_WITH_METRICS = frozenset({"twitter", "instagram", "tiktok", "youtube", "threads"})
-_DISPLAY_NAMES = {"youtube": "YouTube", "tiktok": "TikTok", "instagram": "Instagram",
-                  "threads": "Threads"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -343,7 +341,6 @@ class Simulator:
             }
             # YouTube rounds subscribers to three significant figures, or hides them.
             followers = 0 if account.hidden_subscribers else _three_figures(followers)
-            following = 0
         elif account.platform == "threads":
             views = followers * 40 + math.floor(days * 900)
             specific = {
@@ -353,7 +350,11 @@ class Simulator:
                 "reposts": views // 900,
                 "quotes": views // 3000,
             }
-            following = posts = 0  # never filled by UniPost's Threads adapter
+        never_filled = platforms.NEVER_FILLED.get(account.platform, ())
+        if "following_count" in never_filled:
+            following = 0
+        if "post_count" in never_filled:
+            posts = 0
         return self._data(account, followers, following, posts, specific)
 
     def _followers(self, account: SimAccount, days: float) -> int:
@@ -451,7 +452,7 @@ class Simulator:
                 "ACCOUNT_DISCONNECTED",
                 "Account is disconnected — reconnect before fetching metrics",
             )
-        if account.behaviour == "not_supported" or account.platform not in PLATFORMS_WITH_METRICS:
+        if account.behaviour == "not_supported" or account.platform not in platforms.WITH_METRICS:
             raise _ApiError(
                 501,
                 "NOT_SUPPORTED",
@@ -459,7 +460,7 @@ class Simulator:
             )
         if account.behaviour == "edge_error":
             raise _EdgeError(502)
-        name = _DISPLAY_NAMES.get(account.platform, account.platform)
+        name = platforms.display_name(account.platform)
         if account.behaviour == "needs_reconnect" or (
             account.behaviour == "missing_scope" and account.platform == "tiktok"
         ):

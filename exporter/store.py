@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Generic, Protocol, TypeVar
 
-from exporter.config import AccountConfig
 from exporter.parse import Health, RateLimitHeaders, Snapshot
+from exporter.schema import AccountConfig
 
 
 class Status(StrEnum):

@@ -28,8 +28,8 @@ import bcrypt
 import yaml
 from aiohttp import web
 
-from exporter.config import ConfigError, Problems, read_text, yaml_problem
 from exporter.logs import FieldLogger
+from exporter.validation import ConfigError, Problems, read_text, yaml_problem
 
 log = FieldLogger("exporter.webconfig")
 
@@ -115,7 +115,7 @@ def _load(path: str | os.PathLike[str]) -> tuple[WebConfig, ssl.SSLContext | Non
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise WebConfigError([yaml_problem(exc)]) from None
-    v = _Validator(Path(path).parent)
+    v = WebConfigValidator(Path(path).parent)
     config = v.web_config(raw)
     if v.problems:
         raise WebConfigError(v.problems)
@@ -135,7 +135,7 @@ def _ssl_problem(exc: Exception) -> str:
     return str(exc)
 
 
-class _Validator(Problems):
+class WebConfigValidator(Problems):
     """The web config file; relative paths in it are relative to `base`, its directory."""
 
     def __init__(self, base: Path) -> None:

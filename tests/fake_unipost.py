@@ -34,9 +34,9 @@ from typing import Any
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from exporter import platforms
 from exporter.client import RawResponse
 from exporter.clock import Clock
-from exporter.config import platform_from_id
 
 API_KEY = "up_test_k3y_SECRET_do_not_leak"
 REAL_FIXTURES = Path(__file__).parent / "fixtures" / "real"
@@ -93,7 +93,7 @@ def snapshot(
     replace fields of `data` as they are (wrong types included)."""
     data: dict[str, Any] = {
         "social_account_id": account_id,
-        "platform": platform or platform_from_id(account_id),
+        "platform": platform or platforms.from_id(account_id),
         "follower_count": followers,
         "following_count": following,
         "post_count": posts,

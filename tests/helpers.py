@@ -23,8 +23,9 @@ import yaml
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.config import Config, PollingConfig, WorkspaceConfig, parse_config
+from exporter.config import parse_config
 from exporter.parse import Health, Snapshot
+from exporter.schema import Config, PollingConfig, WorkspaceConfig
 from exporter.server import build_registry
 from exporter.store import AccountState, Store
 from tests.fake_unipost import API_KEY, FakeUniPost, free_port

@@ -10,7 +10,7 @@ from aioresponses import aioresponses
 
 from exporter import __version__
 from exporter.client import UniPostClient, make_session
-from exporter.config import UniPostConfig
+from exporter.schema import UniPostConfig
 from exporter.store import ApiStats, Store
 from tests.helpers import scrape, value
 

@@ -6,12 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import (
-    ConfigError,
-    load_config,
-    parse_config,
-    parse_duration,
-)
+from exporter.config import load_config, parse_config
+from exporter.durations import parse_duration
+from exporter.validation import ConfigError
 
 GOOD = """
 unipost:

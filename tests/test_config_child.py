@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from exporter import config_child
-from exporter.config import ConfigError, load_config
+from exporter.config import load_config
 from exporter.config_child import load_config_in_child, load_config_in_child_async
+from exporter.validation import ConfigError
 
 ROOT = Path(__file__).parent.parent
 

@@ -21,8 +21,9 @@ import yaml
 from aiohttp.test_utils import TestClient, TestServer
 
 from exporter.clock import SystemClock
-from exporter.config import UniPostConfig, parse_config
+from exporter.config import parse_config
 from exporter.logs import setup_logging
+from exporter.schema import UniPostConfig
 from exporter.server import create_app
 from tests import fake_unipost as f
 from tests.fake_unipost import API_KEY, FakeUniPost, Reply

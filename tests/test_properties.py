@@ -13,12 +13,7 @@ import yaml
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from exporter.config import (
-    RESERVED_LABELS,
-    Config,
-    ConfigError,
-    parse_config,
-)
+from exporter.config import parse_config
 from exporter.parse import (
     MAX_COUNT,
     ApiError,
@@ -30,6 +25,8 @@ from exporter.parse import (
     parse_ratelimit_headers,
     parse_retry_after,
 )
+from exporter.schema import RESERVED_LABELS, Config
+from exporter.validation import ConfigError
 from exporter.webconfig import WebConfig, WebConfigError, load_web_config
 
 PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

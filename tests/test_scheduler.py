@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from exporter import landing
-from exporter.config import Config, DiscoveryConfig
 from exporter.outcomes import JITTER, POLICIES
 from exporter.parse import ErrorKind, ListedAccount
 from exporter.scheduler import Scheduler
+from exporter.schema import Config, DiscoveryConfig
 from exporter.store import Store
 from tests.fake_unipost import FakeUniPost, Reply, error, no_answer, snapshot, zero_filled
 from tests.helpers import FakeClock, make_config, only, running, scrape, series, value
