@@ -11,18 +11,18 @@ import asyncio
 import logging
 import random
 import sys
-from collections.abc import AsyncIterator, Callable, Container, Iterable
+from collections.abc import AsyncIterator, Callable, Container, Iterable, Sequence
 from typing import Any, TypeVar
 
 from exporter import heap, platforms
-from exporter.clock import Clock
 from exporter.durations import format_duration
 from exporter.logs import FieldLogger
 from exporter.outcomes import JITTER, LISTED, POLICIES, Policy, steady_period
 from exporter.parse import ApiError, ListedAccount
 from exporter.pollqueue import PollQueue
+from exporter.reads import AccountRead, ReadContext
 from exporter.schema import AccountConfig, DiscoveryConfig, PollingConfig, WorkspaceConfig
-from exporter.store import DEFAULTS, AccountState, Status, Store
+from exporter.store import UNCONFIGURED, AccountState, Status, Store
 
 T = TypeVar("T")
 # Listed accounts applied between two turns of the event loop: a listing of 100,000 in one
@@ -48,42 +48,40 @@ async def _turning(items: Iterable[T], batch: int = LISTING_BATCH) -> AsyncItera
 class AccountSet:
     """One workspace's polled accounts: membership, intervals, statuses and demand."""
 
-    def __init__(
-        self,
-        workspace: WorkspaceConfig,
-        polling: PollingConfig,
-        store: Store,
-        queue: PollQueue,
-        health_queue: PollQueue,
-        clock: Clock,
-        log: FieldLogger,
-        owns: Callable[[str], bool],
-        rng: random.Random,
-    ) -> None:
-        self.polling = polling
-        self.store = store
-        self.queue = queue
-        self.health_queue = health_queue
-        self.clock = clock
-        self.log = log
+    def __init__(self, context: ReadContext, owns: Callable[[str], bool]) -> None:
+        self.context = context
+        self.store = context.store
+        self.clock = context.clock
+        self.log = context.log
+        self.demand = context.demand
         self.owns = owns  # whether this replica's shard polls an account
-        self.discovery_enabled = workspace.discovery.enabled
+        self.discovery_enabled = context.workspace.discovery.enabled
+        # The metrics polls' plans, and the other reads of each account (start()).
+        self.queue: PollQueue
+        self.reads: Sequence[AccountRead[Any]] = ()
         # Listings followed so far, plus one: the listed_in of an account a listing names.
         self._listings = 1
         # The status the listing gave an account (reconnect_required, disconnected).
         self._held_by_listing: dict[str, Status] = {}
-        self.demand = Demand(workspace.unipost.requests_per_minute, store, log, rng)
         self._floor_logged: set[tuple[str, str]] = set()
-        self._label_sets = heap.Shared[tuple[tuple[str, str], ...]]()
-        now = clock.monotonic()
-        for account in workspace.accounts:
+        self._label_sets = heap.Interner[tuple[tuple[str, str], ...]]()
+
+    @property
+    def polling(self) -> PollingConfig:
+        return self.context.polling
+
+    def start(self, polls: AccountRead[Any], reads: Sequence[AccountRead[Any]]) -> None:
+        """Poll the configured accounts: their metrics with `polls`, and every other read."""
+        self.queue, self.reads = polls.queue, reads
+        now = self.clock.monotonic()
+        for account in self.context.workspace.accounts:
             self._add(account.id, account, now)
 
     # -- membership ---------------------------------------------------------------------------
 
     def reconfigure(self, workspace: WorkspaceConfig, polling: PollingConfig) -> None:
-        """Follow a reloaded config: unchanged accounts keep their state and place."""
-        self.polling = polling
+        """Follow a reloaded config (the context already holds it): unchanged accounts keep
+        their state and place."""
         self.discovery_enabled = workspace.discovery.enabled
         self.demand.reconfigure(workspace.unipost.requests_per_minute)
         now = self.clock.monotonic()
@@ -91,7 +89,7 @@ class AccountSet:
         for state in list(self.store.accounts.values()):
             if state.configured and state.id not in wanted:
                 if state.listed_in:
-                    state.config = DEFAULTS  # polled on as a discovered one
+                    state.config = UNCONFIGURED  # polled on as a discovered one
                 else:
                     self.remove(state.id)
         if not workspace.discovery.enabled:
@@ -109,7 +107,8 @@ class AccountSet:
             state.labels = self._labels(state.config)
             self._base_interval(state)
             self._count_demand(state)
-            self._follow_health_interval(state, now)
+            for read in self.reads:
+                read.follow(state, now)
             self.store.changed(state)
 
     async def sync_listing(
@@ -148,7 +147,7 @@ class AccountSet:
         now = self.clock.monotonic()
         account = self.store.accounts.get(item.id)
         if account is None:  # (every configured account is in the store)
-            account = self._add(item.id, DEFAULTS, now)
+            account = self._add(item.id, UNCONFIGURED, now)
             added.append(account.id)
             was = None
         else:
@@ -197,7 +196,7 @@ class AccountSet:
             return self.store.accounts[account_id]
         if not self.discovery_enabled or not self.owns(account_id):
             return None
-        state = self._add(account_id, DEFAULTS, now)
+        state = self._add(account_id, UNCONFIGURED, now)
         state.listed_in = self._listings  # the next listing confirms it or drops it
         return state
 
@@ -217,27 +216,17 @@ class AccountSet:
         self.store.add(state)
         self._count_demand(state)
         self.queue.plan(state, now)
-        self._follow_health_interval(state, now)
+        for read in self.reads:
+            read.follow(state, now)
         return state
-
-    def health_interval(self, account: AccountState) -> float:
-        """How often the account's health is read (0: never)."""
-        own = account.config.health_interval
-        return own if own is not None else self.polling.health_interval
-
-    def _follow_health_interval(self, account: AccountState, now: float) -> None:
-        if self.health_interval(account) <= 0:
-            self.health_queue.forget(account)
-            account.health = None  # no longer read: its series go
-        elif not self.health_queue.planned(account):
-            self.health_queue.plan(account, now)
 
     def remove(self, account_id: str, logged: bool = True) -> None:
         """Stop polling an account; its series go with it (a poll in flight is discarded)."""
         account = self.store.accounts.get(account_id)
         if account is not None:
             self.queue.forget(account)
-            self.health_queue.forget(account)
+            for read in self.reads:
+                read.queue.forget(account)
             self.demand.forget(account)
         self._held_by_listing.pop(account_id, None)
         self.store.remove(account_id)
@@ -302,9 +291,8 @@ class AccountSet:
 
     def _count_demand(self, account: AccountState) -> None:
         period = steady_period(account.policy, account.interval)
-        health = self.health_interval(account)
-        # Health reads take budget slots too: `accounts / health_interval` per second.
-        self.demand.count(account, 1.0 / period + (1.0 / health if health > 0 else 0.0))
+        # Every other read takes budget slots too (health: `accounts / health_interval`).
+        self.demand.count(account, 1.0 / period + sum(read.cost(account) for read in self.reads))
 
     def mark_unauthorized(self, code: str) -> None:
         """The workspace's key is rejected: every account says so."""
@@ -330,7 +318,7 @@ class AccountSet:
 def count_error(account: AccountState, error: ApiError, what: str, store: Store,
                 log: FieldLogger) -> None:  # fmt: skip
     """Count a failed request on the account's errors, and say so at debug."""
-    account.tally("api_errors", error.code)
+    account.count_api_error(error.code)
     store.changed(account)
     log.debug(what, account_id=account.id, code=error.code, http_status=error.http_status,
               detail=error.message)  # fmt: skip
@@ -350,7 +338,7 @@ class Demand:
         self._total = 0.0  # the sum of every account's `demand`
         # One float object per distinct rate (accounts at the same interval share it): 24
         # bytes an account otherwise.
-        self._rates = heap.Shared[float]()
+        self._rates = heap.Interner[float]()
         self._warned = False
 
     def reconfigure(self, requests_per_minute: float) -> None:

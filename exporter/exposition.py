@@ -232,7 +232,7 @@ class _StoreLines:
         self._reused: dict[tuple[int, int], tuple[tuple[int, ...], bytes]] = {}
         self._reusing = False  # this scrape keeps pieces (set by length())
         self._joined_at: dict[tuple[int, int], tuple[int, ...]] = {}
-        self._shared = heap.Shared[bytes]()
+        self._shared = heap.Interner[bytes]()
         self._afters: dict[Any, list[tuple[str, str]]] = {}
         self._gone = 0
         self._readers = 0

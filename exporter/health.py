@@ -7,87 +7,44 @@ a metrics poll; any other failure waits for the next read.
 
 from __future__ import annotations
 
-import asyncio
-from typing import Protocol
-
-from exporter.accounts import AccountSet, count_error
-from exporter.client import RawResponse
-from exporter.clock import Clock
-from exporter.logs import FieldLogger
-from exporter.outcomes import INTERNAL
-from exporter.parse import ApiError, ErrorKind, Health, Outcome, classify_health
-from exporter.pollqueue import PollQueue
-from exporter.ratelimit import Budget
-from exporter.store import AccountState, Store
+from exporter.accounts import count_error
+from exporter.parse import ApiError, ErrorKind, Health, classify_health
+from exporter.pollqueue import HEALTH_DUE
+from exporter.reads import AccountRead
+from exporter.store import AccountState
 
 
-class HealthClient(Protocol):
-    """What the health reads need from the HTTP client."""
+class HealthRead(AccountRead[Health]):
+    """Each account's publishing health, every `health_interval`."""
 
-    async def get_account_health(self, account_id: str) -> RawResponse: ...
+    name = "health"
+    due = HEALTH_DUE
 
+    def interval(self, account: AccountState) -> float:
+        own = account.config.health_interval
+        return own if own is not None else self.context.polling.health_interval
 
-class Polls(Protocol):
-    """What the health reads take from the workspace's polling (the Scheduler)."""
+    async def fetch(self, account: AccountState) -> Health | ApiError:
+        raw = await self.context.client.get_account_health(account.id)
+        outcome = raw.read(classify_health)
+        self.context.budget.learn(raw, outcome)
+        return outcome
 
-    store: Store
-    budget: Budget
-    accounts: AccountSet
-    clock: Clock
-    log: FieldLogger
-
-    @property
-    def client(self) -> HealthClient: ...
-
-    def apply(self, account: AccountState, outcome: Outcome, probe: bool) -> None: ...
-
-
-class HealthReads:
-    """When each account's health is read next, and what an answer changes."""
-
-    def __init__(self, polls: Polls, queue: PollQueue) -> None:
-        self.polls = polls
-        self.queue = queue
-        self.inflight: dict[str, asyncio.Task[None]] = {}
-
-    def dispatch(self, account_id: str, now: float) -> None:
-        """Read the account's health in a task of its own (one at a time per account)."""
-        if account_id in self.polls.store.accounts and account_id not in self.inflight:
-            task = asyncio.create_task(self._read(account_id, now), name=f"health {account_id}")
-            self.inflight[account_id] = task
-
-    async def _read(self, account_id: str, sent: float) -> None:
-        account = self.polls.store.accounts[account_id]
-        try:
-            raw = await self.polls.client.get_account_health(account_id)
-            outcome = raw.read(classify_health)
-            self.polls.budget.learn(raw, outcome)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            self.polls.log.exception("health read failed unexpectedly", account_id=account_id)
-            outcome = ApiError(INTERNAL, ErrorKind.TRANSIENT)
-        finally:
-            self.inflight.pop(account_id, None)
-        if self.polls.store.accounts.get(account_id) is not account:
-            return  # removed meanwhile
+    def apply(self, account: AccountState, outcome: Health | ApiError) -> None:
         if isinstance(outcome, Health):
             account.health = outcome
-        else:
-            count_error(account, outcome, "health read failed", self.polls.store, self.polls.log)
-            if outcome.kind in (ErrorKind.AUTH, ErrorKind.NOT_FOUND):
-                # The same news as from a metrics poll: the key is rejected (the workspace
-                # pauses), or the account is gone.
-                account.health = None
-                self.polls.apply(account, outcome, probe=False)
-        self.polls.store.changed(account)
-        # Other failures wait for the next health slot.
-        self.plan(account, sent)
-
-    def plan(self, account: AccountState, sent: float) -> None:
-        """The next read, one health interval (stretched like every interval) after `sent`."""
-        interval = self.polls.accounts.health_interval(account)
-        if interval <= 0 or self.queue.planned(account):
             return
-        due = sent + self.polls.accounts.demand.stretched(interval)
-        self.queue.plan(account, max(self.polls.clock.monotonic(), due))
+        context = self.context
+        count_error(account, outcome, "health read failed", context.store, context.log)
+        if outcome.kind in (ErrorKind.AUTH, ErrorKind.NOT_FOUND):
+            # The same news as from a metrics poll: the key is rejected (the workspace
+            # pauses), or the account is gone.
+            account.health = None
+            context.account_news(account, outcome)
+        # Other failures wait for the next health slot.
+
+    def has_answer(self, account: AccountState) -> bool:
+        return account.health is not None
+
+    def stopped(self, account: AccountState) -> None:
+        account.health = None  # no longer read: its series go

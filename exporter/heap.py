@@ -17,14 +17,14 @@ from typing import Generic, TypeVar
 # Middle-generation collections per full one: CPython's default, and ours once settled.
 DEFAULT_FULL_EVERY = 10
 FULL_EVERY = 1
-# Accounts added since the last settle that make it worth freezing again after their round.
+# Accounts added since the last freeze that make it worth freezing again after their round.
 SETTLE_AFTER = 1000
-# Answers per young collection run by Rounds, and young ones per full one (see answered()).
+# Answers per young collection run by FreezeAfterFirstRound, and young ones per full one.
 YOUNG_EVERY = 256
 FULL_EVERY_YOUNG = 10
 
 
-def settle() -> None:
+def collect_and_freeze() -> None:
     """Call when many long-lived objects were just built (the accounts at start, before
     polling; after a reload, while it runs): collect what is garbage now, then keep
     everything still alive out of later scans. Frozen objects are still freed when their
@@ -33,17 +33,18 @@ def settle() -> None:
     gc.collect()
     freeze()
     # What a poll leaves behind is mostly nested tuples, which the collector untracks only
-    # after a few passes; a full collection every 10 young ones let ~20 s of them pile up
-    # into pauses of 25-35 ms at 30,000 accounts. With the long-lived heap frozen a full
-    # collection is cheap, so run it at every middle one: 10-14 ms at most.
+    # after a few passes: with CPython's one full collection per 10 middle ones they pile
+    # up into long pauses. With the long-lived heap frozen a full collection is cheap, so
+    # run it at every middle one.
     young, middle, _ = gc.get_threshold()
     gc.set_threshold(young, middle, FULL_EVERY)
 
 
 def freeze() -> None:
-    """Like settle(), without the collection (its pause): for while polls run, when a round
-    of them has just built every account's first snapshot and rendered lines. Garbage in a
-    reference cycle at this moment (a few in-flight requests' worth) is never collected."""
+    """Like collect_and_freeze(), without the collection (its pause): for while polls run,
+    when a round of them has just built every account's first snapshot and rendered lines.
+    Garbage in a reference cycle at this moment (a few in-flight requests' worth) is never
+    collected."""
     gc.freeze()
     # Then a full collection of what is left (little: cheap). CPython runs a full one only
     # once a quarter as many objects as survived the last have piled up; the last counted
@@ -52,13 +53,13 @@ def freeze() -> None:
 
 
 def release() -> None:
-    """Undo settle() (the exporter stops): everything is scanned again."""
+    """Undo collect_and_freeze() (the exporter stops): everything is scanned again."""
     gc.unfreeze()
     young, middle, _ = gc.get_threshold()
     gc.set_threshold(young, middle, DEFAULT_FULL_EVERY)
 
 
-class Rounds:
+class FreezeAfterFirstRound:
     """Freezes the heap once a round of answers has come since the store last grew (at
     start, or after a listing added many accounts): their first snapshots and rendered
     lines are built then, and stay."""
@@ -73,10 +74,9 @@ class Rounds:
         """One more answer was applied.
 
         Every YOUNG_EVERY answers this runs a young collection itself. CPython starts one
-        when allocations outrun deallocations by 700, and a poll frees as many tracked
-        objects as it makes: its new snapshot and tuples replace old, frozen ones. So none
-        started, and the new tuples piled up in the young generation: 73,000 of them made
-        one 18 ms collection during make bench's scrapes at 100,000 accounts.
+        only when allocations outrun deallocations by 700, and a poll frees as many tracked
+        objects as it makes (its new snapshot replaces an old, frozen one): without this the
+        new tuples would pile up in the young generation into one long collection.
         """
         self.answers += 1
         if self.answers % YOUNG_EVERY == 0:
@@ -91,8 +91,8 @@ class Rounds:
 V = TypeVar("V", bound=Hashable)
 
 
-class Shared(Generic[V]):
-    """One object for equal values made apart (a rate, a rendered line): `shared(value)`
+class Interner(Generic[V]):
+    """One object for equal values made apart (a rate, a rendered line): `interner(value)`
     returns the first equal value it was given. At most `bound` are held, then the table
     starts over: a bound, not a cache size that matters, as the values that repeat across
     accounts are few and unique ones just pass through."""

@@ -200,10 +200,8 @@ def restore(accounts: AccountSet, budget: Budget, saved: SavedWorkspace) -> int:
         if account.last_poll_wall is not None:
             due = max(due, account.last_poll_wall + accounts.polling.floor_for(account.platform))
         accounts.queue.plan(account, now + max(0.0, due - wall))
-        interval = accounts.health_interval(account)
-        if account.health is not None and interval > 0:
-            # Spread the first health reads over one interval: no burst after a restart.
-            accounts.health_queue.plan(account, now + interval * accounts.demand.rng.random())
+        for read in accounts.reads:
+            read.restored(account, now)
         accounts.store.changed(account)
         restored += 1
     return restored

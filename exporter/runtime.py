@@ -108,7 +108,7 @@ class Runtime:
             self._unheld_until = ended + (ended - began)
             for scheduler in schedulers:
                 scheduler.budget.release()
-                scheduler.queue.wake()
+                scheduler.sleep.wake()
 
     @property
     def polling_started(self) -> bool:
@@ -135,7 +135,7 @@ class Runtime:
             for store in self._stores:
                 store.listeners.append(self._saver)
             self._saver_task = asyncio.create_task(self._saver.run(), name="state saver")
-        heap.settle()  # the accounts were just built; no poll is in flight yet
+        heap.collect_and_freeze()  # the accounts were just built; no poll is in flight yet
 
     async def stop(self) -> None:
         """Stop polling, save the state a last time, and close every connection."""
@@ -261,7 +261,7 @@ class Runtime:
         self._workspaces = new
         self.config = config
         self._stores = tuple(stores)
-        heap.settle()  # a reload may have added many accounts
+        heap.collect_and_freeze()  # a reload may have added many accounts
         log.info(
             "config reloaded",
             workspaces=len(new),

@@ -119,7 +119,7 @@ def create_app(
     app[RENDERS] = SharedRenders()
 
     async def polling(app: web.Application) -> AsyncIterator[None]:
-        await runtime.start()  # ends by freezing the long-lived heap (heap.settle)
+        await runtime.start()  # ends by freezing the long-lived heap (heap.collect_and_freeze)
         try:
             yield
         finally:

@@ -8,10 +8,13 @@ from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from exporter.parse import Health, RateLimitHeaders, Snapshot
 from exporter.schema import AccountConfig
+
+if TYPE_CHECKING:
+    from exporter.outcomes import Policy
 
 
 class Status(StrEnum):
@@ -46,7 +49,7 @@ def unpack(kept: bytes) -> tuple[Any, ...]:
     return value
 
 
-class _Kept(Generic[K]):
+class PackedAttribute(Generic[K]):
     """An attribute kept packed in the slot `<name>_kept`, read back as `kind`.
 
     The last value read is remembered by the identity of its bytes: a poll's new snapshot is
@@ -74,11 +77,11 @@ class _Kept(Generic[K]):
         setattr(account, self.slot, None if value is None else pack(value))
 
 
-# The tally of an account that never failed; never written to (AccountState.tally).
+# The tally of an account that never failed; never written to (_counted).
 _NONE: dict[str, int] = {}
 # The config of an account that has no entry in the config file (a discovered one), shared:
 # AccountState.config is this very object exactly when the account is not configured.
-DEFAULTS = AccountConfig(id="")
+UNCONFIGURED = AccountConfig(id="")
 
 
 class AccountState:
@@ -147,7 +150,7 @@ class AccountState:
         self.previous = previous
         self.health = health
         # Failure tallies by code: the one shared empty dict until the first (most accounts
-        # never fail: 128 bytes each at 100,000 accounts); counted with tally().
+        # never fail); counted with count_api_error() and count_upstream_failure().
         self.upstream_failures: dict[str, int] = (
             dict(upstream_failures) if upstream_failures else _NONE
         )
@@ -164,11 +167,11 @@ class AccountState:
         self.health_due: float | None = None
         # The outcomes.Policy it is polled under (None: a good answer's), and the requests a
         # second that costs (accounts.Demand): slots, not dicts keyed by account ID.
-        self.policy: Any = None
+        self.policy: Policy | None = None
         self.demand = 0.0
-        # Its entry in the config, or DEFAULTS (AccountSet sets it): no dict of configured
+        # Its entry in the config, or UNCONFIGURED (AccountSet sets it): no dict of configured
         # accounts by ID, which took ~40 bytes an account at 100,000.
-        self.config = DEFAULTS
+        self.config = UNCONFIGURED
         # The last discovery listing that named it (AccountSet's count of listings), 0 if
         # it is not a discovered account: no set of discovered IDs (~40 bytes an account).
         self.listed_in = 0
@@ -185,22 +188,30 @@ class AccountState:
     @property
     def configured(self) -> bool:
         """Whether the config file names this account (else discovery found it)."""
-        return self.config is not DEFAULTS
+        return self.config is not UNCONFIGURED
 
-    def tally(self, name: str, key: str) -> None:
-        """Count one more `key` in the tally `name` (upstream_failures or api_errors)."""
-        counts: dict[str, int] = getattr(self, name)
-        if counts is _NONE:
-            counts = {}
-            setattr(self, name, counts)
-        counts[key] = counts.get(key, 0) + 1
+    def count_api_error(self, code: str) -> None:
+        """One more failed request to UniPost with this code."""
+        self.api_errors = _counted(self.api_errors, code)
 
-    snapshot = _Kept(Snapshot)
+    def count_upstream_failure(self, upstream_status: str) -> None:
+        """One more zero-filled answer with this platform status."""
+        self.upstream_failures = _counted(self.upstream_failures, upstream_status)
+
+    snapshot = PackedAttribute(Snapshot)
     # The good snapshot before `snapshot` (for the change since then), if any: kept only
     # while one of its counts differs from `snapshot`'s (scheduler._keep).
-    previous = _Kept(Snapshot)
+    previous = PackedAttribute(Snapshot)
     # The last good answer of GET /v1/accounts/{id}/health, if any.
-    health = _Kept(Health)
+    health = PackedAttribute(Health)
+
+
+def _counted(counts: dict[str, int], key: str) -> dict[str, int]:
+    """`counts` with one more `key`: a dict of its own in place of the shared empty one."""
+    if counts is _NONE:
+        counts = {}
+    counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 @dataclass(slots=True)

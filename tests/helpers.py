@@ -35,7 +35,7 @@ ROOT = Path(__file__).parent.parent
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
-async def settle(rounds: int = 30) -> None:
+async def let_tasks_run(rounds: int = 30) -> None:
     """Let every task that can run, run."""
     for _ in range(rounds):
         await asyncio.sleep(0)
@@ -80,16 +80,16 @@ class FakeClock:
     async def advance(self, seconds: float) -> None:
         """Move time forward, firing each timer at its own time."""
         target = self.now + seconds
-        await settle()
+        await let_tasks_run()
         while self._timers and self._timers[0][0] <= target:
             when, _, timer = heapq.heappop(self._timers)
             if timer.callback is None:
                 continue
             self.now = max(self.now, when)
             timer.callback()
-            await settle()
+            await let_tasks_run()
         self.now = target
-        await settle()
+        await let_tasks_run()
 
 
 @contextlib.asynccontextmanager

@@ -20,7 +20,7 @@ def test_answers_run_young_collections_that_a_balanced_heap_never_starts() -> No
         if phase == "start":
             seen.append(info["generation"])
 
-    rounds = heap.Rounds(accounts=range(10))  # settled already: no freeze in the way
+    rounds = heap.FreezeAfterFirstRound(accounts=range(10))  # settled already: no freeze in the way
     rounds.settled_size = 10
     old = [(float(i), str(i)) for i in range(heap.YOUNG_EVERY)]
     enabled = gc.isenabled()

@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.pollqueue import TICK, PollQueue
+from exporter.pollqueue import METRICS_DUE, TICK, LoopSleep, PollQueue
 from tests.helpers import FakeClock
 
 IDS = [f"sa_{n}" for n in range(6)]
@@ -32,7 +32,7 @@ OPS = st.lists(
 @given(OPS)
 def test_accounts_come_out_in_the_order_of_their_latest_plans(ops: list[tuple[Any, ...]]) -> None:
     accounts: dict[str, Any] = {}
-    queue = PollQueue(FakeClock(), "metrics_due", accounts)  # type: ignore[arg-type]
+    queue = PollQueue(accounts, METRICS_DUE, LoopSleep(FakeClock()))  # type: ignore[arg-type]
     live: dict[str, float] = {}  # the model: each present account's latest plan
     for op in ops:
         if op[0] == "plan":

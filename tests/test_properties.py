@@ -128,7 +128,8 @@ def _within_int64(value: Any) -> bool:
         return all(_within_int64(v) for v in value.values())
     if isinstance(value, list):
         return all(_within_int64(v) for v in value)
-    return not isinstance(value, int) or -(2**63) <= value < 2**63
+    # Not -2**63 either: yajl (ijson's C parser) reads its magnitude first, which overflows.
+    return not isinstance(value, int) or -(2**63) < value < 2**63
 
 
 def _read_in_pieces(body: bytes, cuts: list[int]) -> Any:
