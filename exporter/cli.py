@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from exporter import __version__, demo, inventory, simulator
 from exporter.config_child import load_config_in_child, load_config_in_child_async
 from exporter.durations import format_duration
 from exporter.logs import LEVELS, setup_logging
+from exporter.options import Options, resolve_storage
 from exporter.process import (
     DEFAULT_LISTEN_ADDRESS,
     DEFAULT_PORT,
@@ -186,7 +187,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
     if args.demo:
         setup_logging(args.log_level, args.log_format)
-        return run(demo.serve_demo(host, port, security=security, storage=args.storage_path))
+        # No state file unless asked: the simulator starts fresh each time.
+        storage = resolve_storage(args.storage_path, default=None)
+        options = Options(host=host, port=port, security=security, storage=storage)
+        return run(demo.serve_demo(options))
     try:
         config = load_config_in_child(args.config_file)
     except ConfigError as exc:
@@ -203,25 +207,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"unipost-exporter: {exc}", file=sys.stderr)
         return 1
-    formatter = setup_logging(args.log_level, args.log_format)
-
-    def learn_secrets(keys: Iterable[str]) -> None:
-        # Old keys stay scrubbed too: a request sent before a reload may still log one.
-        formatter.secrets.extend(k for k in keys if k and k not in formatter.secrets)
-
-    learn_secrets(ws.unipost.api_key for ws in config.workspaces)
-    return run(
-        serve(
-            config,
-            host,
-            port,
-            shard=shard,
-            loader=lambda: load_config_in_child_async(args.config_file),
-            on_secrets=learn_secrets,
-            security=security,
-            storage=DEFAULT_STORAGE_PATH if args.storage_path is None else args.storage_path,
-        )
+    setup_logging(args.log_level, args.log_format)
+    options = Options(
+        host=host,
+        port=port,
+        shard=shard,
+        loader=lambda: load_config_in_child_async(args.config_file),
+        security=security,
+        storage=resolve_storage(args.storage_path, default=DEFAULT_STORAGE_PATH),
     )
+    return run(serve(config, options))
 
 
 def _summary(config: Config) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from exporter.logs import register_secret
 from exporter.schema import (
     DEFAULT_BASE_URL,
     DEFAULT_HEALTH_INTERVAL,
@@ -255,6 +256,7 @@ class ConfigValidator(_Expanding):
         )
         if api_key is None:
             return None
+        register_secret(api_key)  # learned here: scrubbed from every log line from now on
         return UniPostConfig(
             api_key=api_key,
             base_url=base_url.rstrip("/"),

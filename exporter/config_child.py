@@ -22,6 +22,7 @@ import sys
 from collections.abc import Mapping
 
 from exporter.config import load_config
+from exporter.logs import register_secret
 from exporter.schema import Config
 from exporter.validation import ConfigError
 
@@ -63,6 +64,8 @@ def _outcome(code: int | None, stdout: bytes) -> Config:
     result = pickle.loads(stdout) if code == 0 and stdout else None
     if isinstance(result, tuple) and result[0] == "config":
         config: Config = result[1]
+        for workspace in config.workspaces:  # this process learns the keys here
+            register_secret(workspace.unipost.api_key)
         return config
     if isinstance(result, tuple) and result[0] == "problems":
         raise ConfigError(list(result[1]))

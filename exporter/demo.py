@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import yaml
 
 from exporter import platforms
 from exporter.config import parse_config
+from exporter.options import Options
 from exporter.process import serve
 from exporter.schema import Config
 from exporter.simulator import Scenario, demo_scenario, start_simulator
-from exporter.webconfig import WebSecurity
 
 # One simulated hour per second, so a day's follower growth shows in half a minute.
 DEMO_TIME_SCALE = 3600.0
@@ -45,9 +47,7 @@ def _team(platform: str) -> str:
     return known.kind if known else "other"
 
 
-async def serve_demo(
-    host: str | None, port: int, security: WebSecurity | None = None, storage: str | None = None
-) -> int:
+async def serve_demo(options: Options) -> int:
     """Start the simulator on a free loopback port, then serve the exporter against it."""
     scenario = demo_scenario()
     scenario = Scenario(
@@ -71,16 +71,13 @@ async def serve_demo(
         return demo_config(scenario, base_url)
 
     try:
-        return await serve(
-            demo_config(scenario, base_url),
-            host,
-            port,
+        demo = replace(
+            options,
             demo_note=note,
             # A reload re-applies the built-in config: there is no file to edit.
             loader=reloaded,
             banner="DEMO MODE: polling the built-in UniPost simulator, not the real UniPost",
-            security=security,
-            storage=storage,  # none unless asked: the simulator starts fresh each time
         )
+        return await serve(demo_config(scenario, base_url), demo)
     finally:
         await runner.cleanup()

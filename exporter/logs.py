@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -72,13 +71,24 @@ def scrub(text: str, *secrets: str) -> str:
     return text
 
 
-class RedactingFormatter(logging.Formatter):
-    """Wraps a formatter and replaces every known secret in its output."""
+# Every secret this process has learned (API keys), scrubbed from every log line. Old keys
+# stay: a request sent before a reload may still log one.
+SECRETS: list[str] = []
 
-    def __init__(self, inner: logging.Formatter, secrets: Iterable[str] = ()) -> None:
+
+def register_secret(secret: str) -> None:
+    """Scrub `secret` from every log line from now on: call it where a secret is learned."""
+    if secret and secret not in SECRETS:
+        SECRETS.append(secret)
+
+
+class RedactingFormatter(logging.Formatter):
+    """Wraps a formatter and replaces every registered secret in its output."""
+
+    def __init__(self, inner: logging.Formatter, secrets: list[str] | None = None) -> None:
         super().__init__()
         self.inner = inner
-        self.secrets = [s for s in secrets if s]
+        self.secrets = SECRETS if secrets is None else secrets
 
     def format(self, record: logging.LogRecord) -> str:
         text = self.inner.format(record)
@@ -152,7 +162,7 @@ def _logfmt_value(value: Any) -> str:
 
 
 def setup_logging(level: str, fmt: str, stream: TextIO | None = None) -> RedactingFormatter:
-    """Send all logs to stderr in `fmt` at `level`; returns the formatter to register secrets on."""
+    """Send all logs to stderr in `fmt` at `level`, scrubbed of every registered secret."""
     inner: logging.Formatter = JsonFormatter() if fmt == "json" else LogfmtFormatter()
     formatter = RedactingFormatter(inner)
     handler = logging.StreamHandler(stream or sys.stderr)

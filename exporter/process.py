@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Coroutine
 from typing import Any
 
 from aiohttp import web
 
 from exporter import __version__
 from exporter.logs import FieldLogger
-from exporter.runtime import ConfigLoader
+from exporter.options import Options
 from exporter.schema import Config
 from exporter.server import RUNTIME, create_app
-from exporter.sharding import Shard
-from exporter.webconfig import WebSecurity
 
 DEFAULT_PORT = 9863
 DEFAULT_LISTEN_ADDRESS = f":{DEFAULT_PORT}"
@@ -55,40 +53,21 @@ def run(main_coroutine: Coroutine[Any, Any, int]) -> int:
         return 1
 
 
-async def serve(
-    config: Config,
-    host: str | None,
-    port: int,
-    demo_note: str = "",
-    banner: str = "",
-    shard: Shard | None = None,
-    loader: ConfigLoader | None = None,
-    on_secrets: Callable[[Iterable[str]], None] = lambda keys: None,
-    security: WebSecurity | None = None,
-    storage: str | None = None,
-) -> int:
+async def serve(config: Config, options: Options) -> int:
     """Serve until SIGTERM or SIGINT, then stop polling and close connections; SIGHUP
     reloads the config."""
-    shard = shard or Shard()
+    host, port, shard, security = options.host, options.port, options.shard, options.security
     address = f"{host or ''}:{port}"
     # The first line says what this process is, before any poll can log.
     log.info(
-        banner or "unipost-exporter starting",
+        options.banner,
         version=__version__,
         workspaces=len(config.workspaces),
         accounts=config.account_count,
         base_url=",".join(sorted({ws.unipost.base_url for ws in config.workspaces})),
         shard=f"{shard.index}/{shard.total}",
     )
-    app = create_app(
-        config,
-        demo_note=demo_note,
-        shard=shard,
-        loader=loader,
-        on_secrets=on_secrets,
-        security=security,
-        storage=storage or None,
-    )
+    app = create_app(config, options)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     ssl_context = security.server_ssl_context() if security else None

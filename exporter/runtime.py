@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -16,17 +16,16 @@ from exporter.client import UniPostClient
 from exporter.clock import Clock
 from exporter.discovery import Discoverer
 from exporter.logs import FieldLogger
+from exporter.options import Options
 from exporter.persistence import SavedWorkspace, StateFile, StateSaver, restore
 from exporter.scheduler import Scheduler
 from exporter.schema import Config, UniPostConfig, WorkspaceConfig
-from exporter.sharding import Shard
 from exporter.store import ReloadStatus, StateStatus, Store
 from exporter.validation import ConfigError
 
 log = FieldLogger("exporter.runtime")
 
 SessionFactory = Callable[[UniPostConfig], aiohttp.ClientSession]
-ConfigLoader = Callable[[], Awaitable[Config]]
 
 
 def _connection(unipost: UniPostConfig) -> tuple[str, str, float]:
@@ -53,15 +52,9 @@ class Runtime:
     order), which a reload replaces."""
 
     def __init__(
-        self,
-        config: Config,
-        clock: Clock,
-        session_factory: SessionFactory,
-        shard: Shard,
-        loader: ConfigLoader | None = None,
-        on_secrets: Callable[[Iterable[str]], None] = lambda keys: None,
-        storage: str | None = None,
+        self, config: Config, options: Options, clock: Clock, session_factory: SessionFactory
     ) -> None:
+        shard, storage = options.shard, options.storage
         self.config = shard.apply(config)
         # --storage.path: what survives a restart (None: nothing).
         self.state_status: StateStatus | None = StateStatus() if storage else None
@@ -71,8 +64,7 @@ class Runtime:
         self.clock = clock
         self.session_factory = session_factory
         self.shard = shard
-        self.loader = loader
-        self.on_secrets = on_secrets
+        self.loader = options.loader
         self._stores = tuple(Store(workspace=ws.name) for ws in self.config.workspaces)
         self.reload_status = ReloadStatus(success_timestamp=clock.wall())
         self._workspaces: dict[str | None, _Workspace] = {}
@@ -225,7 +217,6 @@ class Runtime:
                 except ConfigError as exc:
                     problems = exc.problems
                 else:
-                    self.on_secrets(ws.unipost.api_key for ws in config.workspaces)
                     await self._apply(self.shard.apply(config))
                     problems = []
             self.reload_status.successful = not problems

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -21,11 +21,11 @@ from exporter.clock import Clock, SystemClock
 from exporter.collector import AccountCollector, ApiCollector
 from exporter.exposition import Body, FastExposition
 from exporter.logs import FieldLogger
-from exporter.runtime import ConfigLoader, Runtime, SessionFactory
+from exporter.options import Options
+from exporter.runtime import Runtime, SessionFactory
 from exporter.schema import Config
 from exporter.sharding import Shard
 from exporter.store import ReloadStatus, StateStatus, Store, StoreSource
-from exporter.webconfig import WebSecurity
 
 log = FieldLogger("exporter.server")
 EXPOSITION = web.AppKey("exposition", FastExposition)
@@ -83,33 +83,21 @@ def _add_tail(
 
 def create_app(
     config: Config,
+    options: Options | None = None,
     *,
     clock: Clock | None = None,
     session_factory: SessionFactory = make_session,
-    demo_note: str = "",
-    shard: Shard | None = None,
-    loader: ConfigLoader | None = None,
-    on_secrets: Callable[[Iterable[str]], None] = lambda keys: None,
-    security: WebSecurity | None = None,
-    storage: str | None = None,
 ) -> web.Application:
     """The exporter as an aiohttp application; polling starts with the app and stops with it.
 
-    `loader` re-reads the config for a reload (SIGHUP, POST /-/reload); without one, a
-    reload is refused. `security` (--web.config.file) adds basic auth and headers.
+    >>> app = create_app(config, Options(loader=reread))  # doctest: +SKIP
+    >>> web.run_app(app, port=9863)                          # doctest: +SKIP
     """
+    options = options or Options()
+    security, shard = options.security, options.shard
     app = web.Application(middlewares=[security.middleware] if security else [])
-    app[DEMO_NOTE] = demo_note
-    shard = shard or Shard()
-    runtime = Runtime(
-        config,
-        clock or SystemClock(),
-        session_factory,
-        shard,
-        loader=loader,
-        on_secrets=on_secrets,
-        storage=storage,
-    )
+    app[DEMO_NOTE] = options.demo_note
+    runtime = Runtime(config, options, clock or SystemClock(), session_factory)
     app[RUNTIME] = runtime
     tail = build_tail_registry(
         runtime.stores, shard, reload=runtime.reload_status, state=runtime.state_status

@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from exporter.config import load_config, parse_config
 from exporter.config_child import load_config_in_child_async
+from exporter.options import Options
 from exporter.parse import ListedAccount
 from exporter.scheduler import Scheduler
 from exporter.server import create_app
@@ -83,7 +84,9 @@ async def stack(tmp_path: Path, accounts: list[str]) -> AsyncIterator[Stack]:
     async with FakeUniPost(replies) as fake:
         path = tmp_path / "config.yaml"
         write_config(path, fake, accounts)
-        app = create_app(load_config(path), loader=lambda: load_config_in_child_async(path))
+        app = create_app(
+            load_config(path), Options(loader=lambda: load_config_in_child_async(path))
+        )
         async with TestClient(TestServer(app, host="127.0.0.1")) as client:
             yield Stack(fake, client, path)
 
@@ -176,7 +179,9 @@ async def test_several_workspaces_reload_one_by_one(tmp_path: Path) -> None:
             )
 
         write(["acme", "globex"])
-        app = create_app(load_config(path), loader=lambda: load_config_in_child_async(path))
+        app = create_app(
+            load_config(path), Options(loader=lambda: load_config_in_child_async(path))
+        )
         async with TestClient(TestServer(app, host="127.0.0.1")) as client:
 
             async def scrape() -> Samples:
@@ -280,7 +285,9 @@ async def test_a_reload_that_fixes_the_address_polls_again_at_once(tmp_path: Pat
             path.write_text(yaml.safe_dump(raw))
 
         write(f"http://127.0.0.1:{free_port()}")  # a wrong port: nothing listens there
-        app = create_app(load_config(path), loader=lambda: load_config_in_child_async(path))
+        app = create_app(
+            load_config(path), Options(loader=lambda: load_config_in_child_async(path))
+        )
         async with TestClient(TestServer(app, host="127.0.0.1")) as client:
             s = Stack(fake, client, path)
             failed = await s.until(lambda x: set(statuses(x).values()) == {"error"}, seconds=15)

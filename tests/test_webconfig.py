@@ -18,6 +18,7 @@ import yaml
 from aiohttp import web
 
 from exporter.config import parse_config
+from exporter.options import Options
 from exporter.server import create_app
 from exporter.webconfig import WebConfigError, WebSecurity, load_web_config
 from tests.helpers import free_port
@@ -62,7 +63,7 @@ def write(path: Path, raw: dict[str, Any]) -> Path:
 @contextlib.asynccontextmanager
 async def serving(security: WebSecurity) -> AsyncIterator[str]:
     """The exporter app behind `security`, as process.serve runs it; yields its base URL."""
-    app = create_app(CONFIG, security=security)
+    app = create_app(CONFIG, Options(security=security))
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
