@@ -123,43 +123,24 @@ class AccountState:
     health_kept: bytes | None
 
     def __init__(
-        self,
-        id: str,
-        platform: str,
-        labels: tuple[tuple[str, str], ...],
-        interval: float,
-        status: Status = Status.PENDING,
-        account_name: str = "",
-        snapshot: Snapshot | None = None,
-        previous: Snapshot | None = None,
-        health: Health | None = None,
-        upstream_failures: dict[str, int] | None = None,
-        api_errors: dict[str, int] | None = None,
-        consecutive_failures: int = 0,
-        problem: str = "",
-        problem_detail: str = "",
-        last_poll_wall: float | None = None,
+        self, id: str, platform: str, labels: tuple[tuple[str, str], ...], interval: float
     ) -> None:
         self.id = id
         self.platform = sys.intern(platform)  # not one copy per account: ~60 bytes each
         self.labels = labels
         self.interval = interval
-        self.status = Status(status)
-        self.account_name = account_name
-        self.snapshot = snapshot
-        self.previous = previous
-        self.health = health
+        self.status = Status.PENDING
+        self.account_name = ""
+        self.snapshot_kept = self.previous_kept = self.health_kept = None
         # Failure tallies by code: the one shared empty dict until the first (most accounts
         # never fail); counted with count_api_error() and count_upstream_failure().
-        self.upstream_failures: dict[str, int] = (
-            dict(upstream_failures) if upstream_failures else _NONE
-        )
-        self.api_errors: dict[str, int] = dict(api_errors) if api_errors else _NONE
-        self.consecutive_failures = consecutive_failures
+        self.upstream_failures: dict[str, int] = _NONE
+        self.api_errors: dict[str, int] = _NONE
+        self.consecutive_failures = 0
         # Why the last poll brought no data: its code, and UniPost's message or the cause.
-        self.problem = problem
-        self.problem_detail = problem_detail
-        self.last_poll_wall = last_poll_wall
+        self.problem = ""
+        self.problem_detail = ""
+        self.last_poll_wall: float | None = None
         # When the scheduler's queues next poll it and read its health (monotonic; None: not
         # planned, or its poll is in flight). Kept by pollqueue.PollQueue, on the account
         # rather than in a dict of its own; next_poll_wall() tells the first as Unix time.

@@ -27,7 +27,7 @@ from exporter.config import parse_config
 from exporter.parse import Health, Snapshot
 from exporter.schema import Config, PollingConfig, WorkspaceConfig
 from exporter.server import build_registry
-from exporter.store import AccountState, Store
+from exporter.store import AccountState, Status, Store
 from tests.fake_unipost import API_KEY, FakeUniPost, free_port
 
 ROOT = Path(__file__).parent.parent
@@ -249,15 +249,33 @@ TWITTER_SNAPSHOT = Snapshot(
 )
 
 
+def account_state(
+    account_id: str,
+    platform: str,
+    labels: tuple[tuple[str, str], ...],
+    interval: float,
+    **fields: Any,
+) -> AccountState:
+    """An AccountState with `fields` (status, snapshot, health, api_errors, ...) set."""
+    account = AccountState(account_id, platform, labels, interval)
+    for name, value in fields.items():
+        if name == "status":
+            value = Status(value)
+        elif name in ("api_errors", "upstream_failures"):
+            value = dict(value)
+        setattr(account, name, value)
+    return account
+
+
 def fixed_store() -> Store:
     """A store with one account in each interesting state: the golden file's input."""
     store = Store()
     good = TWITTER_SNAPSHOT
     accounts = [
-        AccountState(
+        account_state(
             "sa_twitter_1", "twitter", (("team", "growth"),), 900.0, status="ok", snapshot=good
         ),
-        AccountState(
+        account_state(
             "sa_twitter_2",
             "twitter",
             (),
@@ -266,7 +284,7 @@ def fixed_store() -> Store:
             upstream_failures={"429": 3, "403": 1},
             consecutive_failures=2,
         ),
-        AccountState(
+        account_state(
             'sa_odd"\\\nid',
             "unknown",
             (("team", 'quote " backslash \\ newline \n'),),
@@ -274,7 +292,7 @@ def fixed_store() -> Store:
             status="pending",
             account_name='Studio "Alex"',
         ),
-        AccountState(
+        account_state(
             "sa_youtube_5",
             "youtube",
             (),
@@ -308,7 +326,7 @@ def fixed_store() -> Store:
                 ),
             ),
         ),
-        AccountState(
+        account_state(
             "sa_linkedin_4",
             "linkedin",
             (),

@@ -7,7 +7,7 @@ from typing import Any
 
 from exporter import heap
 from exporter.parse import Health, Snapshot
-from exporter.store import AccountState
+from tests.helpers import account_state
 
 
 def test_answers_run_young_collections_that_a_balanced_heap_never_starts() -> None:
@@ -45,7 +45,7 @@ def test_an_account_keeps_its_answers_as_one_untracked_object_each_that_reads_ba
         (("is_verified", 1.0),), (("following", "not provided by the platform"),),
     )  # fmt: skip
     health = Health("degraded", 1.7e9, None, "token_expired", 1.6e9, 'a "quoted" message')
-    account = AccountState("sa_youtube_1", "youtube", (), 60.0, snapshot=snapshot, health=health)
+    account = account_state("sa_youtube_1", "youtube", (), 60.0, snapshot=snapshot, health=health)
     assert (account.snapshot, account.health, account.previous) == (snapshot, health, None)
     assert type(account.snapshot) is Snapshot and type(account.health) is Health
     assert not gc.is_tracked(account.snapshot_kept) and not gc.is_tracked(account.health_kept)

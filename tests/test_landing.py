@@ -14,8 +14,8 @@ import pytest
 
 from exporter import landing
 from exporter.parse import Snapshot
-from exporter.store import AccountState, Status, Store
-from tests.helpers import finish, fixed_store, free_port, require_binary, spawn
+from exporter.store import Status, Store
+from tests.helpers import account_state, finish, fixed_store, free_port, require_binary, spawn
 
 NOW = 1_777_401_600.0
 
@@ -91,7 +91,7 @@ def test_counts_show_their_change_and_times_their_exact_value_on_hover() -> None
     store = Store()
     before = Snapshot("twitter", 1000, 50, 10, (), NOW - 3600)
     now = Snapshot("twitter", 1042, 49, 10, (), NOW - 180)
-    store.accounts["sa_twitter_1"] = AccountState(
+    store.accounts["sa_twitter_1"] = account_state(
         "sa_twitter_1", "twitter", (), 900.0, status=Status.OK, account_name="acme",
         snapshot=now, previous=before,
     )  # fmt: skip
@@ -112,7 +112,7 @@ def test_everything_is_escaped() -> None:
 
 def _hostile() -> Store:
     store = Store(workspace="<script>alert(1)</script>")
-    store.accounts["x"] = AccountState(
+    store.accounts["x"] = account_state(
         "<script>x</script>", "twitter", (), 60.0, status=Status.ERROR,
         account_name="<script>y</script>", problem="CONNECTION_ERROR",
         problem_detail="<script>z</script>",
@@ -124,7 +124,7 @@ def test_ten_thousand_accounts_are_paged_with_a_summary_of_all() -> None:
     store = Store()
     for i in range(10_000):
         status = Status.ERROR if i % 1000 == 0 else Status.OK
-        store.accounts[f"sa_x_{i}"] = AccountState(f"sa_x_{i}", "x", (), 60.0, status=status)
+        store.accounts[f"sa_x_{i}"] = account_state(f"sa_x_{i}", "x", (), 60.0, status=status)
     first, pages = landing.render([store], NOW, 0.0)
     assert pages == 100
     assert first.count("<tr") == landing.PAGE_SIZE + 1  # the header row too
