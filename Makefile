@@ -42,7 +42,7 @@ lint: $(STAMP)
 	$(BIN)/mypy exporter
 
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n 4
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run --accounts 1000,10000,100000 $(ARGS)

@@ -31,8 +31,8 @@ class Platform:
     # The default shortest polling interval (seconds), from the platform's own rate limit;
     # 0: none.
     floor: float = 0.0
-    # What kind of audience the demo files it under (its `team` label).
-    kind: str = "social"
+    # The team the demo's accounts on it are labelled with (`social`, `video`, `other`).
+    kind: str = "other"
 
 
 # X's free tier allows about one user lookup per account per 15 minutes.
@@ -41,10 +41,14 @@ _X_WINDOW = 900.0
 PLATFORMS: Mapping[str, Platform] = {
     p.name: p
     for p in (
-        Platform("twitter", "twitter", has_metrics=True, floor=_X_WINDOW),
-        Platform("instagram", "Instagram", has_metrics=True),
+        Platform("twitter", "twitter", has_metrics=True, floor=_X_WINDOW, kind="social"),
+        Platform("instagram", "Instagram", has_metrics=True, kind="social"),
         Platform(
-            "threads", "Threads", has_metrics=True, never_filled=("following_count", "post_count")
+            "threads",
+            "Threads",
+            has_metrics=True,
+            never_filled=("following_count", "post_count"),
+            kind="social",
         ),
         Platform("tiktok", "TikTok", has_metrics=True, kind="video"),
         Platform(

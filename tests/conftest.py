@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
 from typing import Any
 
 import aioresponses.core
+import pytest
 from aiohttp.client_reqrep import ClientResponse
+
+from exporter import logs
 
 
 class _NoStreamWriter:
@@ -24,3 +28,15 @@ class _CompatClientResponse(ClientResponse):
 
 if "stream_writer" in inspect.signature(ClientResponse.__init__).parameters:
     aioresponses.core.ClientResponse = _CompatClientResponse  # type: ignore[misc]
+
+
+@pytest.fixture(autouse=True)
+def _secrets_of_this_test_only() -> Iterator[None]:
+    """Each test starts with the secrets it registers itself: the registry is process-wide,
+    and a short key another test parsed ("k") would be scrubbed from this test's log."""
+    saved = list(logs.SECRETS)
+    logs.SECRETS.clear()
+    try:
+        yield
+    finally:
+        logs.SECRETS[:] = saved

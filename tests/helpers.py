@@ -110,6 +110,15 @@ def only(config: Config) -> tuple[WorkspaceConfig, PollingConfig]:
     return workspace, config.polling
 
 
+async def wait_until(check: Callable[[], bool], seconds: float = 10, what: str = "") -> None:
+    """Look every 50 ms until `check()` holds; fail naming `what` after `seconds`."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not within {seconds}s: {what or check}")
+        await asyncio.sleep(0.05)
+
+
 async def scrape_until(
     scrape: Callable[[], Awaitable[Samples]],
     check: Callable[[Samples], bool],

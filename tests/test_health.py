@@ -3,7 +3,6 @@ what the exposition shows."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import html
 import itertools
@@ -24,7 +23,16 @@ from exporter.scheduler import Scheduler
 from exporter.server import create_app
 from exporter.store import Store
 from tests.fake_unipost import API_KEY, FakeUniPost, Reply, error, health, snapshot
-from tests.helpers import FakeClock, make_config, only, parse_exposition, running, scrape, value
+from tests.helpers import (
+    FakeClock,
+    make_config,
+    only,
+    parse_exposition,
+    running,
+    scrape,
+    value,
+    wait_until,
+)
 
 REAL = Path(__file__).parent / "fixtures" / "real"
 
@@ -253,7 +261,11 @@ async def test_health_end_to_end(tmp_path: Path) -> None:
         }  # fmt: skip
         app = create_app(parse_config(yaml.safe_dump(raw), {}))
         async with TestClient(TestServer(app, host="127.0.0.1")) as client:
-            await asyncio.sleep(7.5)
+            # Health on its own cadence: two reads every 3 s, while polls go every second.
+            def read_enough() -> bool:
+                return all(fake.requested(i, "health") >= 2 and fake.requested(i) >= 6 for i in ids)
+
+            await wait_until(read_enough, seconds=20, what="2 health reads and 6 polls each")
             text = await (await client.get("/metrics")).text()
             page = await (await client.get("/")).text()
     samples = parse_exposition(text)

@@ -14,7 +14,7 @@ import yaml
 
 from exporter.config import parse_config
 from exporter.sharding import Shard, fnv1a_32, ordinal_from_hostname
-from tests.helpers import ROOT, free_port, parse_exposition, series, value
+from tests.helpers import ROOT, Samples, free_port, parse_exposition, series, value
 
 
 def test_fnv1a_32_matches_the_reference_vectors() -> None:
@@ -111,12 +111,29 @@ async def test_three_shards_cover_every_account_once_and_cause_no_429(tmp_path: 
             )
         )  # fmt: skip
     try:
-        await asyncio.sleep(8)  # several rounds: 30 accounts at 6 requests/s is 5 s a round
         owned: list[set[str]] = []
         async with aiohttp.ClientSession() as session:
-            for shard, port in enumerate(ports):
-                async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
-                    samples = parse_exposition(await response.text())
+
+            async def scrape_all() -> list[Samples]:
+                out = []
+                for port in ports:
+                    try:
+                        async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+                            out.append(parse_exposition(await response.text()))
+                    except aiohttp.ClientConnectionError:
+                        out.append({})  # not listening yet
+                return out
+
+            # Until every account has data (30 accounts at 6 requests/s: a round is 5 s).
+            deadline = asyncio.get_running_loop().time() + 60
+            while True:
+                scraped = await scrape_all()
+                polled = sum(len(series(x, "unipost_account_followers")) for x in scraped)
+                if polled == 30:
+                    break
+                assert asyncio.get_running_loop().time() < deadline, f"{polled} of 30 polled"
+                await asyncio.sleep(0.2)
+            for shard, samples in enumerate(scraped):
                 assert value(samples, "unipost_exporter_shard") == shard
                 assert value(samples, "unipost_exporter_total_shards") == 3
                 assert value(samples, "unipost_exporter_budget_requests_per_minute") == 120
@@ -124,6 +141,7 @@ async def test_three_shards_cover_every_account_once_and_cause_no_429(tmp_path: 
                 owned.append(
                     {s["account_id"] for s in series(samples, "unipost_account_followers")}
                 )
+
     finally:
         for process in processes:
             process.send_signal(signal.SIGTERM)

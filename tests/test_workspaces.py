@@ -20,7 +20,15 @@ from aiohttp.test_utils import TestClient, TestServer
 from exporter.config import parse_config
 from exporter.server import create_app
 from exporter.simulator import Scenario, SimAccount, Simulator
-from tests.helpers import Samples, parse_exposition, scrape_until, series, statuses, value
+from tests.helpers import (
+    Samples,
+    parse_exposition,
+    scrape_until,
+    series,
+    statuses,
+    value,
+    wait_until,
+)
 
 ACME_KEY = "up_live_acme_SECRET"
 GLOBEX_KEY = "up_live_globex_SECRET"
@@ -28,10 +36,10 @@ ACME_IDS = ["sa_instagram_a1", "sa_youtube_a2", "sa_instagram_shared"]
 GLOBEX_IDS = ["sa_instagram_g1", "sa_instagram_g2", "sa_instagram_shared"]
 RPM = 600
 INTERVAL = 1.0
-# Long enough for a few polls per account at a 1s interval. The pace is read from the gaps
-# between the polls UniPost received, not from a count of whole polls in the window: with
-# three or four polls per account in it, a count moves by a quarter on where the window falls.
-WINDOW = 4.0
+# Polls per account the pace is read from: it is read from the gaps between the polls
+# UniPost received, not from a count of whole polls in a window of time, which moves by a
+# quarter on where the window falls.
+POLLS_MEASURED = 4
 # Polls per second a workspace of three accounts plans at a 1s interval: jitter lengthens
 # each interval by up to 10%, 5% on average.
 PLAN = 3 / (INTERVAL * 1.05)
@@ -90,10 +98,18 @@ class Stack:
         )
 
     async def polls_per_second(self, workspace: str) -> float:
-        """Good answers the workspace's UniPost gave per second, over the next WINDOW seconds."""
-        start = asyncio.get_running_loop().time()
-        await asyncio.sleep(WINDOW)
-        return self.arrivals[workspace].rate(start, asyncio.get_running_loop().time())
+        """Good answers the workspace's UniPost gave per second, from now until every one of
+        its accounts has had POLLS_MEASURED more."""
+        loop = asyncio.get_running_loop()
+        start, arrivals = loop.time(), self.arrivals[workspace]
+        ids = ACME_IDS if workspace == "acme" else GLOBEX_IDS
+
+        def measured() -> bool:
+            times = arrivals.times
+            return all(sum(t >= start for t in times.get(i, ())) >= POLLS_MEASURED for i in ids)
+
+        await wait_until(measured, seconds=20, what=f"{POLLS_MEASURED} polls of {ids}")
+        return arrivals.rate(start, loop.time())
 
 
 def all_ok(workspace: str, ids: list[str]) -> Any:
