@@ -38,6 +38,16 @@ from exporter.schema import (
 from exporter.validation import LABEL_NAME, ConfigError, Problems, join, kind, load_yaml, read_text
 
 _SINGLE_FORM_KEYS = ("unipost", "accounts", "discovery")
+# Every key each section accepts (docs/configuration.md and config.example.yaml show them
+# all, with their defaults: tests/test_config.py holds them to this).
+KEYS: Mapping[str, frozenset[str]] = {
+    "": frozenset({"polling", "workspaces", *_SINGLE_FORM_KEYS}),
+    "unipost": frozenset({"base_url", "api_key", "api_key_file", "timeout", "requests_per_minute"}),
+    "polling": frozenset({"interval", "platform_intervals", "max_backoff", "health_interval"}),
+    "discovery": frozenset({"enabled", "platforms", "refresh_interval", "exclude"}),
+    "accounts[]": frozenset({"id", "interval", "health_interval", "labels"}),
+    "workspaces[]": frozenset({"name", *_SINGLE_FORM_KEYS}),
+}
 
 _ENV_VAR = re.compile(r"\$\{([^}]*)\}")
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -149,7 +159,7 @@ class ConfigValidator(_Expanding):
         if raw is None:
             self.err("", "config is empty")
             return None
-        top = self.mapping(raw, "", {"polling", "workspaces", *_SINGLE_FORM_KEYS})
+        top = self.mapping(raw, "", KEYS[""])
         if top is None:
             return None
         if "workspaces" in top:
@@ -180,7 +190,7 @@ class ConfigValidator(_Expanding):
         out = []
         for i, item in enumerate(node):
             loc = f"{where}[{i}]"
-            m = self.mapping(item, loc, {"name", *_SINGLE_FORM_KEYS})
+            m = self.mapping(item, loc, KEYS["workspaces[]"])
             if m is None:
                 continue
             name = m.get("name")
@@ -215,7 +225,7 @@ class ConfigValidator(_Expanding):
         return WorkspaceConfig(unipost=unipost, accounts=accounts, discovery=discovery, name=name)
 
     def discovery(self, node: Any, where: str) -> DiscoveryConfig | None:
-        m = self.mapping(node, where, {"enabled", "platforms", "refresh_interval", "exclude"})
+        m = self.mapping(node, where, KEYS["discovery"])
         if m is None:
             return None
         enabled = m.get("enabled", False)
@@ -238,9 +248,7 @@ class ConfigValidator(_Expanding):
         if node is None:
             self.err(where, "is required (it holds the API key)")
             return None
-        m = self.mapping(
-            node, where, {"base_url", "api_key", "api_key_file", "timeout", "requests_per_minute"}
-        )
+        m = self.mapping(node, where, KEYS["unipost"])
         if m is None:
             return None
         base_url = m.get("base_url", DEFAULT_BASE_URL)
@@ -300,9 +308,7 @@ class ConfigValidator(_Expanding):
         return key
 
     def polling(self, node: Any, where: str) -> PollingConfig | None:
-        m = self.mapping(
-            node, where, {"interval", "platform_intervals", "max_backoff", "health_interval"}
-        )
+        m = self.mapping(node, where, KEYS["polling"])
         if m is None:
             return None
         interval = self.duration(m.get("interval"), f"{where}.interval", DEFAULT_INTERVAL)
@@ -366,7 +372,7 @@ class ConfigValidator(_Expanding):
         return tuple(out)
 
     def account(self, node: Any, where: str, reserved: frozenset[str]) -> AccountConfig | None:
-        m = self.mapping(node, where, {"id", "interval", "health_interval", "labels"})
+        m = self.mapping(node, where, KEYS["accounts[]"])
         if m is None:
             return None
         account_id = m.get("id")

@@ -15,7 +15,7 @@ import difflib
 import os
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Set
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +100,7 @@ class Problems:
         self,
         node: Any,
         where: str,
-        allowed: set[str],
+        allowed: Set[str],
         unsupported: Mapping[str, str] | None = None,
     ) -> dict[str, Any] | None:
         """The allowed keys of a mapping (None if it is not one); every other key is named,

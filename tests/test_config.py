@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from exporter.config import load_config, parse_config
-from exporter.durations import parse_duration
+from exporter.config import KEYS, load_config, parse_config
+from exporter.durations import format_duration, parse_duration
+from exporter.schema import DiscoveryConfig, PollingConfig, UniPostConfig
 from exporter.validation import ConfigError
+from tests.helpers import ROOT
 
 GOOD = """
 unipost:
@@ -376,3 +379,71 @@ def test_a_variable_may_have_a_default() -> None:
     ]:
         (workspace,) = parse_config(text, env).workspaces
         assert workspace.unipost.base_url == expected
+
+
+# -- the documented defaults are the real ones ------------------------------------------------
+
+
+def _real_defaults() -> dict[str, str]:
+    """Each key's default as the validator fills it, written as the docs write it."""
+    config = parse_config("unipost: {api_key: k}\naccounts: [{id: sa_x_1}]", {})
+    ws, polling = config.workspaces[0], config.polling
+    account = ws.accounts[0]
+    floors = ", ".join(f"{p}: {format_duration(v)}" for p, v in polling.platform_intervals.items())
+    return {
+        "unipost.base_url": ws.unipost.base_url,
+        "unipost.timeout": format_duration(ws.unipost.timeout),
+        "unipost.requests_per_minute": f"{ws.unipost.requests_per_minute:g}",
+        "polling.interval": format_duration(polling.interval),
+        "polling.platform_intervals": f"{{{floors}}}",
+        "polling.max_backoff": format_duration(polling.max_backoff),
+        "polling.health_interval": format_duration(polling.health_interval),
+        "discovery.enabled": str(ws.discovery.enabled).lower(),
+        "discovery.platforms": str(list(ws.discovery.platforms)),
+        "discovery.refresh_interval": format_duration(ws.discovery.refresh_interval),
+        "discovery.exclude": str(sorted(ws.discovery.exclude)),
+        "accounts[].interval": "polling.interval" if account.interval is None else "?",
+        "accounts[].health_interval": (
+            "polling.health_interval" if account.health_interval is None else "?"
+        ),
+        "accounts[].labels": "{}" if not account.labels else "?",
+    }
+
+
+def _accepted_keys() -> set[str]:
+    """Every leaf key the validator accepts, as `section.key`."""
+    sections = {"unipost", "polling", "discovery", "accounts", "workspaces"}
+    keys = {"workspaces[]"}
+    for section, names in KEYS.items():
+        if section:
+            keys |= {f"{section}.{name}" for name in names if name not in sections}
+    return keys
+
+
+def test_the_defaults_table_shows_every_key_with_its_real_default() -> None:
+    text = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    table = {
+        key: default.strip().strip("`")
+        for key, default in re.findall(r"^\| `([a-z_\[\].]+)` \|([^|]*)\|", text, re.M)
+    }
+    missing = _accepted_keys() - set(table)
+    assert not missing, f"docs/configuration.md does not show {sorted(missing)}"
+    for key, real in _real_defaults().items():
+        assert table[key] == real, (key, table[key], real)
+
+
+def test_the_example_config_shows_every_key_with_its_default() -> None:
+    text = (ROOT / "config.example.yaml").read_text(encoding="utf-8")
+    for key in _accepted_keys():
+        leaf = key.rsplit(".", 1)[-1].removesuffix("[]")
+        assert re.search(rf"^[ #-]*{re.escape(leaf)}:", text, re.M), f"{key} is not shown"
+    # What it sets live is the default, apart from the key and the example accounts.
+    config = parse_config(text, {"UNIPOST_API_KEY": "k"})
+    ws = config.workspaces[0]
+    assert config.polling == PollingConfig()
+    assert ws.unipost == UniPostConfig(api_key="k")
+    assert ws.discovery == DiscoveryConfig()
+    for line in re.findall(r"^\s*# ?(\w+): (\S+)$", text, re.M):
+        name, shown = line
+        if name in ("health_interval", "interval", "refresh_interval", "timeout"):
+            assert shown in set(_real_defaults().values()), line
