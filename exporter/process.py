@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from aiohttp import web
@@ -86,25 +86,27 @@ async def serve(config: Config, options: Options) -> int:
         tls=ssl_context is not None,
         basic_auth=bool(security and security.config.users),
     )
-    await _until_stopped(app)
+    await until_stopped(app[RUNTIME].reload)
     log.info("shutting down")
     await runner.cleanup()
     log.info("stopped")
     return 0
 
 
-async def _until_stopped(app: web.Application) -> None:
-    """Wait for SIGTERM or SIGINT; meanwhile each SIGHUP reloads the config."""
+async def until_stopped(reload: Callable[[], Coroutine[Any, Any, object]] | None = None) -> None:
+    """Wait for SIGTERM or SIGINT; meanwhile each SIGHUP runs `reload` (if any) in a task."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    reloads: set[asyncio.Task[list[str]]] = set()
+    reloads: set[asyncio.Task[object]] = set()
 
     def on_sighup() -> None:
-        task = asyncio.create_task(app[RUNTIME].reload())
+        assert reload is not None
+        task = asyncio.create_task(reload())
         reloads.add(task)  # held until done: the loop keeps only weak references
         task.add_done_callback(reloads.discard)
 
-    loop.add_signal_handler(signal.SIGHUP, on_sighup)
+    if reload is not None:
+        loop.add_signal_handler(signal.SIGHUP, on_sighup)
     await stop.wait()

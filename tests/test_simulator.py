@@ -270,3 +270,20 @@ def test_scenario_health_keys() -> None:
     ]:
         with pytest.raises(ScenarioError, match=re.escape(message)):
             scenario_from_dict({"accounts": [{"id": "a", "platform": "x", **bad}]})
+
+
+def test_a_bad_scenario_names_every_problem_at_once() -> None:
+    with pytest.raises(ScenarioError) as caught:
+        scenario_from_dict(
+            {
+                "sedd": 1,
+                "x_window": "soon",
+                "accounts": [{"id": "a", "platform": "x", "trend": "up"}, {"platform": "x"}],
+            }
+        )
+    assert caught.value.problems == [
+        "sedd: unknown key; did you mean seed?",
+        'x_window: "soon" is not a duration (write it like 30s, 5m or 1h)',
+        "accounts[0].trend: must be one of growth, plateau, decline",
+        "accounts[1].id: is required",
+    ]
