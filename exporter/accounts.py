@@ -11,14 +11,15 @@ import asyncio
 import logging
 import random
 import sys
-from collections.abc import AsyncIterator, Callable, Container, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from exporter import heap, platforms
 from exporter.durations import format_duration
+from exporter.listing import ListedAccount
 from exporter.logs import FieldLogger
 from exporter.outcomes import JITTER, LISTED, POLICIES, Policy, steady_period
-from exporter.parse import ApiError, ListedAccount
+from exporter.parse import ApiError
 from exporter.pollqueue import PollQueue
 from exporter.reads import AccountRead, ReadContext
 from exporter.schema import AccountConfig, DiscoveryConfig, PollingConfig, WorkspaceConfig
@@ -128,7 +129,7 @@ class AccountSet:
                 continue
             if self.owns(item.id):
                 self._follow_listed(item, listing, added)
-        self._log_some("account discovered", added, "accounts discovered")
+        _log_some(self.log, "account discovered", added, "accounts discovered")
         # The discovered accounts it did not name are gone: looked for a slice at a time (a
         # pass over 100,000 accounts held the loop ~10 ms), in a copy of the IDs (~3 ms).
         removed = []
@@ -140,7 +141,7 @@ class AccountSet:
             if not state.configured:
                 self.remove(account_id, logged=False)
                 removed.append(account_id)
-        self._log_some("account removed", removed, "accounts removed")
+        _log_some(self.log, "account removed", removed, "accounts removed")
 
     def _follow_listed(self, item: ListedAccount, listing: int, added: list[str]) -> None:
         """One listed account: added if new, its name, platform and listed status followed."""
@@ -161,14 +162,6 @@ class AccountSet:
         self._follow_listed_status(account, item.status, now)
         if was != (account.account_name, account.platform, account.status, account.interval):
             self.store.changed(account)
-
-    def _log_some(self, line: str, account_ids: list[str], summary: str) -> None:
-        """A line per account for the first LOGGED_PER_LISTING, then one that counts the rest."""
-        for account_id in account_ids[:LOGGED_PER_LISTING]:
-            self.log.info(line, account_id=account_id)
-        if len(account_ids) > LOGGED_PER_LISTING:
-            self.log.info(summary, more=len(account_ids) - LOGGED_PER_LISTING,
-                          total=len(account_ids))  # fmt: skip
 
     def _follow_listed_status(self, account: AccountState, listed: str, now: float) -> None:
         """An account the listing already calls broken is not worth a platform call: show
@@ -300,19 +293,13 @@ class AccountSet:
             self.set_status(account, Status.UNAUTHORIZED, code, quiet=True)
             self.store.changed(account)
 
-    def poll_again(self, skip: Container[str], respect_floors: bool) -> None:
-        """Forget every account's backoff and re-check: poll each as soon as the budget (and,
-        with `respect_floors`, its platform's floor since its last poll) allows."""
-        now, wall = self.clock.monotonic(), self.clock.wall()
-        for account in self.store.accounts.values():
-            if account.id in skip:
-                continue  # its answer will plan it
-            account.consecutive_failures = 0
-            self.release_hold(account.id)
-            floor = self.polling.floor_for(account.platform) if respect_floors else 0.0
-            since = wall - account.last_poll_wall if account.last_poll_wall is not None else floor
-            self.queue.plan(account, now + max(0.0, floor - since))
-            self.store.changed(account)
+
+def _log_some(log: FieldLogger, line: str, account_ids: list[str], summary: str) -> None:
+    """A line per account for the first LOGGED_PER_LISTING, then one that counts the rest."""
+    for account_id in account_ids[:LOGGED_PER_LISTING]:
+        log.info(line, account_id=account_id)
+    if len(account_ids) > LOGGED_PER_LISTING:
+        log.info(summary, more=len(account_ids) - LOGGED_PER_LISTING, total=len(account_ids))
 
 
 def count_error(account: AccountState, error: ApiError, what: str, store: Store,

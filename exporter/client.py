@@ -14,15 +14,9 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from exporter import __version__
+from exporter.listing import ListingReader
 from exporter.logs import scrub
-from exporter.parse import (
-    CONNECTION_ERROR,
-    INVALID_RESPONSE,
-    TIMEOUT,
-    ApiError,
-    ErrorKind,
-    ListingReader,
-)
+from exporter.parse import CONNECTION_ERROR, INVALID_RESPONSE, TIMEOUT, ApiError, ErrorKind
 from exporter.schema import UniPostConfig
 from exporter.store import ApiStats
 

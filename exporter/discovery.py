@@ -10,8 +10,9 @@ from exporter.accounts import AccountSet
 from exporter.client import RawResponse
 from exporter.clock import Clock
 from exporter.durations import format_duration
+from exporter.listing import ListedAccount, classify_listing
 from exporter.logs import FieldLogger
-from exporter.parse import ApiError, ListedAccount, classify_listing
+from exporter.parse import ApiError
 from exporter.ratelimit import Budget
 from exporter.schema import DiscoveryConfig
 from exporter.store import Store

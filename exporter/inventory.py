@@ -12,8 +12,9 @@ from typing import TextIO
 
 from exporter.client import UniPostClient, make_session
 from exporter.config import load_config
+from exporter.listing import ListedAccount, classify_listing
 from exporter.logs import scrub
-from exporter.parse import ApiError, ErrorKind, ListedAccount, classify_listing
+from exporter.parse import ApiError, ErrorKind
 from exporter.schema import Config, WorkspaceConfig
 from exporter.store import ApiStats
 from exporter.validation import ConfigError, print_problems

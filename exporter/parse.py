@@ -5,17 +5,14 @@ from __future__ import annotations
 import enum
 import functools
 import json
-import marshal
 import math
 import re
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, NamedTuple
-
-import ijson
 
 from exporter import platforms
 
@@ -126,11 +123,11 @@ def classify(status: int, body: bytes) -> Outcome:
         try:
             return parse_snapshot(json.loads(body))  # bytes: json decodes UTF-8 itself
         except UnicodeDecodeError:
-            return _invalid(status, "body is not UTF-8")
+            return invalid_response(status, "body is not UTF-8")
         except (json.JSONDecodeError, RecursionError):
-            return _invalid(status, "body is not JSON")
+            return invalid_response(status, "body is not JSON")
         except InvalidResponse as exc:
-            return _invalid(status, str(exc))
+            return invalid_response(status, str(exc))
     return classify_error(status, body)
 
 
@@ -157,7 +154,7 @@ def parse_snapshot(payload: Any) -> Snapshot | UpstreamFailure:
     specific = data.get("platform_specific")
     if specific is not None and not isinstance(specific, dict):
         raise InvalidResponse("platform_specific is not an object")
-    platform = _platform(data.get("platform"))
+    platform = platform_name(data.get("platform"))
     if specific and "upstream_status" in specific:
         return UpstreamFailure(platform, _upstream_status_label(specific["upstream_status"]))
     counts: list[float | None] = [_count(data, name) for name in _COUNT_FIELDS]
@@ -218,15 +215,15 @@ _SAFE_LABEL_VALUE = re.compile(r"^[a-z0-9_]{1,64}$")
 
 def classify_health(status: int, body: bytes) -> Health | ApiError:
     """Turn an answer from the health endpoint into the account's health, or an error."""
-    data = _data(status, body)
+    data = envelope_data(status, body)
     if isinstance(data, ApiError):
         return data
     if not isinstance(data, dict):
-        return _invalid(status, 'not the {"data": {...}} envelope')
+        return invalid_response(status, 'not the {"data": {...}} envelope')
     try:
         return _health(data)
     except InvalidResponse as exc:
-        return _invalid(status, str(exc))
+        return invalid_response(status, str(exc))
 
 
 def _health(data: dict[str, Any]) -> Health:
@@ -264,164 +261,14 @@ def _optional_time(data: dict[str, Any], name: str) -> float | None:
         raise InvalidResponse(f"{name} is not an RFC 3339 time") from None
 
 
-@dataclass(frozen=True, slots=True)
-class ListedAccount:
-    """One connected account from GET /v1/accounts."""
-
-    id: str
-    platform: str | None
-    name: str
-    status: str
-
-
-_NOT_THE_ENVELOPE = 'not the {"data": [...]} envelope'
-_NO_ID = "an account without an id"
-
-
-def classify_listing(status: int, body: bytes) -> list[ListedAccount] | ApiError:
-    """Turn an answer from GET /v1/accounts into the accounts it lists, or an error."""
-    rows = _data(status, body)
-    if isinstance(rows, ApiError):
-        return rows
-    if not isinstance(rows, list):
-        return _invalid(status, _NOT_THE_ENVELOPE)
-    accounts = []
-    for row in rows:
-        account = _listed(row)
-        if account is None:
-            return _invalid(status, _NO_ID)
-        accounts.append(account)
-    return accounts
-
-
-def _listed(row: Any) -> ListedAccount | None:
-    """One row of the listing; None when it has no id."""
-    if not isinstance(row, dict) or not isinstance(row.get("id"), str) or not row["id"]:
-        return None
-    name, status = row.get("account_name"), row.get("status")
-    return ListedAccount(
-        id=row["id"],
-        platform=_platform(row.get("platform")),
-        name=name if isinstance(name, str) else "",
-        status=status if isinstance(status, str) else "",
-    )
-
-
-class Listing:
-    """Listed accounts kept packed, one buffer of marshalled records: no Python object per
-    account lives while the listing is read and applied. 100,000 of them as objects took
-    ~20 MB, allocated among what the exporter keeps, and so never returned."""
-
-    def __init__(self) -> None:
-        self._records = bytearray()
-        self._count = 0
-
-    def append(self, account: ListedAccount) -> None:
-        record = marshal.dumps((account.id, account.platform, account.name, account.status))
-        self._records += len(record).to_bytes(4, "little")
-        self._records += record
-        self._count += 1
-
-    def __len__(self) -> int:
-        return self._count
-
-    def __iter__(self) -> Iterator[ListedAccount]:
-        records, position = memoryview(self._records), 0
-        while position < len(records):
-            size = int.from_bytes(records[position : position + 4], "little")
-            position += 4
-            fields = marshal.loads(records[position : position + size])
-            position += size
-            yield ListedAccount(*fields)
-
-
-class ListingReader:
-    """A 2xx answer of GET /v1/accounts, read piece by piece as it arrives: what
-    classify_listing() makes of the whole body, without holding the body or its JSON tree.
-    The real server lists every account in one answer, ~400 bytes each.
-
-        reader = ListingReader(200)
-        for piece in pieces:
-            reader.feed(piece)
-        accounts = reader.close()  # a Listing, or the ApiError the body is
-
-    Rows come from ijson's C parser, one at a time. The envelope is checked by a second
-    parser, fed only until the value of `data` begins: it must be a list in an object. JSON
-    is taken as UniPost's server (Go) writes it: NaN, Infinity or an integer beyond int64,
-    which Python's json would take, make the body "not JSON".
-    """
-
-    def __init__(self, status: int) -> None:
-        self.status = status
-        self.accounts = Listing()
-        self._rows: list[Any] = ijson.sendable_list()
-        self._items = ijson.items_coro(self._rows, "data.item", use_float=True)
-        self._events: list[tuple[str, str, Any]] = ijson.sendable_list()
-        self._envelope: Any = ijson.parse_coro(self._events)  # None once `data` began
-        self._data_next = False  # the envelope's next event is the value of `data`
-        self._problem = ""
-
-    def feed(self, piece: bytes) -> None:
-        """The next piece of the body."""
-        if self._problem or not piece:  # ijson takes an empty piece for the end
-            return
-        try:
-            if self._envelope is not None:
-                self._envelope.send(piece)
-                self._check_envelope()
-            self._items.send(piece)
-        except (ijson.JSONError, UnicodeDecodeError, ValueError):
-            self._problem = "body is not JSON"
-        self._take_rows()
-
-    def close(self) -> Listing | ApiError:
-        """The body is complete: the accounts it lists, or what is wrong with it."""
-        if not self._problem:
-            try:
-                self._items.close()
-                if self._envelope is not None:
-                    self._envelope.close()
-                    self._check_envelope()
-            except (ijson.JSONError, UnicodeDecodeError, ValueError):
-                self._problem = "body is not JSON"
-            self._take_rows()
-        if not self._problem and self._envelope is not None:
-            self._problem = _NOT_THE_ENVELOPE  # the body ended before any `data` list
-        return _invalid(self.status, self._problem) if self._problem else self.accounts
-
-    def _check_envelope(self) -> None:
-        for prefix, event, value in self._events:
-            if self._envelope is None or self._problem:
-                break
-            if self._data_next:
-                if event != "start_array":
-                    self._problem = _NOT_THE_ENVELOPE
-                self._envelope = None  # what follows is the rows' parser's
-            elif prefix == "" and event == "map_key" and value == "data":
-                self._data_next = True
-            elif prefix == "" and event not in ("start_map", "map_key", "end_map"):
-                self._problem = _NOT_THE_ENVELOPE  # not an object
-        del self._events[:]
-
-    def _take_rows(self) -> None:
-        if not self._problem:
-            for row in self._rows:
-                account = _listed(row)
-                if account is None:
-                    self._problem = _NO_ID
-                    break
-                self.accounts.append(account)
-        del self._rows[:]
-
-
-def _data(status: int, body: bytes) -> Any:
+def envelope_data(status: int, body: bytes) -> Any:
     """The `data` of a 2xx answer (None when missing), or the error the answer is."""
     if not 200 <= status < 300:
         return classify_error(status, body)
     try:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        return _invalid(status, "body is not JSON")
+        return invalid_response(status, "body is not JSON")
     return payload.get("data") if isinstance(payload, dict) else None
 
 
@@ -500,7 +347,7 @@ def _header_number(value: str | None) -> float | None:
     return number if math.isfinite(number) and number >= 0 else None
 
 
-def _invalid(status: int, message: str) -> ApiError:
+def invalid_response(status: int, message: str) -> ApiError:
     return ApiError(INVALID_RESPONSE, ErrorKind.INVALID, http_status=status, message=message)
 
 
@@ -522,7 +369,7 @@ def _error_envelope(body: bytes) -> tuple[str | None, str]:
     return code, message[:200] if isinstance(message, str) else ""
 
 
-def _platform(value: Any) -> str | None:
+def platform_name(value: Any) -> str | None:
     """A usable, normalized platform name, or None."""
     if not isinstance(value, str):
         return None

@@ -1,8 +1,8 @@
 """When each account of a workspace is next due for one kind of read, and the polling loop's
 sleep, which every queue wakes.
 
-    >>> queue = PollQueue(accounts, METRICS_DUE, LoopSleep(clock))   # doctest: +SKIP
-    >>> queue.plan(account, clock.monotonic() + 300)                 # doctest: +SKIP
+    queue = PollQueue(accounts, METRICS_DUE, LoopSleep(clock))
+    queue.plan(account, clock.monotonic() + 300)
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ answer means for the account.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Container
 
 from tenacity import (
     AsyncRetrying,
@@ -87,6 +88,20 @@ class MetricsPolls(AccountRead[Snapshot | UpstreamFailure]):
             probe = self.auth.probe_inflight = self.auth.active
             task = asyncio.create_task(self._poll(account_id, probe), name=f"poll {account_id}")
             self.inflight[account_id] = task
+
+    def poll_again(self, skip: Container[str], respect_floors: bool) -> None:
+        """Forget every account's backoff and re-check: poll each as soon as the budget (and,
+        with `respect_floors`, its platform's floor since its last poll) allows."""
+        now, wall = self.context.clock.monotonic(), self.context.clock.wall()
+        for account in self.context.store.accounts.values():
+            if account.id in skip:
+                continue  # its answer will plan it
+            account.consecutive_failures = 0
+            self.accounts.release_hold(account.id)
+            floor = self.context.polling.floor_for(account.platform) if respect_floors else 0.0
+            since = wall - account.last_poll_wall if account.last_poll_wall is not None else floor
+            self.queue.plan(account, now + max(0.0, floor - since))
+            self.context.store.changed(account)
 
     # -- one poll -------------------------------------------------------------------------------
 

@@ -164,7 +164,7 @@ class Scheduler:
         address: no request of the old one reached it, so no platform window was spent."""
         self.auth.reset()
         self.budget.forget_refusals()
-        self.accounts.poll_again(skip=self.polls.inflight, respect_floors=not new_address)
+        self.polls.poll_again(skip=self.polls.inflight, respect_floors=not new_address)
 
 
 __all__: list[str] = ["ACCOUNT_READS", "Scheduler"]

@@ -90,8 +90,8 @@ def create_app(
 ) -> web.Application:
     """The exporter as an aiohttp application; polling starts with the app and stops with it.
 
-    >>> app = create_app(config, Options(loader=reread))  # doctest: +SKIP
-    >>> web.run_app(app, port=9863)                          # doctest: +SKIP
+    app = create_app(config, Options(loader=reread))
+    web.run_app(app, port=9863)
     """
     options = options or Options()
     security, shard = options.security, options.shard

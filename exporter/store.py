@@ -156,7 +156,7 @@ class AccountState:
         # The last discovery listing that named it (AccountSet's count of listings), 0 if
         # it is not a discovered account: no set of discovered IDs (~40 bytes an account).
         self.listed_in = 0
-        # Its row in the store's pre-rendered lines (exposition._StoreLines, one per store),
+        # Its row in the store's pre-rendered lines (lines.StoreLines, one per store),
         # None until they have it: no dict of rows by ID (~50 bytes an account).
         self.row: int | None = None
 

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
-from exporter import exposition, server
+from exporter import lines, server
 from exporter.exposition import FastExposition
 from exporter.scheduler import Scheduler
 from exporter.server import _render as render_body
@@ -153,15 +153,15 @@ def test_changes_during_a_scrape_are_not_half_in_it_and_show_after() -> None:
     assert_identical(store, fast)
 
 
-@pytest.mark.parametrize("reused_bytes", [exposition.REUSED_BYTES, 1000])
+@pytest.mark.parametrize("reused_bytes", [lines.REUSED_BYTES, 1000])
 def test_pieces_reused_between_scrapes_never_show_an_old_line(
     reused_bytes: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Three chunks of rows, and a cap that keeps every piece or hardly any.
-    monkeypatch.setattr(exposition, "REUSED_BYTES", reused_bytes)
+    monkeypatch.setattr(lines, "REUSED_BYTES", reused_bytes)
     store = Store()
     originals = list(fixed_store().accounts.values())
-    for i in range(3 * exposition.ROWS_PER_CHUNK // len(originals) + 1):
+    for i in range(3 * lines.ROWS_PER_CHUNK // len(originals) + 1):
         for source in originals:
             store.add(replace_id(source, f"{source.id}-{i}"))
     fast = FastExposition(
@@ -175,7 +175,7 @@ def test_pieces_reused_between_scrapes_never_show_an_old_line(
     first = store.accounts[ids[3]]
     first.consecutive_failures = 5
     store.changed(first)
-    second = store.accounts[ids[exposition.ROWS_PER_CHUNK + 2]]
+    second = store.accounts[ids[lines.ROWS_PER_CHUNK + 2]]
     second.labels = (("team", "reused"),)
     store.changed(second)
     store.remove(ids[-2])

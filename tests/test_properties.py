@@ -14,14 +14,13 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from exporter.config import parse_config
+from exporter.listing import ListingReader, classify_listing
 from exporter.parse import (
     MAX_COUNT,
     ApiError,
-    ListingReader,
     Snapshot,
     UpstreamFailure,
     classify,
-    classify_listing,
     parse_ratelimit_headers,
     parse_retry_after,
 )

@@ -14,15 +14,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from exporter.parse import (
-    ApiError,
-    ErrorKind,
-    ListingReader,
-    Snapshot,
-    UpstreamFailure,
-    classify,
-    classify_listing,
-)
+from exporter.listing import ListingReader, classify_listing
+from exporter.parse import ApiError, ErrorKind, Snapshot, UpstreamFailure, classify
 from exporter.simulator import (
     DEFAULT_SIM_KEY,
     Scenario,

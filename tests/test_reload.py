@@ -16,8 +16,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from exporter.config import load_config, parse_config
 from exporter.config_child import load_config_in_child_async
+from exporter.listing import ListedAccount
 from exporter.options import Options
-from exporter.parse import ListedAccount
 from exporter.scheduler import Scheduler
 from exporter.server import create_app
 from exporter.store import Store

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from exporter import landing
+from exporter.listing import ListedAccount
 from exporter.outcomes import JITTER, POLICIES
-from exporter.parse import ErrorKind, ListedAccount
+from exporter.parse import ErrorKind
 from exporter.scheduler import Scheduler
 from exporter.schema import Config, DiscoveryConfig
 from exporter.store import Store

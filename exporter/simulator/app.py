@@ -1,7 +1,7 @@
 """The simulator's HTTP side: the routes of the API contract, the envelope, the auth and
 limiter middleware, and starting it on a port.
 
-    >>> runner, base_url = await start_simulator(demo_scenario(), "127.0.0.1", 0)  # doctest: +SKIP
+    runner, base_url = await start_simulator(demo_scenario(), "127.0.0.1", 0)
 """
 
 from __future__ import annotations

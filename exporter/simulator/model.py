@@ -1,6 +1,7 @@
 """The simulated workspace: its accounts' curves, the platforms' failures, the limiter and
 the bodies UniPost's real server answers with (bugfreev587/unipost, api/).
 
+    >>> from exporter.simulator import demo_scenario
     >>> workspace = SimulatedWorkspace(demo_scenario(), clock=lambda: 1_777_000_000.0)
     >>> workspace.metrics("sa_instagram_studio")["platform"]
     'instagram'
