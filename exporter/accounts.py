@@ -26,8 +26,8 @@ from exporter.schema import AccountConfig, DiscoveryConfig, PollingConfig, Works
 from exporter.store import UNCONFIGURED, AccountState, Status, Store
 
 T = TypeVar("T")
-# Listed accounts applied between two turns of the event loop: a listing of 100,000 in one
-# go held the loop for most of a second, and 500 at a time up to 25 ms.
+# Listed accounts applied between two turns of the event loop, so that a large listing
+# never holds the loop for long (scrapes and polls go on meanwhile).
 LISTING_BATCH = 200
 # Accounts checked between two turns of the loop when a listing looks for the ones it
 # did not name (a check is a lookup and a compare, ~0.1 us).
@@ -130,8 +130,8 @@ class AccountSet:
             if self.owns(item.id):
                 self._follow_listed(item, listing, added)
         _log_some(self.log, "account discovered", added, "accounts discovered")
-        # The discovered accounts it did not name are gone: looked for a slice at a time (a
-        # pass over 100,000 accounts held the loop ~10 ms), in a copy of the IDs (~3 ms).
+        # The discovered accounts it did not name are gone: looked for SCANNED_PER_TURN at a
+        # time, in a copy of the IDs (the store changes meanwhile).
         removed = []
         async for account_id in _turning(list(self.store.accounts), SCANNED_PER_TURN):
             state = self.store.accounts.get(account_id)

@@ -72,9 +72,8 @@ def family_header(family: Family, openmetrics: bool) -> bytes:
 
 
 _NEVER = object()
-# Rows per rendered piece: ~100 bytes a line, so a piece is some tens of kilobytes. A join
-# of 512 rows needs CPython a buffer table of ~120 KB, within glibc's heap; one of 2048
-# rows was mapped and faulted in afresh at every join.
+# Rows per rendered piece: some tens of kilobytes, so that the buffer table CPython builds
+# for a join stays within glibc's heap instead of being mapped afresh at every join.
 ROWS_PER_CHUNK = 512
 # Joined pieces are kept for the next scrape when their rows did not change at the last one
 # either: a store's lines change mostly in one family (the poll's time), so most pieces are
@@ -197,21 +196,18 @@ class StoreLines:
     (b"" when it has none). A scrape joins name, head and tail per line, a column at a time.
     A family with no label of its own has one line: name, head, the row's *afters* (the
     labels after account_id: platform, workspace...), then a tail of just `} value`. The
-    afters are one object for every account of a platform and label set, where the labels
-    after account_id in each of six tails took more than a second head, and a whole head
-    per account (every label) took ~110 bytes an account. Tails that repeat across accounts
-    are shared (_SHARED_TAILS).
+    afters are one object for every account of a platform and label set, so no account
+    keeps a second head. Tails that repeat across accounts are shared (_SHARED_TAILS).
 
     A scrape reads the columns in place (`read()`), as they were when it began: while one
     reads, changes to existing rows wait in `_pending` and are written when the last reader
-    is done. Copying the columns instead took 11 ms at 100,000 accounts, and the garbage
-    collector then scanned the copies at 13 ms a collection.
+    is done: no copy of the columns, which would stall the loop and give the garbage
+    collector a second set to scan.
     """
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        # Each row's inputs, _WIDTH values a row in one flat list: a tuple a row took 48
-        # bytes more at 100,000 accounts.
+        # Each row's inputs, _WIDTH values a row in one flat list (not a tuple a row).
         self.inputs: list[Any] = []
         # The heads and afters, then each family's tails (TAILS + family index).
         self.columns: list[list[bytes]] = [[] for _ in range(TAILS + len(ACCOUNT_FAMILIES))]

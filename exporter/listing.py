@@ -62,8 +62,8 @@ def _listed(row: Any) -> ListedAccount | None:
 
 class Listing:
     """Listed accounts kept packed, one buffer of marshalled records: no Python object per
-    account lives while the listing is read and applied. 100,000 of them as objects took
-    ~20 MB, allocated among what the exporter keeps, and so never returned."""
+    account lives while the listing is read and applied, so none is allocated among what
+    the exporter keeps (memory the allocator could not return)."""
 
     def __init__(self) -> None:
         self._records = bytearray()

@@ -29,7 +29,7 @@ class Snapshot(NamedTuple):
 
     A tuple of plain values, not a dataclass: one is kept per account (two with the previous
     one), and the garbage collector stops scanning a tuple of atoms, which keeps its pauses
-    short at 100,000 accounts.
+    short.
     """
 
     platform: str | None

@@ -233,8 +233,7 @@ def _keep(account: AccountState, snapshot: Snapshot) -> None:
     before = unpack(kept)
     if before[_FETCHED_AT] != snapshot.fetched_at:
         # The one before is kept only while it shows a change of count (the landing page's
-        # "+12"): most polls bring the same counts, and an equal one would show nothing for
-        # ~110 bytes an account.
+        # "+12"): most polls bring the same counts, and an equal one would show nothing.
         account.previous_kept = kept if any(before[i] != snapshot[i] for i in _COUNTS) else None
 
 

@@ -88,10 +88,9 @@ class AccountState:
     """What is known about one account; `snapshot` is the last good one, if any.
 
     The snapshots and the health answer are kept packed (`pack()`, marshal's bytes) and read
-    back as Snapshot and Health. Bytes are one object, which the garbage collector never
-    scans: ~110 bytes for a snapshot, where its tuple, floats and platform_specific pairs
-    took ~330 (and a health answer ~60 bytes, not ~140). `snapshot_kept` is those bytes: they
-    change identity exactly when the snapshot is replaced.
+    back as Snapshot and Health: bytes are one small object, which the garbage collector
+    never scans. `snapshot_kept` is those bytes: they change identity exactly when the
+    snapshot is replaced. What an account keeps is in slots, not in dicts keyed by ID.
     """
 
     __slots__ = (
@@ -126,7 +125,7 @@ class AccountState:
         self, id: str, platform: str, labels: tuple[tuple[str, str], ...], interval: float
     ) -> None:
         self.id = id
-        self.platform = sys.intern(platform)  # not one copy per account: ~60 bytes each
+        self.platform = sys.intern(platform)  # one copy for every account on it
         self.labels = labels
         self.interval = interval
         self.status = Status.PENDING
@@ -150,19 +149,18 @@ class AccountState:
         # second that costs (accounts.Demand): slots, not dicts keyed by account ID.
         self.policy: Policy | None = None
         self.demand = 0.0
-        # Its entry in the config, or UNCONFIGURED (AccountSet sets it): no dict of configured
-        # accounts by ID, which took ~40 bytes an account at 100,000.
+        # Its entry in the config, or UNCONFIGURED (AccountSet sets it).
         self.config = UNCONFIGURED
         # The last discovery listing that named it (AccountSet's count of listings), 0 if
-        # it is not a discovered account: no set of discovered IDs (~40 bytes an account).
+        # it is not a discovered account.
         self.listed_in = 0
         # Its row in the store's pre-rendered lines (lines.StoreLines, one per store),
-        # None until they have it: no dict of rows by ID (~50 bytes an account).
+        # None until they have it.
         self.row: int | None = None
 
     def next_poll_wall(self, wall: float, monotonic: float) -> float | None:
         """When its next poll is planned, as Unix time (None: polling it now), given the time
-        now by both clocks. Worked out, not kept: a float and a slot are ~40 bytes an account."""
+        now by both clocks. Worked out, not kept."""
         due = self.metrics_due
         return None if due is None else wall + (due - monotonic)
 
