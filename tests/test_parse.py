@@ -71,27 +71,38 @@ def test_upstream_status_alone_marks_a_failure_even_with_nonzero_counts() -> Non
 @pytest.mark.parametrize(
     ("name", "status", "code", "kind"),
     [
-        ("error_401_unauthorized.json", 401, "UNAUTHORIZED", ErrorKind.AUTH),
+        ("real/error_401_auth_middleware.json", 401, "UNAUTHORIZED", ErrorKind.AUTH),
+        # The documented contract's, which the real server sends on no GET today.
         ("error_403_forbidden.json", 403, "FORBIDDEN", ErrorKind.AUTH),
-        ("error_404_not_found.json", 404, "NOT_FOUND", ErrorKind.NOT_FOUND),
+        ("real/error_404_not_found.json", 404, "NOT_FOUND", ErrorKind.NOT_FOUND),
         (
-            "error_409_account_disconnected.json",
+            "real/error_409_account_disconnected.json",
             409,
             "ACCOUNT_DISCONNECTED",
             ErrorKind.DISCONNECTED,
         ),
-        ("error_409_needs_reconnect.json", 409, "NEEDS_RECONNECT", ErrorKind.NEEDS_RECONNECT),
+        (
+            "real/error_409_needs_reconnect_tiktok.json",
+            409,
+            "NEEDS_RECONNECT",
+            ErrorKind.NEEDS_RECONNECT,
+        ),
         ("error_429_rate_limited.json", 429, "RATE_LIMITED", ErrorKind.RATE_LIMITED),
-        ("error_501_not_supported.json", 501, "NOT_SUPPORTED", ErrorKind.NOT_SUPPORTED),
-        ("error_502_upstream_error.json", 502, "UPSTREAM_ERROR", ErrorKind.TRANSIENT),
-        ("error_500_internal_error.json", 500, "INTERNAL_ERROR", ErrorKind.TRANSIENT),
+        ("real/error_501_not_supported.json", 501, "NOT_SUPPORTED", ErrorKind.NOT_SUPPORTED),
+        ("real/error_502_upstream_error.json", 502, "UPSTREAM_ERROR", ErrorKind.TRANSIENT),
+        ("real/error_500_internal_error.json", 500, "INTERNAL_ERROR", ErrorKind.TRANSIENT),
     ],
 )
 def test_error_envelopes(name: str, status: int, code: str, kind: ErrorKind) -> None:
-    result = classify(status, fixture(name))
+    body = fixture(name)
+    if name.startswith("real/"):  # a recorded answer: its status, and its body
+        recorded = json.loads(body)
+        assert recorded["status"] == status
+        body = json.dumps(recorded["body"]).encode()
+    result = classify(status, body)
     assert isinstance(result, ApiError)
     assert (result.code, result.kind, result.http_status) == (code, kind, status)
-    assert result.message == f"example message for {code}"
+    assert result.message == json.loads(body)["error"]["message"]
 
 
 @pytest.mark.parametrize(
