@@ -1,5 +1,6 @@
 """The tests' one fake UniPost: scripted per account, able to misbehave, shaped like the real
-server (tests/fixtures/real/).
+server (tests/fixtures/real/): its bodies, envelope and limiter are the simulator's
+(exporter/simulator/model.py), with faults and scripts on top.
 
 - `FakeUniPost(script)` answers `GET /v1/accounts/{id}/metrics` with `script(account_id)`
   (a Reply) and `GET /v1/accounts` with `listing`; `faults[account_id]` overrides an
@@ -37,6 +38,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from exporter import platforms
 from exporter.client import RawResponse
 from exporter.clock import Clock
+from exporter.simulator import model as simulated
+from exporter.simulator.model import error_body, metrics_data
 
 API_KEY = "up_test_k3y_SECRET_do_not_leak"
 REAL_FIXTURES = Path(__file__).parent / "fixtures" / "real"
@@ -91,52 +94,27 @@ def snapshot(
 ) -> Reply:
     """A good 200 snapshot; the platform defaults to the one the ID names. `changes`
     replace fields of `data` as they are (wrong types included)."""
-    data: dict[str, Any] = {
-        "social_account_id": account_id,
-        "platform": platform or platforms.from_id(account_id),
-        "follower_count": followers,
-        "following_count": following,
-        "post_count": posts,
-        "fetched_at": fetched_at,
-    }
-    if specific is not None:
-        data["platform_specific"] = specific
+    platform = platform or platforms.from_id(account_id)
+    data = metrics_data(account_id, platform, (followers, following, posts), specific, fetched_at)
     data.update(changes)
     return Reply(body={"data": data, "request_id": "req_1"})
 
 
 def zero_filled(account_id: str, platform: str = "twitter", upstream_status: int = 429) -> Reply:
     """The 200 answer UniPost gives when the platform call failed."""
-    return Reply(
-        body={
-            "data": {
-                "social_account_id": account_id,
-                "platform": platform,
-                "follower_count": 0,
-                "following_count": 0,
-                "post_count": 0,
-                "platform_specific": {
-                    "upstream_status": upstream_status,
-                    "upstream_error": '{"title":"Too Many Requests"}',
-                },
-                "fetched_at": "2026-04-28T18:30:00Z",
-            }
-        }
-    )
+    failure = {
+        "upstream_status": upstream_status,
+        "upstream_error": '{"title":"Too Many Requests"}',
+    }
+    data = metrics_data(account_id, platform, (0, 0, 0), failure, "2026-04-28T18:30:00Z")
+    return Reply(body={"data": data})
 
 
 def error(
     status: int, code: str, message: str = "", headers: dict[str, str] | None = None
 ) -> Reply:
     """An error envelope."""
-    return Reply(
-        status=status,
-        body={
-            "error": {"code": code, "normalized_code": code.lower(), "message": message},
-            "request_id": "req_1",
-        },
-        headers=headers or {},
-    )
+    return Reply(status=status, body=error_body(code, message, "req_1"), headers=headers or {})
 
 
 def no_answer(code: str = "TIMEOUT") -> Reply:
@@ -307,14 +285,11 @@ class Seen:
     headers: Mapping[str, str]
 
 
-class TokenBucket:
-    """A workspace limiter: `rate` requests/s refill, `burst` capacity."""
+class TokenBucket(simulated.TokenBucket):
+    """The simulator's workspace limiter, which forgives what the fake read late (held())."""
 
     def __init__(self, rate: float, burst: float, now: Callable[[], float]) -> None:
-        self.rate, self.burst, self.now = rate, burst, now
-        self.tokens = burst
-        self.updated = now()
-        self.refused = 0
+        super().__init__(rate, burst, now)
         self._slack = 0.0  # room beyond `burst` while requests read late are taken
         self.held_count = 0
         self.held_max = 0.0
@@ -335,16 +310,8 @@ class TokenBucket:
         """The requests read late are taken: back to `burst`."""
         self._slack = 0.0
 
-    def take(self) -> bool:
-        now = self.now()
-        room = self.burst + self._slack
-        self.tokens = min(room, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        if self.tokens < 1:
-            self.refused += 1
-            return False
-        self.tokens -= 1
-        return True
+    def room(self) -> float:
+        return self.burst + self._slack
 
 
 class FakeUniPost:

@@ -17,6 +17,7 @@ from exporter.outcomes import JITTER, POLICIES
 from exporter.parse import ErrorKind
 from exporter.scheduler import Scheduler
 from exporter.schema import Config, DiscoveryConfig
+from exporter.simulator.model import TokenBucket as SimulatedBucket
 from exporter.store import Store
 from tests.fake_unipost import FakeUniPost, Reply, error, no_answer, snapshot, zero_filled
 from tests.helpers import FakeClock, make_config, only, running, scrape, series, value
@@ -212,32 +213,22 @@ async def test_after_a_429_nothing_leaves_before_retry_after_and_the_pace_drops(
     assert value(scrape(h.store), "unipost_api_errors_total", code="RATE_LIMITED") == 1
 
 
-class TokenBucket:
-    """A server-side limiter: `rate` requests/s refill, `capacity` burst."""
+class LimitedServer:
+    """A server behind the simulator's workspace limiter: `rate` requests/s refill,
+    `capacity` burst, with or without its X-UniPost-RateLimit-* headers."""
 
     def __init__(self, rate: float, capacity: float, clock: FakeClock, headers: bool) -> None:
-        self.rate, self.capacity, self.clock, self.headers = rate, capacity, clock, headers
-        self.tokens = capacity
-        self.updated = clock.monotonic()
+        self.bucket = SimulatedBucket(rate, capacity, clock.monotonic)
+        self.clock, self.headers = clock, headers
         self.answers: list[tuple[float, int]] = []
 
     def __call__(self, account_id: str, now: float) -> Any:
-        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        allowed = self.tokens >= 1
-        if allowed:
-            self.tokens -= 1
-        full_in = (self.capacity - self.tokens) / self.rate
-        headers = {}
-        if self.headers:
-            headers = {
-                "X-UniPost-RateLimit-Limit": str(int(self.capacity)),
-                "X-UniPost-RateLimit-Remaining": str(int(self.tokens)),
-                "X-UniPost-RateLimit-Reset": str(int(self.clock.wall() + full_in + 0.999)),
-            }
+        allowed = self.bucket.take()
+        headers = self.bucket.headers(self.clock.wall(), refused=not allowed)
+        if not self.headers:
+            headers = {k: v for k, v in headers.items() if k == "Retry-After"}
         self.answers.append((now, 200 if allowed else 429))
         if not allowed:
-            headers["Retry-After"] = str(int((1 - self.tokens) / self.rate + 0.999))
             return error(429, "RATE_LIMITED", headers=headers)
         reply = snapshot(account_id)
         reply.headers = headers
@@ -249,7 +240,7 @@ async def test_a_budget_five_times_the_servers_limit_draws_few_429s(headers: boo
     clock = FakeClock()
     ids = [f"sa_instagram_{i}" for i in range(200)]
     config = make_config(ids, requests_per_minute=300, interval="10s")
-    bucket = TokenBucket(rate=1.0, capacity=20, clock=clock, headers=headers)
+    bucket = LimitedServer(rate=1.0, capacity=20, clock=clock, headers=headers)
     h = Harness(config, bucket)
     h.clock = clock
     h.client.clock = clock

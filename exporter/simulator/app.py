@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from exporter.simulator.model import ApiFailure, EdgeFailure, SimulatedWorkspace
+from exporter.simulator.model import ApiFailure, EdgeFailure, SimulatedWorkspace, error_body
 from exporter.simulator.scenario import Scenario
 
 # Set by the middleware for the request being handled (each request runs in its own task).
@@ -44,7 +44,7 @@ class Simulator(SimulatedWorkspace):
             return web.json_response(body, status=401)
         headers: dict[str, str] = {}
         if self.scenario.rate_limit_headers:
-            allowed, headers = self._take_token()
+            allowed, headers = self.take_token()
             if not allowed:
                 return _error(
                     429, "RATE_LIMITED", "workspace request limit exceeded", request_id, headers
@@ -82,10 +82,7 @@ def _error(
     headers: Mapping[str, str],
     details: dict[str, Any] | None = None,
 ) -> web.Response:
-    error: dict[str, Any] = {"code": code, "normalized_code": code.lower(), "message": message}
-    if details:
-        error["details"] = details
-    body = {"error": error, "request_id": request_id}
+    body = error_body(code, message, request_id, details)
     return web.json_response(body, status=status, headers=dict(headers))
 
 

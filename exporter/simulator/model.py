@@ -32,8 +32,6 @@ class _AccountState:
 class SimulatorState:
     """What the simulator remembers between requests."""
 
-    tokens: float
-    updated: float
     accounts: dict[str, _AccountState] = field(default_factory=dict)
     requests: int = 0
 
@@ -46,7 +44,10 @@ class SimulatedWorkspace:
         self.scenario = scenario
         self.clock = clock
         self.started = clock()
-        self.state = SimulatorState(tokens=scenario.rate_limit_capacity, updated=self.started)
+        self.state = SimulatorState()
+        self.limiter = TokenBucket(
+            scenario.rate_limit_refill_per_second, scenario.rate_limit_capacity, clock
+        )
         # The workspace's accounts; tests may connect and disconnect some while it runs.
         self.accounts = {a.id: a for a in scenario.accounts}
         # When set, GET /v1/accounts answers 500 INTERNAL_ERROR (a failing refresh).
@@ -124,36 +125,17 @@ class SimulatedWorkspace:
         posts: int,
         specific: dict[str, Any],
     ) -> dict[str, Any]:
-        return {
-            "social_account_id": account.id,
-            "platform": account.platform,
-            "follower_count": followers,
-            "following_count": following,
-            "post_count": posts,
-            "platform_specific": specific,
-            "fetched_at": rfc3339nano(self.clock()),
-        }
+        fetched_at = rfc3339nano(self.clock())
+        counts = (followers, following, posts)
+        return metrics_data(account.id, account.platform, counts, specific, fetched_at)
 
     def _zero_filled(self, account: SimAccount, status: int, body: str) -> dict[str, Any]:
         return self._data(account, 0, 0, 0, {"upstream_status": status, "upstream_error": body})
 
-    def _take_token(self) -> tuple[bool, dict[str, str]]:
-        scenario, state = self.scenario, self.state
-        now = self.clock()
-        capacity, refill = scenario.rate_limit_capacity, scenario.rate_limit_refill_per_second
-        state.tokens = min(capacity, state.tokens + (now - state.updated) * refill)
-        state.updated = now
-        allowed = state.tokens >= 1
-        if allowed:
-            state.tokens -= 1
-        headers = {
-            "X-UniPost-RateLimit-Limit": str(capacity),
-            "X-UniPost-RateLimit-Remaining": str(math.floor(state.tokens)),
-            "X-UniPost-RateLimit-Reset": str(math.ceil(now + (capacity - state.tokens) / refill)),
-        }
-        if not allowed:
-            headers["Retry-After"] = str(max(1, math.ceil((1 - state.tokens) / refill)))
-        return allowed, headers
+    def take_token(self) -> tuple[bool, dict[str, str]]:
+        """A request against the workspace limiter: allowed or not, and its headers."""
+        allowed = self.limiter.take()
+        return allowed, self.limiter.headers(self.clock(), refused=not allowed)
 
     def _x_failure(self, account: SimAccount) -> dict[str, Any] | None:
         """X's zero-filled snapshots: an expired token, a tier without access, the window."""
@@ -339,3 +321,79 @@ def _three_figures(count: int) -> int:
         return count
     step: int = 10 ** (len(str(count)) - 3)
     return count // step * step
+
+
+# -- what every simulated answer is made of (the simulator's, and the tests' fake's) --------
+
+
+class TokenBucket:
+    """UniPost's workspace limiter: `rate` tokens a second refill it up to `burst`, and each
+    request takes one or is refused."""
+
+    def __init__(self, rate: float, burst: float, now: Callable[[], float]) -> None:
+        self.rate, self.burst, self.now = rate, burst, now
+        self.tokens = float(burst)
+        self.updated = now()
+        self.refused = 0
+
+    def room(self) -> float:
+        """How many tokens the bucket holds at most."""
+        return self.burst
+
+    def take(self) -> bool:
+        """Take a token for a request; False (refused) when none is left."""
+        now = self.now()
+        self.tokens = min(self.room(), self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens < 1:
+            self.refused += 1
+            return False
+        self.tokens -= 1
+        return True
+
+    def headers(self, wall: float, refused: bool) -> dict[str, str]:
+        """The X-UniPost-RateLimit-* headers now (`wall`: Unix time), and Retry-After on a
+        refusal."""
+        headers = {
+            "X-UniPost-RateLimit-Limit": f"{self.burst:g}",
+            "X-UniPost-RateLimit-Remaining": str(math.floor(self.tokens)),
+            "X-UniPost-RateLimit-Reset": str(
+                math.ceil(wall + (self.burst - self.tokens) / self.rate)
+            ),
+        }
+        if refused:
+            headers["Retry-After"] = str(max(1, math.ceil((1 - self.tokens) / self.rate)))
+        return headers
+
+
+def error_body(
+    code: str, message: str, request_id: str, details: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """UniPost's error envelope (the handlers' writeError)."""
+    error: dict[str, Any] = {"code": code, "normalized_code": code.lower(), "message": message}
+    if details:
+        error["details"] = details
+    return {"error": error, "request_id": request_id}
+
+
+def metrics_data(
+    account_id: str,
+    platform: str,
+    counts: tuple[Any, Any, Any],
+    specific: dict[str, Any] | None,
+    fetched_at: str,
+) -> dict[str, Any]:
+    """The `data` of GET /v1/accounts/{id}/metrics: followers, following, posts as given;
+    `platform_specific` left out when None (omitempty)."""
+    followers, following, posts = counts
+    data: dict[str, Any] = {
+        "social_account_id": account_id,
+        "platform": platform,
+        "follower_count": followers,
+        "following_count": following,
+        "post_count": posts,
+    }
+    if specific is not None:
+        data["platform_specific"] = specific
+    data["fetched_at"] = fetched_at
+    return data
