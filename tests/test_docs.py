@@ -28,7 +28,7 @@ INVENTORY_YAML = "tests/test_inventory.py::test_yaml_that_pastes_into_a_valid_co
 PROCESS = "tests/test_cli.py::test_the_process_serves_logs_in_logfmt_and_stops_on_sigterm"
 FIRST_RUN = "tests/test_docs.py::test_the_first_real_run_as_the_readme_shows_it"
 RULES = "tests/test_dashboards_and_rules.py::"
-GOLDEN = "tests/test_golden.py::"
+GOLDEN = "tests/test_exposition_golden.py::"
 BENCH = "tests/test_bench_smoke.py::"
 NO_DOCKER = (
     "not run: CI has no Docker daemon, and no registry to pull the base image from; "
@@ -105,7 +105,7 @@ RUN_BY: list[tuple[str, Runner]] = [
         ),
     ),
     (
-        r"UPDATE_GOLDEN=1 pytest tests/test_golden\.py",
+        r"UPDATE_GOLDEN=1 pytest tests/test_exposition_golden\.py",
         Runner(GOLDEN + "test_exposition_matches_the_golden_file", runs='"UPDATE_GOLDEN"'),
     ),
     (
