@@ -241,7 +241,10 @@ async def test_ratelimit_headers_are_exported() -> None:
 
 async def test_a_revoked_key_shows_every_account_unauthorized() -> None:
     async with FakeUniPost(lambda a: snapshot(a), api_key="up_live_other") as fake:
-        app = create_app(config_for(fake, [{"id": "sa_twitter_1"}, {"id": "sa_twitter_2"}]))
+        # A slot a second: the 401 is back long before a second request could leave (at
+        # 100 a second, one more may be in flight when it comes, on a busy machine).
+        accounts = [{"id": "sa_twitter_1"}, {"id": "sa_twitter_2"}]
+        app = create_app(config_for(fake, accounts, requests_per_minute=60))
         async with TestClient(TestServer(app, host="127.0.0.1")) as client:
             exporter = Exporter(client, fake)
             samples = await exporter.until(
