@@ -1,4 +1,8 @@
-"""The only code that talks HTTP to UniPost: one request in, one raw answer out, counted."""
+"""The only code that talks HTTP to UniPost: one request in, one raw answer out, counted.
+
+client = UniPostClient(make_session(config.unipost), store.api, config.unipost.base_url)
+outcome = (await client.get_account_metrics("sa_twitter_1")).read(classify)
+"""
 
 from __future__ import annotations
 

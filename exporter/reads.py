@@ -72,6 +72,29 @@ class ReadContext:
     account_news: Callable[[AccountState, ApiError], None] = lambda account, error: None
 
 
+class Plans(Protocol):
+    """When a read's items are next due (pollqueue.PollQueue, for a read of each account)."""
+
+    def next_due(self) -> float | None: ...
+
+    def pop(self) -> str: ...
+
+
+class PeriodicRead(Protocol):
+    """What the scheduler's loop needs of a read: its plans, starting one, and stopping. A
+    read of each account is an AccountRead; a read of the workspace has one plan."""
+
+    @property
+    def probes_key(self) -> bool: ...
+
+    @property
+    def queue(self) -> Plans: ...
+
+    def dispatch(self, item_id: str, now: float) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 class AccountRead(ABC, Generic[A]):
     """One kind of periodic read of each account, at its own cadence.
 

@@ -1,5 +1,10 @@
 """The running exporter: one polling unit per workspace, started, stopped and reconfigured
-in place when the config is reloaded."""
+in place when the config is reloaded.
+
+    runtime = Runtime(config, Options(loader=reread), SystemClock(), make_session)
+    await runtime.start()
+    problems = await runtime.reload()  # [] when the new config is running
+"""
 
 from __future__ import annotations
 

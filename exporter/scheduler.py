@@ -5,6 +5,9 @@ Every periodic read (reads.AccountRead) has its own queue of plans; the loop sle
 the soonest plan and a budget slot are ready, then dispatches reads in ACCOUNT_READS order:
 a metrics poll that is due always goes first. During a pause for the workspace's key only
 the reads that probe the key (the metrics polls) are sent, one at a time.
+
+    scheduler = Scheduler(workspace, config.polling, store, client, SystemClock())
+    task = asyncio.create_task(scheduler.run())  # polls until cancelled
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from exporter.logs import FieldLogger
 from exporter.pollqueue import LoopSleep
 from exporter.polls import MetricsPolls
 from exporter.ratelimit import Budget
-from exporter.reads import AccountRead, Client, ReadContext
+from exporter.reads import AccountRead, Client, PeriodicRead, ReadContext
 from exporter.schema import PollingConfig, WorkspaceConfig
 from exporter.store import Store
 
@@ -70,10 +73,11 @@ class Scheduler:
         self.auth = AuthPause(clock, polling.max_backoff, self.log, self.accounts.mark_unauthorized)
         self.polls = MetricsPolls(self.context, self.sleep, self.accounts, self.auth)
         self.context.account_news = self.polls.apply_error
-        self.reads: list[AccountRead[Any]] = [self.polls]
-        self.reads += [make(self.context, self.sleep) for make in ACCOUNT_READS]
+        account_reads = [make(self.context, self.sleep) for make in ACCOUNT_READS]
+        # Every read the loop gives slots to, in the order a due one takes a slot.
+        self.reads: list[PeriodicRead] = [self.polls, *account_reads]
         self._probes = [read for read in self.reads if read.probes_key]
-        self.accounts.start(self.polls, self.reads[1:])
+        self.accounts.start(self.polls, account_reads)
 
     @property
     def workspace(self) -> WorkspaceConfig:

@@ -1,4 +1,9 @@
-"""The latest truth per account and about the API, written by polls and read by the exposition."""
+"""The latest truth per account and about the API, written by polls and read by the exposition.
+
+store = Store()
+store.add(AccountState("sa_twitter_1", "twitter", (), 900.0))
+store.changed(account)  # after a writer mutates it: listeners re-render just that one
+"""
 
 from __future__ import annotations
 
