@@ -210,7 +210,7 @@ class Health(NamedTuple):
     last_error_message: str = ""
 
 
-_SAFE_LABEL_VALUE = re.compile(r"^[a-z0-9_]{1,64}$")
+SAFE_LABEL_VALUE = re.compile(r"^[a-z0-9_]{1,64}$")
 
 
 def classify_health(status: int, body: bytes) -> Health | ApiError:
@@ -248,7 +248,7 @@ def _health(data: dict[str, Any]) -> Health:
 
 def _safe_label(value: str) -> str:
     """A value fit for a label (lowercase words), or "unknown"; one copy of each value."""
-    return sys.intern(value) if _SAFE_LABEL_VALUE.match(value) else "unknown"
+    return sys.intern(value) if SAFE_LABEL_VALUE.match(value) else "unknown"
 
 
 def _optional_time(data: dict[str, Any], name: str) -> float | None:
@@ -450,6 +450,11 @@ def _platform_numbers(
         if math.isfinite(number):
             values.append((sys.intern(str(key)), number))
     return tuple(sorted(values)), tuple(sorted(flags))
+
+
+def timestamp(value: Any) -> float:
+    """An RFC 3339 time as Unix seconds; InvalidResponse (a ValueError) when it is not one."""
+    return _timestamp(value)
 
 
 def _timestamp(value: Any) -> float:

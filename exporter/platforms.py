@@ -6,8 +6,9 @@
     >>> platforms.from_id("sa_twitter_1")
     'twitter'
 
-Config takes its default floors from here, parse the counts a platform never fills, and
-the simulator and the demo which platforms answer metrics and how they are named.
+Config takes its default floors from here, parse the counts a platform never fills and the
+analytics counters it fills, and the simulator and the demo which platforms answer metrics
+and how they are named.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ class Platform:
     floor: float = 0.0
     # The team the demo's accounts on it are labelled with (`social`, `video`, `other`).
     kind: str = "other"
+    # The post counters its analytics adapter fills (GetAnalytics); UniPost sends 0 for
+    # every other one, which means "not provided", not "no engagement".
+    engagement: tuple[str, ...] = ()
 
 
 # X's free tier allows about one user lookup per account per 15 minutes.
@@ -41,23 +45,56 @@ _X_WINDOW = 900.0
 PLATFORMS: Mapping[str, Platform] = {
     p.name: p
     for p in (
-        Platform("twitter", "twitter", has_metrics=True, floor=_X_WINDOW, kind="social"),
-        Platform("instagram", "Instagram", has_metrics=True, kind="social"),
+        Platform(
+            "twitter",
+            "twitter",
+            has_metrics=True,
+            floor=_X_WINDOW,
+            kind="social",
+            engagement=("impressions", "likes", "comments", "shares", "saves"),
+        ),
+        Platform(
+            "instagram",
+            "Instagram",
+            has_metrics=True,
+            kind="social",
+            engagement=("reach", "likes", "comments", "shares", "saves"),
+        ),
         Platform(
             "threads",
             "Threads",
             has_metrics=True,
             never_filled=("following_count", "post_count"),
             kind="social",
+            engagement=("impressions", "likes", "comments", "shares"),
         ),
-        Platform("tiktok", "TikTok", has_metrics=True, kind="video"),
         Platform(
-            "youtube", "YouTube", has_metrics=True, never_filled=("following_count",), kind="video"
+            "tiktok",
+            "TikTok",
+            has_metrics=True,
+            kind="video",
+            engagement=("likes", "comments", "shares", "video_views"),
         ),
-        Platform("linkedin", "linkedin"),
-        Platform("bluesky", "bluesky"),
-        Platform("pinterest", "pinterest"),
-        Platform("facebook", "facebook"),
+        Platform(
+            "youtube",
+            "YouTube",
+            has_metrics=True,
+            never_filled=("following_count",),
+            kind="video",
+            engagement=("likes", "comments", "video_views"),
+        ),
+        Platform("linkedin", "linkedin", engagement=("likes", "comments")),
+        Platform("bluesky", "bluesky", engagement=("likes", "comments", "shares")),
+        Platform(
+            "pinterest",
+            "pinterest",
+            engagement=("impressions", "likes", "comments", "saves", "clicks"),
+        ),
+        Platform(
+            "facebook",
+            "facebook",
+            engagement=("likes", "comments", "shares", "clicks", "video_views"),
+        ),
     )
 }
 NAMES = frozenset(PLATFORMS)
@@ -68,6 +105,16 @@ NEVER_FILLED: Mapping[str, tuple[str, ...]] = {
 }
 # The floors polling starts from (polling.platform_intervals adds to and overrides them).
 FLOORS: Mapping[str, float] = {p.name: p.floor for p in PLATFORMS.values() if p.floor}
+# The post counters UniPost's analytics aggregate, in its order (analytics by-platform).
+ENGAGEMENT_METRICS = (
+    "impressions", "reach", "likes", "comments", "shares", "saves", "clicks", "video_views",
+)  # fmt: skip
+
+
+def engagement_filled(platform: str) -> tuple[str, ...]:
+    """The counters the platform's analytics adapter fills; none known for another platform."""
+    known = PLATFORMS.get(platform)
+    return known.engagement if known else ()
 
 
 def display_name(platform: str) -> str:
