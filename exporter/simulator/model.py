@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from exporter import platforms
+from exporter.simulator import workspace as answers
 from exporter.simulator.scenario import Scenario, SimAccount
 
 
@@ -54,6 +55,8 @@ class SimulatedWorkspace:
         self.fail_listing = False
         # The key the workspace accepts; tests revoke or rotate it while the simulator runs.
         self.api_key = scenario.api_key
+        # The workspace's plan; tests change it while the simulator runs.
+        self.plan = scenario.plan
         self._rng = random.Random(scenario.seed)
         self._request_ids = itertools.count(1)
 
@@ -226,6 +229,31 @@ class SimulatedWorkspace:
             and query.get("profile_id", SIM_PROFILE_ID) == SIM_PROFILE_ID
         ]
         return rows
+
+    # -- the workspace's own reads (UniPost's database; no platform call) ----------------------
+
+    def usage(self) -> dict[str, Any]:
+        """GET /v1/usage: the answer's data."""
+        return answers.usage_data(self.plan, self.clock(), self.simulated_days())
+
+    def delivery_summary(self) -> dict[str, Any]:
+        """GET /v1/post-delivery-jobs/summary: the answer's data."""
+        return answers.delivery_summary_data(
+            self.simulated_days(), self.scenario.dead_delivery_jobs
+        )
+
+    def analytics(self, report: str) -> Any:
+        """GET /v1/analytics/{report} (by-platform, summary, platforms): the answer's data,
+        or the plan gate's 402, which runs before the handler."""
+        if self.plan in answers.PLANS_WITHOUT_ANALYTICS:
+            raise ApiFailure(402, "PLAN_FEATURE_NOT_AVAILABLE", answers.ANALYTICS_NOT_IN_PLAN)
+        accounts, days, now = list(self.accounts.values()), self.simulated_days(), self.clock()
+        if report == "by-platform":
+            return answers.by_platform_data(accounts, days)
+        if report == "summary":
+            return answers.summary_data(accounts, days, now)
+        order = random.Random(f"{self.scenario.seed}:{self.state.requests}")
+        return answers.platforms_data(accounts, now, order)
 
 
 SIM_PROFILE_ID = "pr_sim_default"

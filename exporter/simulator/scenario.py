@@ -17,6 +17,7 @@ from exporter.validation import ConfigError, Problems, load_yaml, read_text
 
 DEFAULT_SIM_KEY = "up_test_simulator"
 TRENDS = ("growth", "plateau", "decline")
+PLANS = ("free", "api", "basic", "growth", "team", "enterprise")
 # ok; missing_scope (X: zero-filled 403; TikTok: 409 NEEDS_RECONNECT); token_expired (X:
 # zero-filled 401 on every call); disconnected; needs_reconnect; not_supported; throttled
 # (TikTok: 429 UPSTREAM_RATE_LIMITED); platform_error (a 502 with the platform's code);
@@ -78,6 +79,11 @@ class Scenario:
     rate_limit_refill_per_second: float = 2.0
     # Simulated start of every account's curve (Unix seconds).
     epoch: float = 1_777_000_000.0
+    # The workspace's plan (GET /v1/usage): free (no analytics: 402), api, basic, growth,
+    # team or enterprise (unlimited posts).
+    plan: str = "basic"
+    # Delivery jobs that failed for good (GET /v1/post-delivery-jobs/summary's dead_count).
+    dead_delivery_jobs: int = 0
 
 
 # The built-in workspace: growth, plateau, decline, a real zero, and every failure.
@@ -153,8 +159,8 @@ DEMO_ACCOUNTS = (
 
 
 def demo_scenario() -> Scenario:
-    """The built-in workspace."""
-    return Scenario(accounts=DEMO_ACCOUNTS)
+    """The built-in workspace: on a paid plan, with one delivery job dead in its queue."""
+    return Scenario(accounts=DEMO_ACCOUNTS, dead_delivery_jobs=1)
 
 
 class ScenarioError(ConfigError):
@@ -217,6 +223,9 @@ class ScenarioValidator(Problems):
             except ValueError:
                 self.err(key, f'"{value}" is not a duration ({DURATION_HINT})')
                 return default
+        if key == "plan" and value not in PLANS:
+            self.err(key, f"must be one of {', '.join(PLANS)}")
+            return default
         if isinstance(default, str):
             if not isinstance(value, str):
                 self.err(key, "must be a string")
