@@ -322,7 +322,8 @@ class Demand:
         self.store = store
         self.log = log
         self.rng = rng
-        self._total = 0.0  # the sum of every account's `demand`
+        self._total = 0.0  # the sum of every account's `demand`, and the workspace reads'
+        self._reads: dict[str, float] = {}  # each workspace read's requests a second
         # One float object per distinct rate (accounts at the same interval share it): 24
         # bytes an account otherwise.
         self._rates = heap.Interner[float]()
@@ -338,6 +339,11 @@ class Demand:
         per_second = self._rates(per_second)
         self._total += per_second - account.demand
         account.demand = per_second
+
+    def count_read(self, read: str, per_second: float) -> None:
+        """A read of the workspace now costs `per_second` requests a second."""
+        self._total += per_second - self._reads.get(read, 0.0)
+        self._reads[read] = per_second
 
     def forget(self, account: AccountState) -> None:
         self._total -= account.demand

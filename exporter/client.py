@@ -36,6 +36,16 @@ PIECE_BYTES = 64 * 1024
 ACCOUNT_METRICS = "account_metrics"
 ACCOUNTS = "accounts"
 ACCOUNT_HEALTH = "account_health"
+# The workspace reads: the `endpoint` label of each, and its path. UniPost answers them from
+# its database, with no platform call. (GET /v1/posts/{id}/analytics and POST
+# /v1/analytics/refresh make UniPost call the platforms: the exporter never sends them.)
+WORKSPACE_PATHS = {
+    "usage": "/v1/usage",
+    "delivery_jobs": "/v1/post-delivery-jobs/summary",
+    "analytics_by_platform": "/v1/analytics/by-platform",
+    "analytics_summary": "/v1/analytics/summary",
+    "analytics_platforms": "/v1/analytics/platforms",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +116,12 @@ class UniPostClient:
         """GET /v1/accounts/{id}/health: UniPost's database only, no platform call."""
         path = f"/v1/accounts/{quote(account_id, safe='')}/health"
         return await self._get(URL(self._base_url + path, encoded=True), ACCOUNT_HEALTH)
+
+    async def get_workspace(self, endpoint: str) -> RawResponse:
+        """One of the workspace reads, by its `endpoint` label (WORKSPACE_PATHS), with no
+        query: analytics over UniPost's default window (the last 30 UTC days)."""
+        url = URL(self._base_url + WORKSPACE_PATHS[endpoint], encoded=True)
+        return await self._get(url, endpoint)
 
     async def list_accounts(self, platform: str | None = None) -> RawResponse:
         """GET /v1/accounts, optionally filtered to one platform; a 2xx answer is parsed as

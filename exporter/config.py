@@ -18,7 +18,9 @@ from urllib.parse import urlsplit
 
 from exporter.logs import register_secret
 from exporter.schema import (
+    DEFAULT_ANALYTICS_INTERVAL,
     DEFAULT_BASE_URL,
+    DEFAULT_DELIVERY_INTERVAL,
     DEFAULT_HEALTH_INTERVAL,
     DEFAULT_INTERVAL,
     DEFAULT_MAX_BACKOFF,
@@ -26,6 +28,7 @@ from exporter.schema import (
     DEFAULT_REFRESH_INTERVAL,
     DEFAULT_REQUESTS_PER_MINUTE,
     DEFAULT_TIMEOUT,
+    DEFAULT_USAGE_INTERVAL,
     RESERVED_LABELS,
     WORKSPACE_LABEL,
     AccountConfig,
@@ -38,12 +41,20 @@ from exporter.schema import (
 from exporter.validation import LABEL_NAME, ConfigError, Problems, join, kind, load_yaml, read_text
 
 _SINGLE_FORM_KEYS = ("unipost", "accounts", "discovery")
+# The intervals of the workspace reads, with their defaults (0s turns a read off).
+_WORKSPACE_READS = {
+    "usage_interval": DEFAULT_USAGE_INTERVAL,
+    "delivery_interval": DEFAULT_DELIVERY_INTERVAL,
+    "analytics_interval": DEFAULT_ANALYTICS_INTERVAL,
+}
 # Every key each section accepts (docs/configuration.md and config.example.yaml show them
 # all, with their defaults: tests/test_config.py holds them to this).
 KEYS: Mapping[str, frozenset[str]] = {
     "": frozenset({"polling", "workspaces", *_SINGLE_FORM_KEYS}),
     "unipost": frozenset({"base_url", "api_key", "api_key_file", "timeout", "requests_per_minute"}),
-    "polling": frozenset({"interval", "platform_intervals", "max_backoff", "health_interval"}),
+    "polling": frozenset(
+        {"interval", "platform_intervals", "max_backoff", "health_interval", *_WORKSPACE_READS}
+    ),
     "discovery": frozenset({"enabled", "platforms", "refresh_interval", "exclude"}),
     "accounts[]": frozenset({"id", "interval", "health_interval", "labels"}),
     "workspaces[]": frozenset({"name", *_SINGLE_FORM_KEYS}),
@@ -321,6 +332,10 @@ class ConfigValidator(_Expanding):
         max_backoff = self.duration(
             m.get("max_backoff"), f"{where}.max_backoff", DEFAULT_MAX_BACKOFF
         )
+        reads = {
+            key: self.duration(m.get(key), f"{where}.{key}", default, zero_turns_off=True)
+            for key, default in _WORKSPACE_READS.items()
+        }
         floors = dict(DEFAULT_PLATFORM_INTERVALS)
         raw_floors = m.get("platform_intervals")
         if raw_floors is not None and not isinstance(raw_floors, dict):
@@ -337,6 +352,7 @@ class ConfigValidator(_Expanding):
             platform_intervals=floors,
             max_backoff=max_backoff,
             health_interval=health,
+            **reads,
         )
 
     def accounts(

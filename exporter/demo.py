@@ -34,6 +34,11 @@ def demo_config(scenario: Scenario, base_url: str) -> Config:
             "max_backoff": "30s",
             # Health reads cost no platform quota: often enough to see every state at once.
             "health_interval": "10s",
+            # The workspace reads, also from UniPost's database: the queue, the month's posts
+            # and the analytics change within seconds of simulated time.
+            "usage_interval": "10s",
+            "delivery_interval": "5s",
+            "analytics_interval": "30s",
         },
         "accounts": accounts,
         # The listing fills in account names (the accounts above keep their team labels).
@@ -49,11 +54,8 @@ def _team(platform: str) -> str:
 
 async def serve_demo(options: Options) -> int:
     """Start the simulator on a free loopback port, then serve the exporter against it."""
-    scenario = demo_scenario()
-    scenario = Scenario(
-        accounts=scenario.accounts,
-        api_key=scenario.api_key,
-        seed=scenario.seed,
+    scenario = replace(
+        demo_scenario(),
         time_scale=DEMO_TIME_SCALE,
         upstream_error_rate=0.02,
         x_window=5.0,

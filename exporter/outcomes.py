@@ -24,6 +24,8 @@ RECHECK_DAILY = 86400.0
 # Attempts per poll for transient failures (timeouts, connection errors, 5xx).
 ATTEMPTS = 3
 MAX_BACKOFF_EXPONENT = 30
+# The longest wait between two attempts of one poll or read (tenacity's random exponential).
+RETRY_WAIT_MAX = 30.0
 
 
 @dataclass(frozen=True, slots=True)

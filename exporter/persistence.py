@@ -1,6 +1,6 @@
 """What survives a restart (`--storage.path`): each account's last good values, status and
-schedule, and each workspace's learned pace, so a restart neither blanks the graphs nor
-spends a platform window again.
+schedule, each workspace's learned pace, and its workspace reads' last values and next read
+times, so a restart neither blanks the graphs nor spends a platform window again.
 
 One JSON file, `state.json`, written atomically (a temporary file, fsync, rename) at most
 every SAVE_EVERY seconds when something changed, and once more at shutdown. It holds no
@@ -25,7 +25,19 @@ from exporter.clock import Clock, SystemClock
 from exporter.logs import FieldLogger
 from exporter.parse import Health, Snapshot
 from exporter.ratelimit import Budget
+from exporter.reads import WorkspaceRead
 from exporter.store import AccountState, StateStatus, Status, Store
+from exporter.workspace_answers import (
+    ANALYTICS,
+    DELIVERY_JOBS,
+    USAGE,
+    Analytics,
+    DeliveryJobs,
+    PlatformHealth,
+    PlatformPosts,
+    Usage,
+    WorkspaceFacts,
+)
 
 FORMAT_VERSION = 1
 STATE_FILE = "state.json"
@@ -45,6 +57,8 @@ class SavedWorkspace:
     base_url: str
     pace_requests_per_minute: float | None
     accounts: dict[str, dict[str, Any]]
+    # The workspace reads' values and times (encode_facts), if the file has them.
+    reads: dict[str, Any] | None = None
 
 
 class StateFile:
@@ -122,8 +136,12 @@ def _decode(payload: Any) -> dict[str | None, SavedWorkspace]:
         if not isinstance(accounts, dict) or not isinstance(entry["base_url"], str):
             raise ValueError("a workspace without accounts or base_url")
         pace = entry.get("pace_requests_per_minute")
+        reads = entry.get("reads")
         out[entry["name"]] = SavedWorkspace(
-            entry["base_url"], float(pace) if pace is not None else None, accounts
+            entry["base_url"],
+            float(pace) if pace is not None else None,
+            accounts,
+            reads if isinstance(reads, dict) else None,
         )
     return out
 
@@ -207,6 +225,75 @@ def restore(accounts: AccountSet, budget: Budget, saved: SavedWorkspace) -> int:
     return restored
 
 
+# -- the workspace reads ----------------------------------------------------------------------
+
+
+def encode_facts(facts: WorkspaceFacts) -> dict[str, Any]:
+    """What is kept of the workspace reads: their last good values, and each read's last
+    success and next read (Unix time); no counters."""
+    analytics = facts.analytics
+    return {
+        USAGE: None if facts.usage is None else facts.usage._asdict(),
+        DELIVERY_JOBS: None if facts.delivery_jobs is None else facts.delivery_jobs._asdict(),
+        ANALYTICS: None
+        if analytics is None
+        else {
+            "available": analytics.available,
+            "by_platform": [row._asdict() for row in analytics.by_platform],
+            "window_posts": analytics.window_posts,
+            "platforms": [entry._asdict() for entry in analytics.platforms],
+        },
+        "records": {
+            read: {"last_success": record.last_success, "next_read": record.next_read}
+            for read, record in facts.records.items()
+        },
+    }
+
+
+def _pairs(value: Any) -> tuple[tuple[str, float], ...]:
+    return tuple((str(name), float(count)) for name, count in value)
+
+
+def _decode_facts(saved: dict[str, Any], facts: WorkspaceFacts, reads: set[str]) -> None:
+    usage, jobs, analytics = saved.get(USAGE), saved.get(DELIVERY_JOBS), saved.get(ANALYTICS)
+    if USAGE in reads and usage is not None:
+        facts.usage = Usage(**{**usage, "posts": _pairs(usage["posts"])})
+    if DELIVERY_JOBS in reads and jobs is not None:
+        facts.delivery_jobs = DeliveryJobs(**jobs)
+    if ANALYTICS in reads and analytics is not None:
+        rows = tuple(
+            PlatformPosts(**{**row, "engagement": _pairs(row["engagement"])})
+            for row in analytics["by_platform"]
+        )
+        health = tuple(PlatformHealth(**entry) for entry in analytics["platforms"])
+        window = _pairs(analytics["window_posts"])
+        facts.analytics = Analytics(bool(analytics["available"]), rows, window, health)
+
+
+def restore_reads(reads: Sequence[WorkspaceRead[Any]], store: Store, saved: SavedWorkspace,
+                  clock: Clock) -> None:  # fmt: skip
+    """Before polling starts: the reads that are on get their last values back, and their
+    next read as the last process planned it (at once, if it was reading)."""
+    if saved.reads is None or not reads:
+        return
+    now, wall = clock.monotonic(), clock.wall()
+    on = {read.name for read in reads if read.interval() > 0}
+    try:
+        _decode_facts(saved.reads, store.facts, on)
+        records = saved.reads.get("records") or {}
+        for read in reads:
+            record = records.get(read.name) if read.name in on else None
+            if record is None:
+                continue
+            read.record.last_success = _number(record.get("last_success"))
+            next_read = _number(record.get("next_read"))
+            read.restored(now, now if next_read is None else now + (next_read - wall))
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        store.facts.usage = store.facts.delivery_jobs = store.facts.analytics = None
+        log.warning("the workspace reads' saved state is unusable; they start fresh",
+                    workspace=store.workspace, reason=str(exc)[:200])  # fmt: skip
+
+
 # -- saving -----------------------------------------------------------------------------------
 
 
@@ -279,7 +366,8 @@ class StateSaver:
         yield b'{"version": %d, "workspaces": [' % FORMAT_VERSION
         for index, store in enumerate(self.stores()):
             head = {"name": store.workspace, "base_url": self.base_urls(store),
-                    "pace_requests_per_minute": store.budget_requests_per_minute}  # fmt: skip
+                    "pace_requests_per_minute": store.budget_requests_per_minute,
+                    "reads": encode_facts(store.facts)}  # fmt: skip
             yield (b", " if index else b"") + json.dumps(head)[:-1].encode()
             yield b', "accounts": {'
             accounts = list(store.accounts.values())

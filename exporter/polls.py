@@ -15,7 +15,6 @@ from collections.abc import Container
 
 from tenacity import (
     AsyncRetrying,
-    RetryCallState,
     retry_if_result,
     stop_after_attempt,
     stop_when_event_set,
@@ -29,6 +28,7 @@ from exporter.logs import scrub
 from exporter.outcomes import (
     GOOD,
     INTERNAL,
+    RETRY_WAIT_MAX,
     answered,
     attempts_per_poll,
     is_transient,
@@ -39,10 +39,9 @@ from exporter.outcomes import (
 )
 from exporter.parse import ApiError, ErrorKind, Outcome, Snapshot, UpstreamFailure, classify
 from exporter.pollqueue import METRICS_DUE, LoopSleep
-from exporter.reads import AccountRead, ReadContext
+from exporter.reads import AccountRead, ReadContext, last_result
 from exporter.store import AccountState, pack, unpack
 
-RETRY_WAIT_MAX = 30.0
 # A retry that found the workspace paused for its key by the time its slot came: not sent.
 _KEY_REJECTED = ApiError("UNAUTHORIZED", ErrorKind.AUTH)
 
@@ -145,7 +144,7 @@ class MetricsPolls(AccountRead[Snapshot | UpstreamFailure]):
             wait=wait_random_exponential(multiplier=1, max=RETRY_WAIT_MAX),
             retry=retry_if_result(is_transient),
             sleep=self.context.clock.sleep,
-            retry_error_callback=_last_result,
+            retry_error_callback=last_result,
         )
         result: Outcome = await retrying(self._retry, account)
         return result
@@ -239,12 +238,6 @@ def _keep(account: AccountState, snapshot: Snapshot) -> None:
 
 _FETCHED_AT = Snapshot._fields.index("fetched_at")
 _COUNTS = [Snapshot._fields.index(name) for name in ("followers", "following", "posts")]
-
-
-def _last_result(state: RetryCallState) -> Outcome:
-    assert state.outcome is not None
-    result: Outcome = state.outcome.result()
-    return result
 
 
 __all__: list[str] = ["MetricsPolls"]

@@ -1,8 +1,10 @@
-"""Periodic reads of each account: the mechanism every kind of read shares.
+"""Periodic reads: the mechanism every kind of read shares, of each account (AccountRead)
+or of the workspace (WorkspaceRead).
 
 A read says what to call, how often, and what an answer changes; the scheduler takes a slot
 of the workspace's budget for it whenever one of its plans is due. A new kind of read is a
-subclass in a module of its own, plus its entry in `ACCOUNT_READS` (scheduler.py):
+subclass in a module of its own, plus its entry in `ACCOUNT_READS` or `WORKSPACE_READS`
+(scheduler.py):
 
     class HealthRead(AccountRead):
         name = "health"
@@ -26,17 +28,26 @@ import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_result,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 
 from exporter.client import RawResponse
 from exporter.clock import Clock
 from exporter.logs import FieldLogger
-from exporter.outcomes import INTERNAL
+from exporter.outcomes import ATTEMPTS, INTERNAL, MAX_BACKOFF_EXPONENT, RETRY_WAIT_MAX
 from exporter.parse import ApiError, ErrorKind
 from exporter.pollqueue import DueSlot, LoopSleep, PollQueue
 from exporter.ratelimit import Budget
 from exporter.schema import PollingConfig, WorkspaceConfig
 from exporter.store import AccountState, Store
+from exporter.workspace_answers import INVALID_VALUE, Parsed
 
 if TYPE_CHECKING:
     from exporter.accounts import Demand
@@ -51,6 +62,8 @@ class Client(Protocol):
     async def get_account_metrics(self, account_id: str) -> RawResponse: ...
 
     async def get_account_health(self, account_id: str) -> RawResponse: ...
+
+    async def get_workspace(self, endpoint: str) -> RawResponse: ...
 
 
 @dataclass
@@ -70,6 +83,8 @@ class ReadContext:
     # What a 401 or a 404 means for the account and the workspace, whatever read saw it:
     # the metrics polls' verdict (polls.MetricsPolls.apply_error), set once they exist.
     account_news: Callable[[AccountState, ApiError], None] = lambda account, error: None
+    # UniPost rejected the key on a read of the workspace: the workspace pauses (AuthPause).
+    key_rejected: Callable[[str], None] = lambda code: None
 
 
 class Plans(Protocol):
@@ -203,3 +218,218 @@ class AccountRead(ABC, Generic[A]):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+# -- reads of the workspace -----------------------------------------------------------------------
+
+
+class SinglePlan:
+    """The plan of a read with one item, the workspace: when it is next due (monotonic)."""
+
+    def __init__(self, item: str, sleep: LoopSleep) -> None:
+        self.item = item
+        self.sleep = sleep
+        self.due: float | None = None
+
+    def next_due(self) -> float | None:
+        return self.due
+
+    def pop(self) -> str:
+        self.due = None
+        return self.item
+
+    def plan(self, due: float) -> None:
+        self.due = due
+        if due < self.sleep.waiting_until:
+            self.sleep.wake()
+
+
+P = TypeVar("P")
+
+
+class WorkspaceRead(ABC, Generic[A]):
+    """One kind of periodic read of the whole workspace, at its own cadence.
+
+    Subclasses say how often (`interval`), what to call (`fetch`, whose requests after the
+    first take budget slots of their own through `request`) and what a good answer keeps
+    (`apply`). This class plans the read, runs it in a task, retries a transient failure
+    with the backoff the polls use, counts failures on the workspace's ReadRecord, pauses
+    the workspace on a 401, and plans the next read one interval after this one was sent.
+
+        class DeliveryJobsRead(WorkspaceRead[DeliveryJobs]):
+            name = "delivery_jobs"
+
+            def interval(self):
+                return self.context.polling.delivery_interval
+
+            async def fetch(self):
+                return await self.request("delivery_jobs", parse_delivery_jobs, first=True)
+
+            def apply(self, value):
+                self.context.store.facts.delivery_jobs = value
+    """
+
+    # The `read` label, as on unipost_workspace_read_errors_total.
+    name: ClassVar[str]
+    probes_key: ClassVar[bool] = False
+
+    def __init__(self, context: ReadContext, sleep: LoopSleep) -> None:
+        self.context = context
+        self.queue = SinglePlan(self.name, sleep)
+        self.inflight: asyncio.Task[None] | None = None
+        self.record = context.store.facts.record(self.name)
+
+    @abstractmethod
+    def interval(self) -> float:
+        """Seconds between two reads (0: the read is off)."""
+
+    @abstractmethod
+    async def fetch(self) -> A | ApiError:
+        """Send the read's requests and return what they found."""
+
+    @abstractmethod
+    def apply(self, value: A) -> None:
+        """Keep a good answer in the store's facts (the exposition shows them)."""
+
+    @abstractmethod
+    def forget(self) -> None:
+        """The read is off: drop what it kept, so its series go."""
+
+    def requests_per_read(self) -> int:
+        """The requests one read sends."""
+        return 1
+
+    def expected(self, error: ApiError) -> bool:
+        """Whether an error answer is one the read expects (not counted as a failure)."""
+        return False
+
+    def delay_after(self, outcome: A | ApiError) -> float:
+        """Seconds from this read to the next, before stretch and jitter."""
+        interval = self.interval()
+        if isinstance(outcome, ApiError) and self.record.consecutive_failures:
+            exponent = min(self.record.consecutive_failures - 1, MAX_BACKOFF_EXPONENT)
+            return max(interval, min(self.context.polling.max_backoff, interval * 2.0**exponent))
+        return interval
+
+    def cost(self) -> float:
+        """The requests a second this read takes from the budget in the long run."""
+        interval = self.interval()
+        return self.requests_per_read() / interval if interval > 0 else 0.0
+
+    # -- planning -------------------------------------------------------------------------------
+
+    def follow(self, now: float) -> None:
+        """Plan the first read, or stop reading, as the interval now says (a start, a reload)."""
+        interval = self.interval()
+        self.record.interval = interval
+        self.context.demand.count_read(self.name, self.cost())
+        if interval <= 0:
+            self.queue.due = self.record.next_read = None
+            self.forget()
+            self.record.errors.clear()
+            self.record.last_success = None
+        elif self.inflight is None:
+            due = self.queue.due
+            self.plan_at(now if due is None else min(due, now + interval))
+
+    def restored(self, now: float, due: float) -> None:
+        """After a restart: the next read as the last process planned it (never before now)."""
+        if self.interval() > 0 and self.inflight is None:
+            self.plan_at(max(now, due))
+
+    def plan_at(self, due: float) -> None:
+        """The next read at `due` (monotonic); the record keeps it as Unix time."""
+        self.queue.plan(due)
+        clock = self.context.clock
+        self.record.next_read = clock.wall() + (due - clock.monotonic())
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def dispatch(self, item_id: str, now: float) -> None:
+        """Read in a task of its own (one at a time)."""
+        if self.inflight is None:
+            self.record.next_read = None
+            self.inflight = asyncio.create_task(self._read(now), name=f"{self.name} read")
+
+    async def _read(self, sent: float) -> None:
+        outcome: A | ApiError
+        try:
+            outcome = await self.fetch()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.context.log.exception(f"{self.name} read failed unexpectedly")
+            outcome = ApiError(INTERNAL, ErrorKind.TRANSIENT)
+            self.record.count(INTERNAL)
+        finally:
+            self.inflight = None
+        if self.interval() <= 0:
+            return  # turned off meanwhile
+        record = self.record
+        if isinstance(outcome, ApiError):
+            record.consecutive_failures += 1
+            if outcome.kind is ErrorKind.AUTH:
+                self.context.key_rejected(outcome.code)
+            self.context.log.debug(f"{self.name} read failed", code=outcome.code,
+                                   http_status=outcome.http_status)  # fmt: skip
+        else:
+            record.consecutive_failures = 0
+            record.last_success = self.context.clock.wall()
+            self.apply(outcome)
+        record.interval = self.interval()
+        self.context.demand.count_read(self.name, self.cost())
+        delay = self.context.demand.stretched(self.delay_after(outcome))
+        self.plan_at(max(self.context.clock.monotonic(), sent + delay))
+
+    async def request(
+        self, endpoint: str, parse: Callable[[int, bytes], P | ApiError], first: bool = False
+    ) -> P | ApiError:
+        """One request of the read, retried while it fails transiently (each retry with a
+        budget slot of its own); `first`: the loop already took its slot."""
+        if not first:
+            await self.context.budget.acquire()
+        outcome = await self._attempt(endpoint, parse)
+        if not _transient(outcome):
+            return outcome
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(ATTEMPTS - 1),
+            wait=wait_random_exponential(multiplier=1, max=RETRY_WAIT_MAX),
+            retry=retry_if_result(_transient),
+            sleep=self.context.clock.sleep,
+            retry_error_callback=last_result,
+        )
+        result: P | ApiError = await retrying(self._retry, endpoint, parse)
+        return result
+
+    async def _retry(self, endpoint: str, parse: Callable[[int, bytes], P | ApiError]) -> Any:
+        await self.context.budget.acquire()
+        return await self._attempt(endpoint, parse)
+
+    async def _attempt(
+        self, endpoint: str, parse: Callable[[int, bytes], P | ApiError]
+    ) -> P | ApiError:
+        raw = await self.context.client.get_workspace(endpoint)
+        outcome = raw.read(parse)
+        self.context.budget.learn(raw, outcome)
+        if isinstance(outcome, ApiError) and not self.expected(outcome):
+            self.record.count(outcome.code)
+        elif isinstance(outcome, Parsed) and outcome.skipped:
+            self.record.count(INVALID_VALUE, outcome.skipped)
+        return outcome
+
+    async def stop(self) -> None:
+        """Cancel the read in flight (the scheduler stops)."""
+        task = self.inflight
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+def _transient(outcome: object) -> bool:
+    return isinstance(outcome, ApiError) and outcome.kind is ErrorKind.TRANSIENT
+
+
+def last_result(state: RetryCallState) -> Any:
+    """What the last attempt returned: tenacity's result when the retries ran out."""
+    assert state.outcome is not None
+    return state.outcome.result()

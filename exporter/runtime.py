@@ -22,7 +22,7 @@ from exporter.clock import Clock
 from exporter.discovery import Discoverer
 from exporter.logs import FieldLogger
 from exporter.options import Options
-from exporter.persistence import SavedWorkspace, StateFile, StateSaver, restore
+from exporter.persistence import SavedWorkspace, StateFile, StateSaver, restore, restore_reads
 from exporter.scheduler import Scheduler
 from exporter.schema import Config, UniPostConfig, WorkspaceConfig
 from exporter.store import ReloadStatus, StateStatus, Store
@@ -164,13 +164,14 @@ class Runtime:
     ) -> _Workspace:
         session, client = self._connect(workspace, store)
         scheduler = Scheduler(
-            workspace, self.config.polling, store, client, self.clock, owns=self.shard.owns
+            workspace, self.config.polling, store, client, self.clock, shard=self.shard
         )
         if saved is not None and saved.base_url != workspace.unipost.base_url:
             log.info("saved state dropped: the workspace's base_url changed",
                      workspace=workspace.name)  # fmt: skip
         elif saved is not None:
             count = restore(scheduler.accounts, scheduler.budget, saved)
+            restore_reads(scheduler.workspace_reads, store, saved, self.clock)
             log.info("state restored", workspace=workspace.name, accounts=count)
         unit = _Workspace(workspace, store, session, client, scheduler)
         unit.scheduler_task = asyncio.create_task(

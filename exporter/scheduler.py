@@ -25,12 +25,16 @@ from exporter.logs import FieldLogger
 from exporter.pollqueue import LoopSleep
 from exporter.polls import MetricsPolls
 from exporter.ratelimit import Budget
-from exporter.reads import AccountRead, Client, PeriodicRead, ReadContext
+from exporter.reads import AccountRead, Client, PeriodicRead, ReadContext, WorkspaceRead
 from exporter.schema import PollingConfig, WorkspaceConfig
+from exporter.sharding import Shard
 from exporter.store import Store
+from exporter.workspace_reads import workspace_reads
 
 # The reads of each account besides the metrics polls, in the order they take a due slot.
 ACCOUNT_READS: Sequence[Callable[[ReadContext, LoopSleep], AccountRead[Any]]] = (HealthRead,)
+# The reads of the workspace (by shard 0 only), built and wired together, in that order.
+WORKSPACE_READS: Callable[[ReadContext, LoopSleep], Sequence[WorkspaceRead[Any]]] = workspace_reads
 
 
 class Scheduler:
@@ -48,7 +52,7 @@ class Scheduler:
         client: Client,
         clock: Clock,
         rng: random.Random | None = None,
-        owns: Callable[[str], bool] = lambda account_id: True,
+        shard: Shard | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -69,15 +73,22 @@ class Scheduler:
             demand=Demand(workspace.unipost.requests_per_minute, store, self.log, rng),
         )
         self.sleep = LoopSleep(clock)
-        self.accounts = AccountSet(self.context, owns)
+        shard = shard or Shard()
+        self.accounts = AccountSet(self.context, shard.owns)
         self.auth = AuthPause(clock, polling.max_backoff, self.log, self.accounts.mark_unauthorized)
         self.polls = MetricsPolls(self.context, self.sleep, self.accounts, self.auth)
         self.context.account_news = self.polls.apply_error
+        self.context.key_rejected = lambda code: self.auth.rejected(code, probe=False)
         account_reads = [make(self.context, self.sleep) for make in ACCOUNT_READS]
+        # Shard 0 reads the workspace for every replica: no series or request is doubled.
+        self.workspace_reads = WORKSPACE_READS(self.context, self.sleep) if shard.index == 0 else []
         # Every read the loop gives slots to, in the order a due one takes a slot.
-        self.reads: list[PeriodicRead] = [self.polls, *account_reads]
+        self.reads: list[PeriodicRead] = [self.polls, *account_reads, *self.workspace_reads]
         self._probes = [read for read in self.reads if read.probes_key]
         self.accounts.start(self.polls, account_reads)
+        now = clock.monotonic()
+        for read in self.workspace_reads:
+            read.follow(now)
 
     @property
     def workspace(self) -> WorkspaceConfig:
@@ -156,6 +167,8 @@ class Scheduler:
         if workspace.unipost.api_key != old_key:
             self.auth.new_key()
         self.accounts.reconfigure(workspace, polling)
+        for read in self.workspace_reads:
+            read.follow(self.clock.monotonic())
         if client is not None:
             self.context.client = client
             self._forget_the_old_connection(new_address=workspace.unipost.base_url != old_url)

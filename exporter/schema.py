@@ -26,6 +26,10 @@ DEFAULT_MAX_BACKOFF = 6 * 3600.0
 # GET /v1/accounts/{id}/health reads UniPost's database only: no platform quota is spent.
 DEFAULT_HEALTH_INTERVAL = 3600.0
 DEFAULT_REFRESH_INTERVAL = 3600.0
+# The reads of the workspace (UniPost's database only). Analytics: UniPost refreshes hourly.
+DEFAULT_USAGE_INTERVAL = 300.0
+DEFAULT_DELIVERY_INTERVAL = 60.0
+DEFAULT_ANALYTICS_INTERVAL = 1800.0
 
 # Labels the exporter itself puts on per-account series; static labels may not reuse them.
 RESERVED_LABELS = frozenset(
@@ -56,6 +60,10 @@ class PollingConfig:
     max_backoff: float = DEFAULT_MAX_BACKOFF
     # How often each account's health is read; 0: never.
     health_interval: float = DEFAULT_HEALTH_INTERVAL
+    # How often the workspace's plan usage, publishing queue and analytics are read; 0: never.
+    usage_interval: float = DEFAULT_USAGE_INTERVAL
+    delivery_interval: float = DEFAULT_DELIVERY_INTERVAL
+    analytics_interval: float = DEFAULT_ANALYTICS_INTERVAL
 
     def floor_for(self, platform: str) -> float:
         """The shortest interval allowed for a platform (0 when it has none)."""

@@ -26,6 +26,7 @@ from exporter.runtime import Runtime, SessionFactory
 from exporter.schema import Config
 from exporter.sharding import Shard
 from exporter.store import ReloadStatus, StateStatus, Store, StoreSource
+from exporter.workspace_metrics import WorkspaceCollector
 
 log = FieldLogger("exporter.server")
 EXPOSITION = web.AppKey("exposition", FastExposition)
@@ -74,6 +75,7 @@ def _add_tail(
     reload: ReloadStatus | None,
     state: StateStatus | None = None,
 ) -> None:
+    registry.register(WorkspaceCollector(stores))
     registry.register(ApiCollector(stores, shard.index, shard.total, reload=reload, state=state))
     if with_process_metrics:
         ProcessCollector(registry=registry)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from exporter.parse import Health, RateLimitHeaders, Snapshot
 from exporter.schema import AccountConfig
+from exporter.workspace_answers import WorkspaceFacts
 
 if TYPE_CHECKING:
     from exporter.outcomes import Policy
@@ -284,6 +285,8 @@ class Store:
     listeners: list[StoreListener] = field(default_factory=list)
     # Failed GET /v1/accounts refreshes by code, exported with account_id="".
     discovery_errors: dict[str, int] = field(default_factory=dict)
+    # What the reads of the workspace found (plan usage, the delivery queue, analytics).
+    facts: WorkspaceFacts = field(default_factory=WorkspaceFacts)
 
     @property
     def workspace_labels(self) -> dict[str, str]:

@@ -36,8 +36,9 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from exporter import platforms
-from exporter.client import RawResponse
+from exporter.client import WORKSPACE_PATHS, RawResponse
 from exporter.clock import Clock
+from exporter.simulator import demo_scenario
 from exporter.simulator import model as simulated
 from exporter.simulator.model import error_body, metrics_data
 
@@ -355,6 +356,12 @@ class FakeUniPost:
         self._polls = array("l")
         self._last_poll = array("d")
         self.huge_sends: list[int] = []  # bytes each 50 MB answer got out before a hang-up
+        # The workspace reads (usage, the delivery queue, analytics): the simulator's answers
+        # for the demo's accounts (set `workspace.plan` to change the plan), or, for an
+        # endpoint label of client.WORKSPACE_PATHS in `workspace_replies`, that Reply.
+        self.workspace = simulated.SimulatedWorkspace(demo_scenario())
+        self.workspace_replies: dict[str, Reply] = {}
+        self.workspace_reads: list[tuple[float, str]] = []  # (time, endpoint label)
         self.port = free_port()
         self._runner: web.AppRunner | None = None
 
@@ -391,6 +398,8 @@ class FakeUniPost:
         app.router.add_get("/v1/accounts", self._list_http)
         app.router.add_get("/v1/accounts/{account_id}/metrics", self._metrics_http)
         app.router.add_get("/v1/accounts/{account_id}/health", self._health_http)
+        for endpoint, path in WORKSPACE_PATHS.items():
+            app.router.add_get(path, self._workspace_http(endpoint))
         app.router.add_get("/stats", self._stats)
         app.router.add_get("/arrivals", self._arrivals)
         # The benchmarks' naive baseline: the same answer, outside the key check, the limiter
@@ -427,6 +436,39 @@ class FakeUniPost:
         account_id = request.match_info["account_id"]
         seen = Seen(loop_time(), account_id, request.path, request.headers)
         return send(self._answer(seen, limited=False) or self.health_script(account_id))
+
+    def _workspace_http(self, endpoint: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handler(request: web.Request) -> web.Response:
+            reply = self.workspace_reply(endpoint, request.headers, loop_time())
+            if reply.no_answer is not None:
+                assert request.transport is not None
+                request.transport.abort()
+            return send(reply)
+
+        return handler
+
+    def workspace_reply(self, endpoint: str, headers: Mapping[str, str], now: float) -> Reply:
+        """The answer to a workspace read, by its endpoint label (client.WORKSPACE_PATHS)."""
+        self.workspace_reads.append((now, endpoint))
+        if headers.get("Authorization") != f"Bearer {self.api_key}":
+            return error(401, "UNAUTHORIZED", "Invalid or missing API key")
+        if endpoint in self.workspace_replies:
+            return self.workspace_replies[endpoint]
+        model = self.workspace
+        try:
+            if endpoint == "usage":
+                data = model.usage()
+            elif endpoint == "delivery_jobs":
+                data = model.delivery_summary()
+            else:
+                data = model.analytics(endpoint.removeprefix("analytics_").replace("_", "-"))
+        except simulated.ApiFailure as exc:
+            return error(exc.status, exc.code, exc.message)
+        return Reply(body={"data": data, "request_id": "req_1"})
+
+    def workspace_requests(self, endpoint: str) -> int:
+        """How many reads of this endpoint label the fake answered."""
+        return sum(1 for _, seen in self.workspace_reads if seen == endpoint)
 
     async def _unlimited(self, request: web.Request) -> web.StreamResponse:
         return send(self.script(request.match_info["account_id"]))
@@ -537,7 +579,7 @@ class FakeUniPost:
 
 
 class InMemoryClient:
-    """Implements the client's two calls on the fake, in the injected clock's time."""
+    """Implements the client's calls on the fake, in the injected clock's time."""
 
     def __init__(self, fake: FakeUniPost, clock: Clock, latency: float) -> None:
         self.fake = fake
@@ -566,6 +608,13 @@ class InMemoryClient:
         headers = {"Authorization": f"Bearer {self.fake.api_key}"}
         path = f"/v1/accounts/{account_id}/{endpoint}"
         return self.fake._answer(Seen(self.clock.monotonic(), account_id, path, headers), limited)
+
+    async def get_workspace(self, endpoint: str) -> RawResponse:
+        headers = {"Authorization": f"Bearer {self.fake.api_key}"}
+        reply = self.fake.workspace_reply(endpoint, headers, self.clock.monotonic())
+        if reply.delay:
+            await self.clock.sleep(reply.delay)
+        return reply.as_raw_response()
 
     async def list_accounts(self, platform: str | None = None) -> RawResponse:
         self.calls.append((self.clock.monotonic(), f"list {platform}"))

@@ -230,9 +230,11 @@ def make_config(
     floors: dict[str, str] | None = None,
     max_backoff: str = "6h",
     health_interval: str = "0s",
+    workspace_interval: str = "0s",
 ) -> Config:
     """A single-workspace config for these accounts (IDs or account mappings); health reads
-    are off unless asked for."""
+    and the workspace reads (usage, delivery jobs, analytics: `workspace_interval`) are off
+    unless asked for."""
     accounts = [a if isinstance(a, dict) else {"id": a} for a in account_ids]
     raw = {
         "unipost": {"api_key": "up_test_x", "requests_per_minute": requests_per_minute},
@@ -241,6 +243,9 @@ def make_config(
             "platform_intervals": floors or {},
             "max_backoff": max_backoff,
             "health_interval": health_interval,
+            "usage_interval": workspace_interval,
+            "delivery_interval": workspace_interval,
+            "analytics_interval": workspace_interval,
         },
         "accounts": accounts,
     }

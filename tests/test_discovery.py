@@ -157,6 +157,12 @@ async def test_refreshes_spend_the_budget_and_retry_sooner_after_a_failure() -> 
             {
                 "unipost": {"api_key": "k", "requests_per_minute": 60},
                 "discovery": {"enabled": True, "refresh_interval": "1h"},
+                # Only the listing and the accounts' polls take slots here.
+                "polling": {
+                    "usage_interval": "0s",
+                    "delivery_interval": "0s",
+                    "analytics_interval": "0s",
+                },
             }
         ),
         {},

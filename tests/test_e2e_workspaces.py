@@ -174,6 +174,12 @@ API_WIDE = (
     "unipost_api_ratelimit_",
     "unipost_exporter_budget_requests_per_minute",
     "unipost_exporter_interval_stretch_factor",
+    # The workspace reads' series.
+    "unipost_plan_",
+    "unipost_usage_",
+    "unipost_delivery_jobs",
+    "unipost_analytics_",
+    "unipost_workspace_read_",
 )
 
 

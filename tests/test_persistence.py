@@ -17,6 +17,7 @@ import yaml
 from exporter.config import parse_config
 from exporter.persistence import STATE_FILE, StateFile, StateSaver, restore
 from exporter.scheduler import Scheduler
+from exporter.sharding import Shard
 from exporter.store import StateStatus, Store
 from tests.fake_unipost import API_KEY, FakeUniPost, Reply, snapshot, zero_filled
 from tests.helpers import (
@@ -102,7 +103,7 @@ async def test_what_a_changed_config_no_longer_has_is_dropped(tmp_path: Path) ->
         Store(),
         FakeUniPost().client(FakeClock()),
         FakeClock(),
-        owns=lambda account_id: account_id != "sa_twitter_2",
+        shard=_AllBut(),
     )
     restore(sharded.accounts, sharded.budget, workspace)
     assert "sa_twitter_1" in sharded.store.accounts
@@ -288,3 +289,10 @@ async def exporter(args: list[str]) -> Exporter:
     process = Process(proc, port)
     await process.wait_ready()
     return Exporter(proc, port)
+
+
+class _AllBut(Shard):
+    """A shard that owns every account but sa_twitter_2."""
+
+    def owns(self, account_id: str) -> bool:
+        return account_id != "sa_twitter_2"
