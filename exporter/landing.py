@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from exporter import __version__
+from exporter.landing_workspace import render_workspaces
 from exporter.parse import Snapshot
 from exporter.store import AccountState, Status, Store
 
@@ -100,6 +101,7 @@ This page refreshes every {REFRESH_SECONDS} seconds.</p>
 <p>Values come from background polls of UniPost; a scrape never calls UniPost. A count a
 platform does not provide (YouTube's following, a channel's hidden subscribers, Threads'
 following and posts) is absent from /metrics, never 0; its cell says why.</p>
+{render_workspaces(stores, now, _when)}
 <h2>Accounts: {len(accounts)}</h2>
 <p>{_e(summary_text) or "No accounts yet."}</p>
 <p>{_pager(page, pages)}Those that need attention first.</p>

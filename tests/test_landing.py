@@ -15,6 +15,7 @@ import pytest
 from exporter import landing
 from exporter.parse import Snapshot
 from exporter.store import Status, Store
+from exporter.workspace_answers import Analytics, DeliveryJobs, Usage
 from tests.helpers import account_state, finish, fixed_store, free_port, require_binary, spawn
 
 NOW = 1_777_401_600.0
@@ -52,7 +53,11 @@ async def test_the_demo_page_in_a_real_browser(tmp_path: Path) -> None:
                     async with session.get(f"{base}/") as response:
                         page = await response.text()
                     # Every account has been polled once, the throttled one has backed off.
-                    if "Not polled yet" not in page and "UPSTREAM_RATE_LIMITED" in page:
+                    if (
+                        "Not polled yet" not in page
+                        and "UPSTREAM_RATE_LIMITED" in page
+                        and "not read yet" not in page
+                    ):
                         break
                 except aiohttp.ClientError:
                     pass
@@ -78,6 +83,13 @@ async def test_the_demo_page_in_a_real_browser(tmp_path: Path) -> None:
         "The platform refuses this account's lookups (its tier or scopes)",
         "Reconnect the account in UniPost (credentials or scopes).",
         "UniPost has no metrics for this platform; nothing to do.",
+        # The workspace block: the plan against its limit, the queue, analytics.
+        "Workspace",
+        "basic:",
+        "of 2,500 this month",
+        "1 dead (dead jobs failed for good: retry or dismiss them)",
+        "available:",
+        "posts in the last 30 days",
     ):
         assert words in text, words
     # Times as a person says them.
@@ -108,6 +120,28 @@ def test_everything_is_escaped() -> None:
     page, _ = landing.render([fixed_store()], NOW, 0.0)
     assert 'sa_odd"\\\nid' not in page and "Studio &quot;Alex&quot;" in page
     assert "<script" not in landing.render([_hostile()], NOW, 0.0)[0]
+
+
+def test_the_workspace_block_says_what_the_plan_allows() -> None:
+    store = Store()
+    facts = store.facts
+    for read, interval in (("usage", 300.0), ("delivery_jobs", 60.0), ("analytics", 21600.0)):
+        record = facts.record(read)
+        record.interval, record.last_success, record.next_read = interval, NOW - 120, NOW + 60
+    facts.usage = Usage("free", 100.0, (("published", 96.0), ("scheduled", 4.0)), NOW + 86400 * 3,
+                        scheduling_allowed=False)  # fmt: skip
+    facts.delivery_jobs = DeliveryJobs(2, 0, 1, 0, 5)
+    facts.analytics = Analytics(available=False)
+    facts.record("delivery_jobs").consecutive_failures = 2
+    page, _ = landing.render([store], NOW, 0.0)
+    text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
+    assert "free: 96 published + 4 scheduled of 100 this month (100%); resets in 3 days" in text
+    assert "Scheduling is blocked" in text
+    assert "2 pending, 0 running, 1 retrying, 0 dead; 5 recovered today" in text
+    assert "2 min ago (2 failed since)" in text
+    assert "analytics needs a paid UniPost plan" in text
+    # No block where no read is on (shard 1 of a sharded exporter).
+    assert "Workspace" not in landing.render([fixed_store()], NOW, 0.0)[0]
 
 
 def _hostile() -> Store:
