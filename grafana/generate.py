@@ -15,10 +15,15 @@ from grafana_foundation_sdk.builders.prometheus import Dataquery
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models.dashboard import (
+    DashboardSpecialValueMapOptions,
     DataSourceRef,
     DataTransformerConfig,
+    SpecialValueMap,
+    SpecialValueMatch,
     Threshold,
     ThresholdsMode,
+    ValueMap,
+    ValueMappingResult,
     VariableOption,
     VariableRefresh,
     VariableSort,
@@ -650,9 +655,319 @@ def account() -> dash.Dashboard:
     )
 
 
+# -- the workspace: plan usage, the publishing queue, engagement by platform ---------------------
+
+WS_ONLY = f"{{{WS}}}"
+PLATFORM_SEL = f'{WS}, platform=~"$platform"'
+NOT_PROVIDED = "not provided"
+# A cell with no value (a counter the platform does not provide) says so, never 0.
+ABSENT_IS_NOT_PROVIDED = SpecialValueMap(
+    DashboardSpecialValueMapOptions(SpecialValueMatch.NULL, ValueMappingResult(NOT_PROVIDED))
+)
+USED = f'sum without (state) (unipost_usage_posts{{{WS}, state=~"published|scheduled"}})'
+
+
+def workspace_variables() -> list[Any]:
+    return [
+        dash.DatasourceVariable("datasource").label("Data source").type("prometheus"),
+        dash.QueryVariable("workspace")
+        .label("Workspace")
+        .description(
+            "The exporter config's workspaces (several-workspaces form); All when it has one."
+        )
+        .datasource(DATASOURCE)
+        .query("label_values(unipost_workspace_read_interval_seconds, workspace)")
+        .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(VariableSort.ALPHABETICAL_ASC)
+        .multi(True)
+        .include_all(True)
+        .all_value(".*")
+        .current(VariableOption(selected=True, text="All", value="$__all")),
+        dash.QueryVariable("platform")
+        .label("Platform")
+        .description("Platforms with posts in UniPost's analytics window.")
+        .datasource(DATASOURCE)
+        .query(f"label_values(unipost_analytics_posts{{{WS}}}, platform)")
+        .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(VariableSort.ALPHABETICAL_ASC)
+        .multi(True)
+        .include_all(True)
+        .all_value(".*"),
+    ]
+
+
+def workspace() -> dash.Dashboard:
+    """The workspace: usage against the plan's limit, the delivery queue, engagement."""
+    board = (
+        dash.Dashboard("UniPost / Workspace")
+        .uid("unipost-workspace")
+        .description(
+            "The UniPost workspace: this month's posts against the plan's limit, the "
+            "publishing queue, and engagement by platform over the last 30 days' posts."
+        )
+        .tags(["unipost", "unipost-exporter"])
+        .refresh("1m")
+        .time("now-7d", "now")
+        .timezone("browser")
+        .editable()
+    )
+    for variable in workspace_variables():
+        board = board.with_variable(variable)
+    return (
+        board.with_row(dash.Row("Plan usage"))
+        .with_panel(
+            big_number(
+                "Plan",
+                "The workspace's UniPost plan (GET /v1/usage).",
+                "short",
+                [(f"unipost_plan_info{WS_ONLY}", "{{plan}}")],
+                width=4,
+                height=5,
+            )
+            .text_mode(common.BigValueTextMode.NAME)
+            .no_value(NOT_PROVIDED)
+        )
+        .with_panel(
+            big_number(
+                "Share of the monthly limit",
+                "Published plus scheduled posts this month over the plan's post limit. An "
+                "unlimited plan (team, enterprise) has no limit: no value.",
+                "percentunit",
+                [(f"{USED} / unipost_plan_post_limit{WS_ONLY}", "")],
+                limits=thresholds((None, "green"), (0.8, "yellow"), (1, "red")),
+                width=4,
+                height=5,
+            ).no_value("no limit")
+        )
+        .with_panel(
+            big_number(
+                "Month resets in",
+                "Time until this month's usage resets (resets_at: the first of the next "
+                "month, UTC).",
+                "s",
+                [(f"unipost_usage_period_end_timestamp_seconds{WS_ONLY} - time()", "")],
+                width=4,
+                height=5,
+            ).no_value(NOT_PROVIDED)
+        )
+        .with_panel(
+            big_number(
+                "Scheduling",
+                "Whether UniPost lets the workspace schedule more posts this month "
+                "(scheduling_allowed; only the api, basic and growth plans are ever blocked).",
+                "short",
+                [(f"unipost_usage_scheduling_allowed{WS_ONLY}", "")],
+                limits=thresholds((None, "red"), (1, "green")),
+                width=4,
+                height=5,
+            )
+            .mappings(
+                [ValueMap({"0": ValueMappingResult("blocked"), "1": ValueMappingResult("allowed")})]
+            )
+            .no_value(NOT_PROVIDED)
+        )
+        .with_panel(
+            big_number(
+                "Analytics",
+                "Whether the plan includes analytics (UniPost answers 402 on the free plan; "
+                "the exporter then asks again every 6 hours and when the plan changes).",
+                "short",
+                [(f"unipost_analytics_available{WS_ONLY}", "")],
+                limits=thresholds((None, "yellow"), (1, "green")),
+                width=8,
+                height=5,
+            )
+            .mappings(
+                [
+                    ValueMap(
+                        {
+                            "0": ValueMappingResult("needs a paid plan"),
+                            "1": ValueMappingResult("available"),
+                        }
+                    )
+                ]
+            )
+            .no_value(NOT_PROVIDED)
+        )
+        .with_panel(
+            series(
+                "Posts this month against the limit",
+                "Published, scheduled and quota-held posts this UTC month, the plan's limit "
+                "and its 80% (UniPostPlanLimitNear). The counts fall to 0 when the month "
+                "resets.",
+                "short",
+                [
+                    (f"unipost_usage_posts{WS_ONLY}", "{{state}}"),
+                    (f"unipost_plan_post_limit{WS_ONLY}", "limit"),
+                    (f"0.8 * unipost_plan_post_limit{WS_ONLY}", "80% of the limit"),
+                ],
+                width=24,
+            )
+        )
+        .with_row(dash.Row("Publishing queue"))
+        .with_panel(
+            series(
+                "Delivery jobs by state",
+                "UniPost's publishing queue: pending, running, retrying and dead jobs "
+                "(dead: failed for good, until retried or dismissed).",
+                "short",
+                [(f"unipost_delivery_jobs{WS_ONLY}", "{{state}}")],
+                width=16,
+            )
+        )
+        .with_panel(
+            big_number(
+                "Dead jobs",
+                "Delivery jobs that failed for good: their posts did not reach the platform.",
+                "short",
+                [(f'unipost_delivery_jobs{{{WS}, state="dead"}}', "")],
+                limits=thresholds((None, "green"), (1, "red")),
+                width=4,
+            ).no_value(NOT_PROVIDED)
+        )
+        .with_panel(
+            big_number(
+                "Recovered today",
+                "Jobs that failed and then succeeded on a retry today.",
+                "short",
+                [(f"unipost_delivery_jobs_recovered_today{WS_ONLY}", "")],
+                width=4,
+            ).no_value(NOT_PROVIDED)
+        )
+        .with_row(dash.Row("Engagement by platform (posts created in the last 30 days)"))
+        .with_panel(
+            instant_table(
+                "Engagement by platform",
+                "Latest lifetime counters of the window's posts. A counter the platform "
+                "does not provide reads 'not provided', never 0: Instagram has no "
+                "impressions, only X, Threads and Pinterest do.",
+                "short",
+                [(f"unipost_analytics_engagement{{{PLATFORM_SEL}}}", "")],
+                "value",
+            )
+            .with_transformation(
+                DataTransformerConfig(
+                    id_val="groupingToMatrix",
+                    options={
+                        "rowField": "platform",
+                        "columnField": "metric",
+                        "valueField": "value",
+                        "emptyValue": "null",
+                    },
+                )
+            )
+            .mappings([ABSENT_IS_NOT_PROVIDED])
+            .span(24)
+        )
+        .with_panel(
+            series(
+                "Impressions by platform",
+                "Impressions of the window's posts, where the platform provides them (X, "
+                "Threads, Pinterest). A dip that recovers within hours is UniPost writing "
+                "zeros over a post after a platform error, not lost reach.",
+                "short",
+                [
+                    (
+                        f'unipost_analytics_engagement{{{PLATFORM_SEL}, metric="impressions"}}',
+                        "{{platform}}",
+                    )
+                ],
+            ).no_value(NOT_PROVIDED)
+        )
+        .with_panel(
+            series(
+                "Engagement rate where impressions are provided",
+                "Interactions the platform provides over its impressions "
+                "(platform:unipost_analytics_engagement_rate:ratio). UniPost's own rate "
+                "divides every platform's interactions by three platforms' impressions.",
+                "percentunit",
+                [
+                    (
+                        f"platform:unipost_analytics_engagement_rate:ratio{{{PLATFORM_SEL}}}",
+                        "{{platform}}",
+                    )
+                ],
+            ).no_value(NOT_PROVIDED)
+        )
+        .with_panel(
+            series(
+                "Posts by platform",
+                "Posts created in the last 30 days with results on each platform, and the "
+                "window's posts by status.",
+                "short",
+                [
+                    (f"unipost_analytics_posts{{{PLATFORM_SEL}}}", "{{platform}}"),
+                    (f"unipost_analytics_window_posts{WS_ONLY}", "all platforms: {{status}}"),
+                ],
+            )
+        )
+        .with_panel(
+            instant_table(
+                "Analytics health by platform",
+                "UniPost's analytics health per platform: ready, pending (no data yet), "
+                "degraded (fetches fail), needs_reconnect, partial_reconnect_required, "
+                "not_connected.",
+                "short",
+                [(f"unipost_analytics_platform_health{{{WS}}} == 1", "")],
+                "current",
+            )
+        )
+        .with_panel(
+            instant_table(
+                "Since UniPost's last analytics fetch",
+                "Time since UniPost last fetched each platform's post counters (it refreshes "
+                "hourly, 200 posts a run); absent when it never did.",
+                "s",
+                [(f"time() - unipost_analytics_last_fetch_timestamp_seconds{{{WS}}}", "")],
+                "since last fetch",
+                limits=thresholds((None, "green"), (7200, "yellow"), (86400, "red")),
+            )
+        )
+        .with_row(dash.Row("Reads"))
+        .with_panel(
+            series(
+                "Workspace reads: requests and errors",
+                "Requests the exporter sent for the workspace reads, and their failures by "
+                "code (unipost_workspace_read_errors_total).",
+                "reqps",
+                [
+                    (
+                        "sum by (endpoint) (rate(unipost_api_requests_total"
+                        f'{{{WS}, endpoint=~"usage|delivery_jobs|analytics_.*"}}'
+                        "[$__rate_interval]))",
+                        "{{endpoint}}",
+                    ),
+                    (
+                        "sum by (read, code) (rate(unipost_workspace_read_errors_total"
+                        f"{WS_ONLY}[$__rate_interval]))",
+                        "{{read}} error {{code}}",
+                    ),
+                ],
+            )
+        )
+        .with_panel(
+            instant_table(
+                "Since each read's last success",
+                "Time since each workspace read last succeeded; UniPostWorkspaceReadStale "
+                "fires at three of its intervals.",
+                "s",
+                [
+                    (
+                        f"time() - unipost_workspace_read_last_success_timestamp_seconds{WS_ONLY}",
+                        "{{read}}",
+                    )
+                ],
+                "since last success",
+                limits=thresholds((None, "green"), (1800, "yellow"), (7200, "red")),
+            )
+        )
+    )
+
+
 BOARDS: dict[str, Callable[[], dash.Dashboard]] = {
     "overview.json": overview,
     "account.json": account,
+    "workspace.json": workspace,
 }
 
 

@@ -65,6 +65,7 @@ def test_template_variables() -> None:
     assert names == {
         "account.json": ["datasource", "workspace", "platform", "team", "account"],
         "overview.json": ["datasource", "workspace", "platform", "team"],
+        "workspace.json": ["datasource", "workspace", "platform"],
     }
     account = boards["account.json"]["templating"]["list"][4]
     assert "unipost_account_info" in account["query"]

@@ -132,7 +132,7 @@ async def test_rules_dashboards_and_alerts_against_a_real_prometheus(
     # Every rule is loaded and healthy.
     groups = (await prometheus.api("rules"))["groups"]
     rules = [rule for group in groups for rule in group["rules"]]
-    assert len(rules) == 19
+    assert len(rules) == 25
     for rule in rules:
         assert (rule["health"], rule.get("lastError", "")) == ("ok", ""), rule["name"]
 
@@ -182,3 +182,14 @@ async def test_rules_dashboards_and_alerts_against_a_real_prometheus(
         "UniPostAccountTokenExpiringSoon": {"sa_youtube_channel"},
         "UniPostAccountTokenExpired": {"sa_twitter_legacy"},
     }
+
+    # The workspace: the demo's dead delivery job is alerted, and the engagement rate is
+    # recorded only where the platform provides impressions (X and Threads in the demo).
+    async def dead_job_alert() -> list[Any]:
+        alerts = (await prometheus.api("alerts"))["alerts"]
+        return [a for a in alerts if a["labels"]["alertname"] == "UniPostDeliveryJobsDead"]
+
+    await wait_for(prometheus, "the dead delivery job alert", dead_job_alert)
+    rates = await prometheus.query("platform:unipost_analytics_engagement_rate:ratio")
+    assert {r["metric"]["platform"] for r in rates} == {"twitter", "threads"}
+    assert all(0 < float(r["value"][1]) < 1 for r in rates)
