@@ -362,6 +362,7 @@ class FakeUniPost:
         self.workspace = simulated.SimulatedWorkspace(demo_scenario())
         self.workspace_replies: dict[str, Reply] = {}
         self.workspace_reads: list[tuple[float, str]] = []  # (time, endpoint label)
+        self.unexpected: list[str] = []  # "METHOD /path" of requests no route expects
         self.port = free_port()
         self._runner: web.AppRunner | None = None
 
@@ -405,6 +406,9 @@ class FakeUniPost:
         # The benchmarks' naive baseline: the same answer, outside the key check, the limiter
         # and the records.
         app.router.add_get("/unlimited/v1/accounts/{account_id}/metrics", self._unlimited)
+        # Anything else: a path the exporter must never call (e.g. GET /v1/posts/{id}/analytics
+        # or POST /v1/analytics/refresh, which make UniPost spend platform quota).
+        app.router.add_route("*", "/{path:.*}", self._unexpected)
         self._runner = web.AppRunner(
             app, handle_signals=False, access_log=None, shutdown_timeout=0.1
         )
@@ -469,6 +473,10 @@ class FakeUniPost:
     def workspace_requests(self, endpoint: str) -> int:
         """How many reads of this endpoint label the fake answered."""
         return sum(1 for _, seen in self.workspace_reads if seen == endpoint)
+
+    async def _unexpected(self, request: web.Request) -> web.Response:
+        self.unexpected.append(f"{request.method} {request.path}")
+        return send(error(404, "NOT_FOUND", "Not found"))
 
     async def _unlimited(self, request: web.Request) -> web.StreamResponse:
         return send(self.script(request.match_info["account_id"]))

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -227,11 +228,15 @@ async def test_a_restart_serves_the_last_values_and_spends_no_platform_window(
         first = await exporter(args)
         try:
             await first.until(lambda s: value(s, "unipost_account_followers",
-                                              account_id="sa_twitter_x") == 777)  # fmt: skip
+                                              account_id="sa_twitter_x") == 777
+                              and value(s, "unipost_analytics_available") == 1)  # fmt: skip
         finally:
             code, _ = await finish(first.proc)
         assert code == 0
         (x_lookup,) = fake.request_times("sa_twitter_x")
+        # The workspace reads ran once each (usage, the queue, three analytics reports).
+        reads = sorted(endpoint for _, endpoint in fake.workspace_reads)
+        assert len(reads) == 5
         if garbage:
             (tmp_path / "state" / STATE_FILE).write_bytes(b"\x00garbage{")
         second = await exporter(args)
@@ -251,9 +256,18 @@ async def test_a_restart_serves_the_last_values_and_spends_no_platform_window(
             )
             assert last_success == 1795773600.5
             assert value(samples, "unipost_exporter_state_save_failures_total") == 0
+            # The workspace reads' last values too, with their true last success, and their
+            # next reads as planned (the queue's a minute after the first process read it).
+            assert value(samples, "unipost_plan_info", plan="basic") == 1
+            assert value(samples, "unipost_delivery_jobs", state="dead") == 1
+            assert value(samples, "unipost_analytics_available") == 1
+            restored = value(samples, "unipost_workspace_read_last_success_timestamp_seconds",
+                             read="usage")  # fmt: skip
+            assert restored is not None and restored < time.time() - 0.5
             # No request for X inside its window; one after it.
             while asyncio.get_running_loop().time() < x_lookup + WINDOW - 1:
                 assert fake.requested("sa_twitter_x") == 1
+                assert len(fake.workspace_reads) == len(reads), "no read before its time"
                 await asyncio.sleep(0.5)
             await second.until(lambda s: fake.requested("sa_twitter_x") == 2, seconds=10)
             (_, again) = fake.request_times("sa_twitter_x")
