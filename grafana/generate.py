@@ -143,22 +143,29 @@ def instant_table(
     )
 
 
-def variables(with_account: bool) -> list[Any]:
-    out: list[Any] = [
-        dash.DatasourceVariable("datasource").label("Data source").type("prometheus"),
+def workspace_variable(metric: str) -> dash.QueryVariable:
+    """The workspaces that `metric` has series of (All when the config has one)."""
+    return (
         dash.QueryVariable("workspace")
         .label("Workspace")
         .description(
             "The exporter config's workspaces (several-workspaces form); All when it has one."
         )
         .datasource(DATASOURCE)
-        .query("label_values(unipost_account_info, workspace)")
+        .query(f"label_values({metric}, workspace)")
         .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
         .sort(VariableSort.ALPHABETICAL_ASC)
         .multi(True)
         .include_all(True)
         .all_value(".*")
-        .current(VariableOption(selected=True, text="All", value="$__all")),
+        .current(VariableOption(selected=True, text="All", value="$__all"))
+    )
+
+
+def variables(with_account: bool) -> list[Any]:
+    out: list[Any] = [
+        dash.DatasourceVariable("datasource").label("Data source").type("prometheus"),
+        workspace_variable("unipost_account_info"),
         dash.QueryVariable("platform")
         .label("Platform")
         .datasource(DATASOURCE)
@@ -195,7 +202,10 @@ def variables(with_account: bool) -> list[Any]:
     return out
 
 
-def base(uid: str, title: str, description: str, with_account: bool) -> dash.Dashboard:
+def base(
+    uid: str, title: str, description: str, with_account: bool = False, chosen: Any = None
+) -> dash.Dashboard:
+    """A dashboard's header, with the account variables (or the `chosen` ones)."""
     board = (
         dash.Dashboard(title)
         .uid(uid)
@@ -206,7 +216,7 @@ def base(uid: str, title: str, description: str, with_account: bool) -> dash.Das
         .timezone("browser")
         .editable()
     )
-    for variable in variables(with_account):
+    for variable in chosen if chosen is not None else variables(with_account):
         board = board.with_variable(variable)
     return board
 
@@ -670,19 +680,7 @@ USED = f'sum without (state) (unipost_usage_posts{{{WS}, state=~"published|sched
 def workspace_variables() -> list[Any]:
     return [
         dash.DatasourceVariable("datasource").label("Data source").type("prometheus"),
-        dash.QueryVariable("workspace")
-        .label("Workspace")
-        .description(
-            "The exporter config's workspaces (several-workspaces form); All when it has one."
-        )
-        .datasource(DATASOURCE)
-        .query("label_values(unipost_workspace_read_interval_seconds, workspace)")
-        .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
-        .sort(VariableSort.ALPHABETICAL_ASC)
-        .multi(True)
-        .include_all(True)
-        .all_value(".*")
-        .current(VariableOption(selected=True, text="All", value="$__all")),
+        workspace_variable("unipost_workspace_read_interval_seconds"),
         dash.QueryVariable("platform")
         .label("Platform")
         .description("Platforms with posts in UniPost's analytics window.")
@@ -696,23 +694,34 @@ def workspace_variables() -> list[Any]:
     ]
 
 
+def yes_or_no(
+    title: str, description: str, expr: str, words: tuple[str, str], no_color: str
+) -> Panel:
+    """A stat of a 0-or-1 gauge, read as words (`words`: for 0, for 1)."""
+    return (
+        big_number(
+            title,
+            description,
+            "short",
+            [(expr, "")],
+            limits=thresholds((None, no_color), (1, "green")),
+            width=4,
+            height=5,
+        )
+        .mappings([ValueMap({str(n): ValueMappingResult(word) for n, word in enumerate(words)})])
+        .no_value(NOT_PROVIDED)
+    )
+
+
 def workspace() -> dash.Dashboard:
     """The workspace: usage against the plan's limit, the delivery queue, engagement."""
-    board = (
-        dash.Dashboard("UniPost / Workspace")
-        .uid("unipost-workspace")
-        .description(
-            "The UniPost workspace: this month's posts against the plan's limit, the "
-            "publishing queue, and engagement by platform over the last 30 days' posts."
-        )
-        .tags(["unipost", "unipost-exporter"])
-        .refresh("1m")
-        .time("now-7d", "now")
-        .timezone("browser")
-        .editable()
+    board = base(
+        "unipost-workspace",
+        "UniPost / Workspace",
+        "The UniPost workspace: this month's posts against the plan's limit, the "
+        "publishing queue, and engagement by platform over the last 30 days' posts.",
+        chosen=workspace_variables(),
     )
-    for variable in workspace_variables():
-        board = board.with_variable(variable)
     return (
         board.with_row(dash.Row("Plan usage"))
         .with_panel(
@@ -751,43 +760,24 @@ def workspace() -> dash.Dashboard:
             ).no_value(NOT_PROVIDED)
         )
         .with_panel(
-            big_number(
+            yes_or_no(
                 "Scheduling",
                 "Whether UniPost lets the workspace schedule more posts this month "
                 "(scheduling_allowed; only the api, basic and growth plans are ever blocked).",
-                "short",
-                [(f"unipost_usage_scheduling_allowed{WS_ONLY}", "")],
-                limits=thresholds((None, "red"), (1, "green")),
-                width=4,
-                height=5,
+                f"unipost_usage_scheduling_allowed{WS_ONLY}",
+                ("blocked", "allowed"),
+                "red",
             )
-            .mappings(
-                [ValueMap({"0": ValueMappingResult("blocked"), "1": ValueMappingResult("allowed")})]
-            )
-            .no_value(NOT_PROVIDED)
         )
         .with_panel(
-            big_number(
+            yes_or_no(
                 "Analytics",
                 "Whether the plan includes analytics (UniPost answers 402 on the free plan; "
                 "the exporter then asks again every 6 hours and when the plan changes).",
-                "short",
-                [(f"unipost_analytics_available{WS_ONLY}", "")],
-                limits=thresholds((None, "yellow"), (1, "green")),
-                width=8,
-                height=5,
-            )
-            .mappings(
-                [
-                    ValueMap(
-                        {
-                            "0": ValueMappingResult("needs a paid plan"),
-                            "1": ValueMappingResult("available"),
-                        }
-                    )
-                ]
-            )
-            .no_value(NOT_PROVIDED)
+                f"unipost_analytics_available{WS_ONLY}",
+                ("needs a paid plan", "available"),
+                "yellow",
+            ).span(8)
         )
         .with_panel(
             series(

@@ -8,6 +8,7 @@ import contextlib
 import heapq
 import itertools
 import os
+import random
 import re
 import shutil
 import signal
@@ -25,8 +26,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import parse_config
 from exporter.parse import Health, Snapshot
+from exporter.scheduler import Scheduler
 from exporter.schema import Config, PollingConfig, WorkspaceConfig
 from exporter.server import build_registry
+from exporter.sharding import Shard
 from exporter.store import AccountState, Status, Store
 from tests.fake_unipost import API_KEY, FakeUniPost, free_port
 
@@ -102,6 +105,28 @@ async def running(scheduler: Any) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+class SchedulerStack:
+    """A workspace's Scheduler on an injected clock against the in-memory fake UniPost:
+    `clock`, `store`, `fake` (its script, health script and workspace answers), `client`."""
+
+    def __init__(
+        self, config: Config, fake: FakeUniPost, seed: int = 5, shard: Shard | None = None
+    ) -> None:
+        self.clock = FakeClock()
+        self.store = Store()
+        self.fake = fake
+        self.client = fake.client(self.clock)
+        self.scheduler = Scheduler(
+            *only(config), self.store, self.client, self.clock, random.Random(seed), shard
+        )
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Any]:
+        """The scheduler's loop, for the block."""
+        async with running(self.scheduler):
+            yield self
 
 
 def only(config: Config) -> tuple[WorkspaceConfig, PollingConfig]:

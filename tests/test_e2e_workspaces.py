@@ -209,6 +209,11 @@ async def test_every_series_carries_its_workspace(tmp_path: Path) -> None:
         assert value(
             samples, "unipost_account_info", workspace="globex", account_name="SA_INSTAGRAM_G2"
         )
+        # Each workspace's own reads, under its name.
+        for workspace in ("acme", "globex"):
+            interval = value(samples, "unipost_workspace_read_interval_seconds",
+                             workspace=workspace, read="delivery_jobs")  # fmt: skip
+            assert interval == 60
         for workspace in ("acme", "globex"):
             budget = value(
                 samples, "unipost_exporter_budget_requests_per_minute", workspace=workspace

@@ -3,12 +3,9 @@ what the exposition shows."""
 
 from __future__ import annotations
 
-import contextlib
 import html
 import itertools
 import json
-import random
-from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,16 +16,12 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from exporter.config import parse_config
 from exporter.parse import ApiError, ErrorKind, Health, classify_health
-from exporter.scheduler import Scheduler
 from exporter.server import create_app
-from exporter.store import Store
 from tests.fake_unipost import API_KEY, FakeUniPost, Reply, error, health, snapshot
 from tests.helpers import (
-    FakeClock,
+    SchedulerStack,
     make_config,
-    only,
     parse_exposition,
-    running,
     scrape,
     value,
     wait_until,
@@ -120,20 +113,10 @@ def test_errors_are_classified_as_everywhere() -> None:
 # -- the cadence -------------------------------------------------------------------------------
 
 
-class Stack:
+class Stack(SchedulerStack):
     def __init__(self, config: Any, metrics: Any = snapshot, health_answer: Any = None) -> None:
-        self.clock = FakeClock()
-        self.store = Store()
-        self.fake = FakeUniPost(metrics, health_script=health_answer or (lambda a: health()))
-        self.client = self.fake.client(self.clock)
-        self.scheduler = Scheduler(
-            *only(config), self.store, self.client, self.clock, rng=random.Random(5)
-        )
-
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[Stack]:
-        async with running(self.scheduler):
-            yield self
+        health_script = health_answer or (lambda a: health())
+        super().__init__(config, FakeUniPost(metrics, health_script=health_script))
 
     def health_times(self, account_id: str) -> list[float]:
         return [t for t, a in self.client.health_calls if a == account_id]

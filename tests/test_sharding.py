@@ -141,6 +141,11 @@ async def test_three_shards_cover_every_account_once_and_cause_no_429(tmp_path: 
                 owned.append(
                     {s["account_id"] for s in series(samples, "unipost_account_followers")}
                 )
+            # The workspace's own reads: shard 0 alone, so nothing is doubled.
+            reading = [bool(series(x, "unipost_workspace_read_interval_seconds")) for x in scraped]
+            assert reading == [True, False, False]
+            assert not [x for x in scraped[1:] if series(x, "unipost_api_requests_total",
+                                                         endpoint="delivery_jobs")]  # fmt: skip
 
     finally:
         for process in processes:

@@ -4,10 +4,7 @@ reload and sharding do to them."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import random
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -15,13 +12,11 @@ import pytest
 import yaml
 
 from exporter.config import parse_config
-from exporter.scheduler import Scheduler
 from exporter.schema import Config
 from exporter.sharding import Shard
-from exporter.store import Store
 from exporter.workspace_reads import UNAVAILABLE_RECHECK
 from tests.fake_unipost import API_KEY, FakeUniPost, Reply, error, snapshot
-from tests.helpers import FakeClock, Samples, only, running, scrape, series, value
+from tests.helpers import Samples, SchedulerStack, scrape, series, value
 
 ANALYTICS = ("analytics_by_platform", "analytics_summary", "analytics_platforms")
 
@@ -35,20 +30,9 @@ def config(accounts: int = 2, requests_per_minute: float = 60, **polling: str) -
     return parse_config(yaml.safe_dump(raw), {})
 
 
-class Stack:
+class Stack(SchedulerStack):
     def __init__(self, config: Config, shard: Shard | None = None) -> None:
-        self.clock = FakeClock()
-        self.store = Store()
-        self.fake = FakeUniPost(snapshot, api_key=API_KEY)
-        self.client = self.fake.client(self.clock)
-        self.scheduler = Scheduler(
-            *only(config), self.store, self.client, self.clock, random.Random(3), shard
-        )
-
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[Stack]:
-        async with running(self.scheduler):
-            yield self
+        super().__init__(config, FakeUniPost(snapshot, api_key=API_KEY), seed=3, shard=shard)
 
     def reads(self, endpoint: str) -> list[float]:
         return [t for t, seen in self.fake.workspace_reads if seen == endpoint]
