@@ -66,6 +66,8 @@ class AccountSet:
         self._held_by_listing: dict[str, Status] = {}
         self._floor_logged: set[tuple[str, str]] = set()
         self._label_sets = heap.Interner[tuple[tuple[str, str], ...]]()
+        # The polling policy the accounts' intervals and costs were last worked out under.
+        self._priced_under = context.polling
 
     @property
     def polling(self) -> PollingConfig:
@@ -82,15 +84,20 @@ class AccountSet:
 
     def reconfigure(self, workspace: WorkspaceConfig, polling: PollingConfig) -> None:
         """Follow a reloaded config (the context already holds it): unchanged accounts keep
-        their state and place."""
+        their state and place. Under an unchanged polling policy only the accounts whose own
+        entry changed are worked out again: a reload of 100,000 discovered accounts does not
+        re-price each one."""
         self.discovery_enabled = workspace.discovery.enabled
         self.demand.reconfigure(workspace.unipost.requests_per_minute)
+        same_policy, self._priced_under = polling == self._priced_under, polling
         now = self.clock.monotonic()
         wanted = {account.id: account for account in workspace.accounts}
+        entry_changed: set[str] = set()
         for state in list(self.store.accounts.values()):
             if state.configured and state.id not in wanted:
                 if state.listed_in:
                     state.config = UNCONFIGURED  # polled on as a discovered one
+                    entry_changed.add(state.id)
                 else:
                     self.remove(state.id)
         if not workspace.discovery.enabled:
@@ -100,11 +107,15 @@ class AccountSet:
                     if state.id not in wanted:
                         self.remove(state.id)
         for account_id, account in wanted.items():
-            if account_id not in self.store.accounts:
+            known = self.store.accounts.get(account_id)
+            if known is None:
                 self._add(account_id, account, now)
-            else:
-                self.store.accounts[account_id].config = account
+            elif known.config != account:
+                known.config = account
+                entry_changed.add(account_id)
         for state in self.store.accounts.values():
+            if same_policy and state.id not in entry_changed:
+                continue
             state.labels = self._labels(state.config)
             self._base_interval(state)
             self._count_demand(state)
@@ -284,8 +295,10 @@ class AccountSet:
 
     def _count_demand(self, account: AccountState) -> None:
         period = steady_period(account.policy, account.interval)
-        # Every other read takes budget slots too (health: `accounts / health_interval`).
-        self.demand.count(account, 1.0 / period + sum(read.cost(account) for read in self.reads))
+        per_second = 1.0 / period
+        for read in self.reads:  # every other read takes slots too (health: 1 / its interval)
+            per_second += read.cost(account)
+        self.demand.count(account, per_second)
 
     def mark_unauthorized(self, code: str) -> None:
         """The workspace's key is rejected: every account says so."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -25,10 +26,12 @@ from tests.fake_unipost import API_KEY, FakeUniPost, Reply, error, snapshot, zer
 from tests.helpers import (
     FakeClock,
     Samples,
+    SchedulerStack,
     free_port,
     make_config,
     only,
     parse_exposition,
+    scrape,
     scrape_until,
     series,
     statuses,
@@ -329,3 +332,36 @@ async def test_a_new_key_at_the_same_address_still_respects_the_platform_floor()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_a_reload_works_out_again_only_what_it_changed() -> None:
+    config = make_config(
+        [{"id": "sa_instagram_a", "interval": "2m", "labels": {"team": "x"}},
+         {"id": "sa_instagram_b", "interval": "2m"}],
+        interval="1m",
+    )  # fmt: skip
+    s = SchedulerStack(config, FakeUniPost())
+    accounts = s.store.accounts
+    # The same policy; only a's entry changed: a gets its new interval and labels.
+    edited = make_config(
+        [{"id": "sa_instagram_a", "interval": "4m", "labels": {"team": "y"}},
+         {"id": "sa_instagram_b", "interval": "2m"}],
+        interval="1m",
+    )  # fmt: skip
+    s.scheduler.reconfigure(edited.workspaces[0], edited.polling)
+    assert (accounts["sa_instagram_a"].interval, accounts["sa_instagram_a"].labels) == (
+        240.0, (("team", "y"),)
+    )  # fmt: skip
+    assert accounts["sa_instagram_b"].interval == 120.0
+    assert accounts["sa_instagram_a"].demand == pytest.approx(1 / 240)
+    # A new policy (a platform floor) reaches every account, changed entry or not.
+    floored = make_config(
+        [{"id": "sa_instagram_a", "interval": "4m", "labels": {"team": "y"}},
+         {"id": "sa_instagram_b", "interval": "2m"}],
+        interval="1m",
+        floors={"instagram": "5m"},
+    )  # fmt: skip
+    s.scheduler.reconfigure(floored.workspaces[0], floored.polling)
+    assert {a.interval for a in accounts.values()} == {300.0}
+    assert value(scrape(s.store), "unipost_account_poll_interval_seconds",
+                 account_id="sa_instagram_b") == 300  # fmt: skip
