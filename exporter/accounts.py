@@ -84,9 +84,7 @@ class AccountSet:
 
     def reconfigure(self, workspace: WorkspaceConfig, polling: PollingConfig) -> None:
         """Follow a reloaded config (the context already holds it): unchanged accounts keep
-        their state and place. Under an unchanged polling policy only the accounts whose own
-        entry changed are worked out again: a reload of 100,000 discovered accounts does not
-        re-price each one."""
+        their state and place, and under the same policy are not worked out again."""
         self.discovery_enabled = workspace.discovery.enabled
         self.demand.reconfigure(workspace.unipost.requests_per_minute)
         same_policy, self._priced_under = polling == self._priced_under, polling
@@ -295,16 +293,8 @@ class AccountSet:
 
     def _count_demand(self, account: AccountState) -> None:
         period = steady_period(account.policy, account.interval)
-        per_second = 1.0 / period
-        for read in self.reads:  # every other read takes slots too (health: 1 / its interval)
-            per_second += read.cost(account)
-        self.demand.count(account, per_second)
-
-    def mark_unauthorized(self, code: str) -> None:
-        """The workspace's key is rejected: every account says so."""
-        for account in self.store.accounts.values():
-            self.set_status(account, Status.UNAUTHORIZED, code, quiet=True)
-            self.store.changed(account)
+        # Every other read takes budget slots too (health: `accounts / health_interval`).
+        self.demand.count(account, 1.0 / period + sum(read.cost(account) for read in self.reads))
 
 
 def _log_some(log: FieldLogger, line: str, account_ids: list[str], summary: str) -> None:

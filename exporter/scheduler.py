@@ -28,7 +28,7 @@ from exporter.ratelimit import Budget
 from exporter.reads import AccountRead, Client, PeriodicRead, ReadContext, WorkspaceRead
 from exporter.schema import PollingConfig, WorkspaceConfig
 from exporter.sharding import Shard
-from exporter.store import Store
+from exporter.store import Status, Store
 from exporter.workspace_reads import workspace_reads
 
 # The reads of each account besides the metrics polls, in the order they take a due slot.
@@ -75,7 +75,7 @@ class Scheduler:
         self.sleep = LoopSleep(clock)
         shard = shard or Shard()
         self.accounts = AccountSet(self.context, shard.owns)
-        self.auth = AuthPause(clock, polling.max_backoff, self.log, self.accounts.mark_unauthorized)
+        self.auth = AuthPause(clock, polling.max_backoff, self.log, self._mark_unauthorized)
         self.polls = MetricsPolls(self.context, self.sleep, self.accounts, self.auth)
         self.context.account_news = self.polls.apply_error
         self.context.key_rejected = lambda code: self.auth.rejected(code, probe=False)
@@ -148,6 +148,12 @@ class Scheduler:
             if due is not None and due <= now:
                 read.dispatch(read.queue.pop(), now)
                 return
+
+    def _mark_unauthorized(self, code: str) -> None:
+        """The workspace's key is rejected (AuthPause): every account says so."""
+        for account in self.store.accounts.values():
+            self.accounts.set_status(account, Status.UNAUTHORIZED, code, quiet=True)
+            self.store.changed(account)
 
     # -- a reloaded config ----------------------------------------------------------------------
 
