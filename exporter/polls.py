@@ -13,14 +13,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Container
 
-from tenacity import (
-    AsyncRetrying,
-    retry_if_result,
-    stop_after_attempt,
-    stop_when_event_set,
-    wait_random_exponential,
-)
-
 from exporter import heap
 from exporter.accounts import AccountSet, count_error
 from exporter.authpause import AuthPause
@@ -28,7 +20,6 @@ from exporter.logs import scrub
 from exporter.outcomes import (
     GOOD,
     INTERNAL,
-    RETRY_WAIT_MAX,
     answered,
     attempts_per_poll,
     is_transient,
@@ -39,11 +30,8 @@ from exporter.outcomes import (
 )
 from exporter.parse import ApiError, ErrorKind, Outcome, Snapshot, UpstreamFailure, classify
 from exporter.pollqueue import METRICS_DUE, LoopSleep
-from exporter.reads import AccountRead, ReadContext, last_result
+from exporter.reads import KEY_REJECTED, AccountRead, ReadContext, retrying
 from exporter.store import AccountState, pack, unpack
-
-# A retry that found the workspace paused for its key by the time its slot came: not sent.
-_KEY_REJECTED = ApiError("UNAUTHORIZED", ErrorKind.AUTH)
 
 
 class MetricsPolls(AccountRead[Snapshot | UpstreamFailure]):
@@ -138,21 +126,14 @@ class MetricsPolls(AccountRead[Snapshot | UpstreamFailure]):
         outcome = await self._attempt(account)
         if attempts <= 1 or not is_transient(outcome):
             return outcome  # the common case, without building a retry loop
-        retrying = AsyncRetrying(
-            # A pause for the key (seen by another poll) ends the retries too.
-            stop=stop_after_attempt(attempts - 1) | stop_when_event_set(self.auth.paused),
-            wait=wait_random_exponential(multiplier=1, max=RETRY_WAIT_MAX),
-            retry=retry_if_result(is_transient),
-            sleep=self.context.clock.sleep,
-            retry_error_callback=last_result,
-        )
-        result: Outcome = await retrying(self._retry, account)
+        retries = retrying(attempts, self.context.clock, self.auth.paused)
+        result: Outcome = await retries(self._retry, account)
         return result
 
     async def _retry(self, account: AccountState) -> Outcome:
         await self.context.budget.acquire()
         if self.auth.active:
-            return _KEY_REJECTED  # one probe per step: no retry leaves during a pause
+            return KEY_REJECTED  # one probe per step: no retry leaves during a pause
         return await self._attempt(account)
 
     async def _attempt(self, account: AccountState) -> Outcome:

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from tenacity import (
@@ -35,6 +36,7 @@ from tenacity import (
     RetryCallState,
     retry_if_result,
     stop_after_attempt,
+    stop_when_event_set,
     wait_random_exponential,
 )
 
@@ -85,6 +87,8 @@ class ReadContext:
     account_news: Callable[[AccountState, ApiError], None] = lambda account, error: None
     # UniPost rejected the key on a read of the workspace: the workspace pauses (AuthPause).
     key_rejected: Callable[[str], None] = lambda code: None
+    # Set while the workspace is paused for its key (AuthPause.paused).
+    key_paused: threading.Event = field(default_factory=threading.Event)
 
 
 class Plans(Protocol):
@@ -391,18 +395,14 @@ class WorkspaceRead(ABC, Generic[A]):
         outcome = await self._attempt(endpoint, parse)
         if not _transient(outcome):
             return outcome
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(ATTEMPTS - 1),
-            wait=wait_random_exponential(multiplier=1, max=RETRY_WAIT_MAX),
-            retry=retry_if_result(_transient),
-            sleep=self.context.clock.sleep,
-            retry_error_callback=last_result,
-        )
-        result: P | ApiError = await retrying(self._retry, endpoint, parse)
+        retries = retrying(ATTEMPTS, self.context.clock, self.context.key_paused)
+        result: P | ApiError = await retries(self._retry, endpoint, parse)
         return result
 
     async def _retry(self, endpoint: str, parse: Callable[[int, bytes], P | ApiError]) -> Any:
         await self.context.budget.acquire()
+        if self.context.key_paused.is_set():
+            return KEY_REJECTED  # paused meanwhile: only probes leave during a pause
         return await self._attempt(endpoint, parse)
 
     async def _attempt(
@@ -425,11 +425,27 @@ class WorkspaceRead(ABC, Generic[A]):
             await asyncio.gather(task, return_exceptions=True)
 
 
+# A retry that found the workspace paused for its key by the time its slot came: not sent.
+KEY_REJECTED = ApiError("UNAUTHORIZED", ErrorKind.AUTH)
+
+
 def _transient(outcome: object) -> bool:
     return isinstance(outcome, ApiError) and outcome.kind is ErrorKind.TRANSIENT
 
 
-def last_result(state: RetryCallState) -> Any:
-    """What the last attempt returned: tenacity's result when the retries ran out."""
+def retrying(attempts: int, clock: Clock, key_paused: threading.Event) -> AsyncRetrying:
+    """The retries of a transient failure, for a poll or a read: random exponential waits up
+    to RETRY_WAIT_MAX, until `attempts` in all were sent or the workspace pauses for its key
+    (seen by another request)."""
+    return AsyncRetrying(
+        stop=stop_after_attempt(attempts - 1) | stop_when_event_set(key_paused),
+        wait=wait_random_exponential(multiplier=1, max=RETRY_WAIT_MAX),
+        retry=retry_if_result(_transient),
+        sleep=clock.sleep,
+        retry_error_callback=_last_result,
+    )
+
+
+def _last_result(state: RetryCallState) -> Any:
     assert state.outcome is not None
     return state.outcome.result()

@@ -79,6 +79,7 @@ class Scheduler:
         self.polls = MetricsPolls(self.context, self.sleep, self.accounts, self.auth)
         self.context.account_news = self.polls.apply_error
         self.context.key_rejected = lambda code: self.auth.rejected(code, probe=False)
+        self.context.key_paused = self.auth.paused
         account_reads = [make(self.context, self.sleep) for make in ACCOUNT_READS]
         # Shard 0 reads the workspace for every replica: no series or request is doubled.
         self.workspace_reads = WORKSPACE_READS(self.context, self.sleep) if shard.index == 0 else []

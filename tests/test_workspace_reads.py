@@ -263,3 +263,21 @@ def test_the_in_memory_fake_answers_the_workspace_reads_as_the_simulator() -> No
     assert json.loads(usage.payload())["data"]["plan"] == "basic"
     refused: Any = fake.workspace_reply("usage", {}, 0.0)
     assert refused.status == 401
+
+
+async def test_no_retry_of_a_read_goes_out_while_the_workspace_is_paused_for_its_key() -> None:
+    raw = {
+        "unipost": {"api_key": API_KEY, "requests_per_minute": 60},
+        "polling": {"usage_interval": "0s", "analytics_interval": "0s"},
+        "discovery": {"enabled": True},  # no account yet: the queue's read goes first
+    }
+    s = Stack(parse_config(yaml.safe_dump(raw), {}))
+    s.fake.workspace_replies["delivery_jobs"] = error(500, "INTERNAL_ERROR", "db down")
+    async with s.running():
+        await s.clock.advance(0.01)
+        assert len(s.reads("delivery_jobs")) == 1  # failed: its retries wait
+        # Another request hears that the key is rejected: the workspace pauses.
+        s.scheduler.auth.rejected("UNAUTHORIZED", probe=False)
+        await s.clock.advance(50)
+    assert len(s.reads("delivery_jobs")) == 1, "no retry during the pause"
+    assert errors(s.scrape(), "delivery_jobs") == {"INTERNAL_ERROR": 1}
