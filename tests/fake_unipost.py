@@ -123,9 +123,16 @@ def no_answer(code: str = "TIMEOUT") -> Reply:
     return Reply(no_answer=code)
 
 
+def recorded_answer(name: str) -> dict[str, Any]:
+    """A recording of the real server's answer (tests/fixtures/real/): `follows` (the
+    upstream file), `status`, `content_type` and `body` (text for a non-JSON answer)."""
+    answer: dict[str, Any] = json.loads((REAL_FIXTURES / name).read_text(encoding="utf-8"))
+    return answer
+
+
 def recorded(name: str, account_id: str, **changes: Any) -> Reply:
     """A real server's answer from tests/fixtures/real/, for `account_id`."""
-    answer = json.loads((REAL_FIXTURES / name).read_text(encoding="utf-8"))
+    answer = recorded_answer(name)
     body = answer["body"]
     if isinstance(body, str):  # not JSON: a plain-text answer from the hosting edge
         return Reply(
@@ -458,14 +465,8 @@ class FakeUniPost:
             return error(401, "UNAUTHORIZED", "Invalid or missing API key")
         if endpoint in self.workspace_replies:
             return self.workspace_replies[endpoint]
-        model = self.workspace
         try:
-            if endpoint == "usage":
-                data = model.usage()
-            elif endpoint == "delivery_jobs":
-                data = model.delivery_summary()
-            else:
-                data = model.analytics(endpoint.removeprefix("analytics_").replace("_", "-"))
+            data = self.workspace.workspace_read(WORKSPACE_PATHS[endpoint])
         except simulated.ApiFailure as exc:
             return error(exc.status, exc.code, exc.message)
         return Reply(body={"data": data, "request_id": "req_1"})

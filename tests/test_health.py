@@ -17,7 +17,15 @@ from aiohttp.test_utils import TestClient, TestServer
 from exporter.config import parse_config
 from exporter.parse import ApiError, ErrorKind, Health, classify_health
 from exporter.server import create_app
-from tests.fake_unipost import API_KEY, FakeUniPost, Reply, error, health, snapshot
+from tests.fake_unipost import (
+    API_KEY,
+    FakeUniPost,
+    Reply,
+    error,
+    health,
+    recorded_answer,
+    snapshot,
+)
 from tests.helpers import (
     SchedulerStack,
     make_config,
@@ -27,11 +35,9 @@ from tests.helpers import (
     wait_until,
 )
 
-REAL = Path(__file__).parent / "fixtures" / "real"
-
 
 def answer(name: str) -> Health | ApiError:
-    recorded = json.loads((REAL / name).read_text())
+    recorded = recorded_answer(name)
     return classify_health(recorded["status"], json.dumps(recorded["body"]).encode())
 
 

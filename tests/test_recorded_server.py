@@ -26,14 +26,14 @@ from exporter.simulator import (
     rfc3339nano,
     scenario_from_dict,
 )
+from tests.fake_unipost import recorded_answer
 
 REAL = Path(__file__).parent / "fixtures" / "real"
 
 
 def real(name: str) -> dict[str, Any]:
     """A recorded answer: follows (the upstream file), status, content_type, body."""
-    answer: dict[str, Any] = json.loads((REAL / name).read_text(encoding="utf-8"))
-    return answer
+    return recorded_answer(name)
 
 
 def body_bytes(answer: dict[str, Any]) -> bytes:

@@ -5,9 +5,7 @@ Python SDK (`unipost` on PyPI) reading every answer with its typed methods."""
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,15 +13,17 @@ import unipost
 from aiohttp.test_utils import TestClient, TestServer
 from unipost.errors import UniPostError
 
+from exporter.client import WORKSPACE_PATHS
 from exporter.simulator import DEFAULT_SIM_KEY, Simulator, demo_scenario
+from exporter.simulator.model import WORKSPACE_READ_PATHS
 from exporter.simulator.scenario import ScenarioError, scenario_from_dict
+from tests.fake_unipost import recorded_answer
 
-REAL = Path(__file__).parent / "fixtures" / "real"
 NOW = 1_795_773_600.5  # 2026-11-27T10:00:00.5Z
 
 
-def recorded(name: str) -> Any:
-    return json.loads((REAL / name).read_text(encoding="utf-8"))
+def test_the_simulator_serves_the_paths_the_exporter_reads() -> None:
+    assert set(WORKSPACE_READ_PATHS) == set(WORKSPACE_PATHS.values())
 
 
 @pytest.fixture
@@ -65,7 +65,7 @@ async def test_each_answer_has_the_real_server_s_shape(
     sim: tuple[Simulator, TestClient[Any, Any]], path: str, fixture: str, optional: set[str]
 ) -> None:
     status, body = await get(sim[1], path)
-    answer = recorded(fixture)
+    answer = recorded_answer(fixture)
     assert status == answer["status"]
     expected = keys(answer["body"])
     if optional:
@@ -77,7 +77,7 @@ async def test_platforms_lists_all_nine_with_the_real_fields_in_random_order(
     sim: tuple[Simulator, TestClient[Any, Any]],
 ) -> None:
     orders = []
-    known = keys(recorded("analytics_platforms.json")["body"]["data"])[0]
+    known = keys(recorded_answer("analytics_platforms.json")["body"]["data"])[0]
     for _ in range(4):
         status, body = await get(sim[1], "/v1/analytics/platforms")
         assert status == 200
@@ -92,7 +92,7 @@ async def test_an_unlimited_plan_is_minus_one_with_no_warning() -> None:
     simulator = Simulator(scenario_from_dict({"plan": "team"}), clock=lambda: NOW)
     async with TestClient(TestServer(simulator.app())) as client:
         _, body = await get(client, "/v1/usage")
-    assert keys(body) == keys(recorded("usage_team_unlimited.json")["body"])
+    assert keys(body) == keys(recorded_answer("usage_team_unlimited.json")["body"])
     assert (body["data"]["post_limit"], body["data"]["plan"]) == (-1, "team")
     assert body["data"]["resets_at"] == "2026-12-01T00:00:00Z"
 
@@ -104,7 +104,7 @@ async def test_the_free_plan_gets_the_plan_gate_s_402_on_every_analytics_read(
     simulator, client = sim
     simulator.plan = "free"
     status, body = await get(client, f"/v1/analytics/{report}")
-    answer = recorded("error_402_plan_feature_not_available.json")
+    answer = recorded_answer("error_402_plan_feature_not_available.json")
     assert (status, keys(body)) == (answer["status"], keys(answer["body"]))
     assert body["error"]["message"] == answer["body"]["error"]["message"]
     # Usage and the queue are not gated.

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,12 +23,11 @@ from exporter.workspace_answers import (
     parse_summary,
     parse_usage,
 )
-
-REAL = Path(__file__).parent / "fixtures" / "real"
+from tests.fake_unipost import recorded_answer
 
 
 def recorded(name: str) -> tuple[int, bytes]:
-    answer = json.loads((REAL / name).read_text(encoding="utf-8"))
+    answer = recorded_answer(name)
     return answer["status"], json.dumps(answer["body"]).encode()
 
 

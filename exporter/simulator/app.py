@@ -12,7 +12,13 @@ from typing import Any
 
 from aiohttp import web
 
-from exporter.simulator.model import ApiFailure, EdgeFailure, SimulatedWorkspace, error_body
+from exporter.simulator.model import (
+    WORKSPACE_READ_PATHS,
+    ApiFailure,
+    EdgeFailure,
+    SimulatedWorkspace,
+    error_body,
+)
 from exporter.simulator.scenario import Scenario
 
 # Set by the middleware for the request being handled (each request runs in its own task).
@@ -29,10 +35,8 @@ class Simulator(SimulatedWorkspace):
         app.router.add_get("/v1/accounts/{account_id}/metrics", self._metrics)
         app.router.add_get("/v1/accounts/{account_id}/health", self._health)
         app.router.add_get("/v1/profiles/{profile_id}/accounts/{account_id}/metrics", self._metrics)
-        app.router.add_get("/v1/usage", self._usage)
-        app.router.add_get("/v1/post-delivery-jobs/summary", self._delivery_summary)
-        for report in ("by-platform", "summary", "platforms"):
-            app.router.add_get(f"/v1/analytics/{report}", self._analytics)
+        for path in WORKSPACE_READ_PATHS:
+            app.router.add_get(path, self._workspace_read)
         return app
 
     @web.middleware
@@ -69,14 +73,8 @@ class Simulator(SimulatedWorkspace):
     async def _health(self, request: web.Request) -> web.Response:
         return _ok(request, {"data": self.health(request.match_info["account_id"])})
 
-    async def _usage(self, request: web.Request) -> web.Response:
-        return _ok(request, {"data": self.usage()})
-
-    async def _delivery_summary(self, request: web.Request) -> web.Response:
-        return _ok(request, {"data": self.delivery_summary()})
-
-    async def _analytics(self, request: web.Request) -> web.Response:
-        return _ok(request, {"data": self.analytics(request.path.rsplit("/", 1)[1])})
+    async def _workspace_read(self, request: web.Request) -> web.Response:
+        return _ok(request, {"data": self.workspace_read(request.path)})
 
     async def _list_accounts(self, request: web.Request) -> web.Response:
         rows = self.listing(request.query)

@@ -232,6 +232,14 @@ class SimulatedWorkspace:
 
     # -- the workspace's own reads (UniPost's database; no platform call) ----------------------
 
+    def workspace_read(self, path: str) -> Any:
+        """The data of one of WORKSPACE_READ_PATHS, or ApiFailure."""
+        if path == "/v1/usage":
+            return self.usage()
+        if path == "/v1/post-delivery-jobs/summary":
+            return self.delivery_summary()
+        return self.analytics(path.removeprefix("/v1/analytics/"))
+
     def usage(self) -> dict[str, Any]:
         """GET /v1/usage: the answer's data."""
         return answers.usage_data(self.plan, self.clock(), self.simulated_days())
@@ -257,6 +265,14 @@ class SimulatedWorkspace:
 
 
 SIM_PROFILE_ID = "pr_sim_default"
+# The workspace's own reads the simulator answers (SimulatedWorkspace.workspace_read).
+WORKSPACE_READ_PATHS = (
+    "/v1/usage",
+    "/v1/post-delivery-jobs/summary",
+    "/v1/analytics/by-platform",
+    "/v1/analytics/summary",
+    "/v1/analytics/platforms",
+)
 
 
 def _listed(account: SimAccount) -> dict[str, Any]:
