@@ -110,7 +110,7 @@ def attempts_per_poll(account: AccountState, polling: PollingConfig, probe: bool
     return ATTEMPTS
 
 
-def is_transient(outcome: Outcome) -> bool:
+def is_transient(outcome: object) -> bool:
     """Whether a retry within the poll may bring a better answer."""
     return isinstance(outcome, ApiError) and outcome.kind is ErrorKind.TRANSIENT
 

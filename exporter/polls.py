@@ -30,7 +30,7 @@ from exporter.outcomes import (
 )
 from exporter.parse import ApiError, ErrorKind, Outcome, Snapshot, UpstreamFailure, classify
 from exporter.pollqueue import METRICS_DUE, LoopSleep
-from exporter.reads import KEY_REJECTED, AccountRead, ReadContext, retrying
+from exporter.reads import AccountRead, ReadContext, retried
 from exporter.store import AccountState, pack, unpack
 
 
@@ -126,15 +126,9 @@ class MetricsPolls(AccountRead[Snapshot | UpstreamFailure]):
         outcome = await self._attempt(account)
         if attempts <= 1 or not is_transient(outcome):
             return outcome  # the common case, without building a retry loop
-        retries = retrying(attempts, self.context.clock, self.auth.paused)
-        result: Outcome = await retries(self._retry, account)
-        return result
-
-    async def _retry(self, account: AccountState) -> Outcome:
-        await self.context.budget.acquire()
-        if self.auth.active:
-            return KEY_REJECTED  # one probe per step: no retry leaves during a pause
-        return await self._attempt(account)
+        return await retried(
+            attempts, self.context, self.auth.paused, lambda: self._attempt(account)
+        )
 
     async def _attempt(self, account: AccountState) -> Outcome:
         raw = await self.context.client.get_account_metrics(account.id)

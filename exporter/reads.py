@@ -27,7 +27,7 @@ import asyncio
 import random
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
@@ -43,7 +43,13 @@ from tenacity import (
 from exporter.client import RawResponse
 from exporter.clock import Clock
 from exporter.logs import FieldLogger
-from exporter.outcomes import ATTEMPTS, INTERNAL, MAX_BACKOFF_EXPONENT, RETRY_WAIT_MAX
+from exporter.outcomes import (
+    ATTEMPTS,
+    INTERNAL,
+    MAX_BACKOFF_EXPONENT,
+    RETRY_WAIT_MAX,
+    is_transient,
+)
 from exporter.parse import ApiError, ErrorKind
 from exporter.pollqueue import DueSlot, LoopSleep, PollQueue
 from exporter.ratelimit import Budget
@@ -393,17 +399,11 @@ class WorkspaceRead(ABC, Generic[A]):
         if not first:
             await self.context.budget.acquire()
         outcome = await self._attempt(endpoint, parse)
-        if not _transient(outcome):
+        if not is_transient(outcome):
             return outcome
-        retries = retrying(ATTEMPTS, self.context.clock, self.context.key_paused)
-        result: P | ApiError = await retries(self._retry, endpoint, parse)
-        return result
-
-    async def _retry(self, endpoint: str, parse: Callable[[int, bytes], P | ApiError]) -> Any:
-        await self.context.budget.acquire()
-        if self.context.key_paused.is_set():
-            return KEY_REJECTED  # paused meanwhile: only probes leave during a pause
-        return await self._attempt(endpoint, parse)
+        return await retried(
+            ATTEMPTS, self.context, self.context.key_paused, lambda: self._attempt(endpoint, parse)
+        )
 
     async def _attempt(
         self, endpoint: str, parse: Callable[[int, bytes], P | ApiError]
@@ -428,22 +428,35 @@ class WorkspaceRead(ABC, Generic[A]):
 # A retry that found the workspace paused for its key by the time its slot came: not sent.
 KEY_REJECTED = ApiError("UNAUTHORIZED", ErrorKind.AUTH)
 
-
-def _transient(outcome: object) -> bool:
-    return isinstance(outcome, ApiError) and outcome.kind is ErrorKind.TRANSIENT
+R = TypeVar("R")
 
 
-def retrying(attempts: int, clock: Clock, key_paused: threading.Event) -> AsyncRetrying:
+async def retried(
+    attempts: int,
+    context: ReadContext,
+    key_paused: threading.Event,
+    attempt: Callable[[], Awaitable[R]],
+) -> R | ApiError:
     """The retries of a transient failure, for a poll or a read: random exponential waits up
-    to RETRY_WAIT_MAX, until `attempts` in all were sent or the workspace pauses for its key
-    (seen by another request)."""
-    return AsyncRetrying(
+    to RETRY_WAIT_MAX, each retry with a budget slot of its own, until `attempts` in all were
+    sent or the workspace pauses for its key (seen by another request). A retry whose slot
+    comes during a pause is not sent (KEY_REJECTED): only probes leave during a pause."""
+
+    async def after_a_slot() -> R | ApiError:
+        await context.budget.acquire()
+        if key_paused.is_set():
+            return KEY_REJECTED
+        return await attempt()
+
+    retries = AsyncRetrying(
         stop=stop_after_attempt(attempts - 1) | stop_when_event_set(key_paused),
         wait=wait_random_exponential(multiplier=1, max=RETRY_WAIT_MAX),
-        retry=retry_if_result(_transient),
-        sleep=clock.sleep,
+        retry=retry_if_result(is_transient),
+        sleep=context.clock.sleep,
         retry_error_callback=_last_result,
     )
+    result: R | ApiError = await retries(after_a_slot)
+    return result
 
 
 def _last_result(state: RetryCallState) -> Any:
